@@ -1,0 +1,216 @@
+//! The runtime closure of a build, read from the manifest the build script writes.
+//!
+//! `nix path-info --json -r` changed shape across Nix releases: an array of objects with a
+//! `path` field (2.8 and for years after), then an object keyed by store path; newer releases
+//! may also give references as bare `hash-name`s. All of them parse to one [`Closure`].
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::Value;
+
+pub const STORE_DIR: &str = "/nix/store";
+
+/// One store path of the closure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorePath {
+    /// `/nix/store/<hash>-<name>`.
+    pub path: String,
+    pub nar_size: u64,
+    pub nar_hash: Option<String>,
+    /// Other store paths this one refers to, self-references left out, sorted.
+    pub references: Vec<String>,
+}
+
+impl StorePath {
+    /// `<hash>-<name>`, the entry under /nix/store.
+    pub fn base_name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// What the build produced and everything it needs at run time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closure {
+    /// The built outputs (`result`, `result-dev`, ...), the first being the main one.
+    pub results: Vec<String>,
+    pub package_name: Option<String>,
+    pub main_program: Option<String>,
+    /// Every path of the runtime closure, sorted by path.
+    pub paths: Vec<StorePath>,
+}
+
+impl Closure {
+    /// The main built output.
+    pub fn main_result(&self) -> &str {
+        &self.results[0]
+    }
+
+    pub fn total_size(&self) -> u64 {
+        self.paths.iter().map(|p| p.nar_size).sum()
+    }
+}
+
+#[derive(Deserialize)]
+struct RawManifest {
+    results: Vec<String>,
+    #[serde(default)]
+    package: Option<RawPackage>,
+    #[serde(rename = "pathInfo")]
+    path_info: Value,
+}
+
+#[derive(Deserialize)]
+struct RawPackage {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, rename = "mainProgram")]
+    main_program: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawPathInfo {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default, rename = "narSize")]
+    nar_size: u64,
+    #[serde(default, rename = "narHash")]
+    nar_hash: Option<String>,
+    #[serde(default)]
+    references: Vec<String>,
+}
+
+/// Parses the manifest JSON written by the build script.
+pub fn parse_manifest(bytes: &[u8]) -> Result<Closure> {
+    let raw: RawManifest = serde_json::from_slice(bytes).context("reading the build manifest")?;
+    if raw.results.is_empty() {
+        bail!("nix build produced no output path");
+    }
+    let entries: Vec<(String, RawPathInfo)> = match raw.path_info {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| {
+                let info: RawPathInfo = serde_json::from_value(item)?;
+                let path = info.path.clone().unwrap_or_default();
+                Ok((path, info))
+            })
+            .collect::<Result<_, serde_json::Error>>()?,
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(path, item)| {
+                if item.is_null() {
+                    bail!("nix path-info reports {path} as not valid");
+                }
+                Ok((path, serde_json::from_value(item)?))
+            })
+            .collect::<Result<_>>()?,
+        other => bail!("unexpected `nix path-info --json` output: {other}"),
+    };
+    let mut paths = BTreeMap::new();
+    for (path, info) in entries {
+        let path = full_store_path(&path)?;
+        let mut references: Vec<String> =
+            info.references.iter().map(|r| full_store_path(r)).collect::<Result<_>>()?;
+        references.retain(|r| *r != path);
+        references.sort();
+        references.dedup();
+        paths.insert(
+            path.clone(),
+            StorePath { path, nar_size: info.nar_size, nar_hash: info.nar_hash, references },
+        );
+    }
+    for result in &raw.results {
+        if !paths.contains_key(result) {
+            bail!("the build output {result} is missing from its own closure");
+        }
+    }
+    for p in paths.values() {
+        if let Some(missing) = p.references.iter().find(|r| !paths.contains_key(*r)) {
+            bail!("{} refers to {missing}, which is missing from the closure", p.path);
+        }
+    }
+    let package = raw.package.unwrap_or(RawPackage { name: None, main_program: None });
+    Ok(Closure {
+        results: raw.results,
+        package_name: package.name,
+        main_program: package.main_program,
+        paths: paths.into_values().collect(),
+    })
+}
+
+/// Accepts `/nix/store/<hash>-<name>` or a bare `<hash>-<name>`, and checks it is a plain
+/// store path (one component, Nix's own character set), as it is used in file operations.
+fn full_store_path(path: &str) -> Result<String> {
+    let base = path.strip_prefix("/nix/store/").unwrap_or(path);
+    let valid = base.len() > 33
+        && base.as_bytes()[32] == b'-'
+        && base.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._?=".contains(&b))
+        && !base.starts_with('.');
+    if !valid {
+        bail!("`{path}` is not a store path under {STORE_DIR}");
+    }
+    Ok(format!("{STORE_DIR}/{base}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APP: &str = "/nix/store/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1";
+    const DEP: &str = "/nix/store/5cm7mjwzb4sn2g0p820008k22m69xsrv-libdemo-1.0";
+    const TOOLS: &str = "/nix/store/8digwrcy1qxcqaiqg16dsf0z16ns0s8n-tools";
+
+    /// `nix path-info --json -r` as Nix 2.8 prints it (taken from a real run).
+    fn nix_2_8() -> String {
+        format!(
+            r#"{{"results":["{APP}"],"package":{{"name":"hello-0.1","mainProgram":"hello"}},"pathInfo":[
+            {{"path":"{DEP}","narHash":"sha256-ObNt","narSize":456,"references":[],"deriver":"x.drv","registrationTime":1,"ultimate":true}},
+            {{"path":"{TOOLS}","narHash":"sha256-9CPb","narSize":1982568,"references":[],"ca":"fixed:r:sha256:08f8"}},
+            {{"path":"{APP}","narHash":"sha256-XHYr","narSize":624,"references":["{DEP}","{TOOLS}","{APP}"]}}]}}"#
+        )
+    }
+
+    /// The object-keyed shape of recent Nix, with bare references.
+    fn nix_recent() -> String {
+        let bare = |p: &str| p.trim_start_matches("/nix/store/").to_string();
+        format!(
+            r#"{{"results":["{APP}"],"package":null,"pathInfo":{{
+            "{DEP}":{{"narHash":"sha256-ObNt","narSize":456,"references":[]}},
+            "{TOOLS}":{{"narHash":"sha256-9CPb","narSize":1982568,"references":[]}},
+            "{APP}":{{"narHash":"sha256-XHYr","narSize":624,"references":["{}","{}"]}}}}}}"#,
+            bare(DEP),
+            bare(TOOLS)
+        )
+    }
+
+    #[test]
+    fn both_path_info_shapes_give_the_same_closure() {
+        let old = parse_manifest(nix_2_8().as_bytes()).unwrap();
+        let new = parse_manifest(nix_recent().as_bytes()).unwrap();
+        assert_eq!(old.paths, new.paths);
+        assert_eq!(old.main_program.as_deref(), Some("hello"));
+        assert_eq!(new.main_program, None);
+        let app = old.paths.iter().find(|p| p.path == APP).unwrap();
+        assert_eq!(app.references, [DEP, TOOLS], "sorted, self-reference dropped");
+        assert_eq!(old.total_size(), 456 + 1982568 + 624);
+        assert_eq!(app.base_name(), "bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1");
+    }
+
+    #[test]
+    fn inconsistent_manifests_are_rejected() {
+        let missing_ref = nix_2_8().replace(
+            &format!(r#"{{"path":"{DEP}""#),
+            r#"{"path":"/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-other""#,
+        );
+        assert!(
+            parse_manifest(missing_ref.as_bytes())
+                .unwrap_err()
+                .to_string()
+                .contains("missing from the closure")
+        );
+        let escaping = nix_2_8().replace(DEP, "/nix/store/../../etc/passwd");
+        assert!(parse_manifest(escaping.as_bytes()).is_err());
+        assert!(parse_manifest(br#"{"results":[],"pathInfo":[]}"#).is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! One build, start to Return: read the user's file, plan, solve the Nix build, read its
+//! manifest, lay out the image and its config, and return it, or return an error a person
+//! can act on.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use bollard_buildkit_proto::pb;
+use tracing::{error, info};
+
+use crate::closure::{self, Closure};
+use crate::gateway::{FrontendResult, Gateway, RefId, Refs};
+use crate::image::{self, BinEntry, ConfigInputs};
+use crate::layers::{self, Extras};
+use crate::llb::{self, source};
+use crate::nixfile;
+use crate::options::Options;
+use crate::plan::{self, BuilderImage};
+
+/// Runs the frontend over stdio; the process exit code.
+pub async fn run() -> i32 {
+    let started = Instant::now();
+    let mut gateway = match Gateway::connect_stdio().await {
+        Ok(g) => g,
+        Err(e) => {
+            error!("{e:#}");
+            return 1;
+        }
+    };
+    let outcome = build(&mut gateway).await;
+    let code = match outcome {
+        Ok(result) => match gateway.return_result(result).await {
+            Ok(()) => 0,
+            Err(e) => {
+                error!("{e:#}");
+                1
+            }
+        },
+        Err(e) => {
+            let message = format!("{e:#}");
+            error!("{message}");
+            if let Err(e) = gateway.return_error(&message).await {
+                error!("could not return the error to BuildKit: {e:#}");
+            }
+            1
+        }
+    };
+    info!(elapsed_ms = started.elapsed().as_millis() as u64, code, "nixfront finished");
+    code
+}
+
+/// Time spent waiting on BuildKit, to tell the frontend's own overhead apart.
+#[derive(Default)]
+struct Timings {
+    solving_ms: u128,
+}
+
+async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
+    let started = Instant::now();
+    let mut timings = Timings::default();
+    let options = Options::from_env()?;
+    let session_id = std::env::var("BUILDKIT_SESSION_ID").unwrap_or_default();
+
+    let text = read_user_file(gw, &options, &session_id, &mut timings).await?;
+    let nixfile = nixfile::parse(&options.filename, &text)?;
+    let flake = plan::flake_ref(&nixfile, options.target.as_deref())?;
+    let platform = target_platform(gw, &options)?;
+
+    let (digest, config) = gw.resolve_image_config(&options.nix_image, Some(platform.clone())).await?;
+    let builder = BuilderImage::from_config(&options.nix_image, &digest, &config)?;
+    let context = source::local(
+        &source::Local {
+            name: options.context_local.clone(),
+            session_id: session_id.clone(),
+            shared_key_hint: options.context_local.clone(),
+            ..Default::default()
+        },
+        "load build context",
+    );
+    let nix = plan::nix_build(&flake, &builder, &platform, &context);
+
+    let t = Instant::now();
+    let meta = gw
+        .solve(nix.meta.to_definition())
+        .await
+        .map_err(|e| anyhow!("`nix build {}` failed; its log is above. {e:#}", flake.written))?;
+    let closure = closure::parse_manifest(&gw.read_file(&meta, plan::MANIFEST_PATH).await?)?;
+    let built = gw.solve(nix.closure.to_definition()).await?;
+    timings.solving_ms += t.elapsed().as_millis();
+    info!(paths = closure.paths.len(), bytes = closure.total_size(), "closure of {}", closure.main_result());
+
+    let bin = bin_entries(gw, &built, &closure).await?;
+    let config = image::image_config(&ConfigInputs {
+        filename: &options.filename,
+        nixfile: &nixfile,
+        closure: &closure,
+        bin: &bin,
+        platform: &platform,
+        flake: &flake.written,
+        extra_labels: &options.labels,
+    })?;
+
+    let rootfs =
+        layers::root_filesystem(&closure, &nix.closure, &Extras { workdir: nixfile.workdir.as_deref() });
+    let t = Instant::now();
+    let image = gw.solve(rootfs.to_definition()).await.context("assembling the image")?;
+    timings.solving_ms += t.elapsed().as_millis();
+
+    let total = started.elapsed().as_millis();
+    info!(
+        total_ms = total as u64,
+        solving_ms = timings.solving_ms as u64,
+        "frontend time outside solves: {} ms",
+        total - timings.solving_ms
+    );
+    let mut metadata = BTreeMap::new();
+    metadata.insert("containerimage.config".to_string(), config);
+    Ok(FrontendResult { refs: Refs::Single(image), metadata })
+}
+
+/// Transfers only the user's file from the `dockerfile` local and reads it.
+async fn read_user_file(
+    gw: &mut Gateway,
+    options: &Options,
+    session_id: &str,
+    timings: &mut Timings,
+) -> Result<Vec<u8>> {
+    let filename = &options.filename;
+    let local = source::local(
+        &source::Local {
+            name: options.dockerfile_local.clone(),
+            session_id: session_id.to_string(),
+            follow_paths: vec![filename.clone()],
+            shared_key_hint: options.dockerfile_local.clone(),
+            ..Default::default()
+        },
+        &format!("load build definition from {filename}"),
+    );
+    let t = Instant::now();
+    let r = gw.solve(local.to_definition()).await.context("loading the build definition")?;
+    let bytes = gw
+        .read_file(&r, filename)
+        .await
+        .map_err(|e| anyhow!("cannot read {filename}: {e:#}; pass the file with -f"))?;
+    timings.solving_ms += t.elapsed().as_millis();
+    Ok(bytes)
+}
+
+/// The platform to build for: `--platform` (one, for now), else the worker's own.
+fn target_platform(gw: &Gateway, options: &Options) -> Result<pb::Platform> {
+    if let Some(p) = options.platforms.first() {
+        if options.platforms.len() > 1 {
+            anyhow::bail!(
+                "several platforms in one build are not supported yet: {}",
+                options.platforms.join(",")
+            );
+        }
+        let mut parts = p.split('/');
+        let (os, arch, variant) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+        return match (os, arch) {
+            (Some(os), Some(arch)) if !os.is_empty() && !arch.is_empty() => {
+                Ok(llb::platform(os, arch, variant))
+            }
+            _ => Err(anyhow!("--platform {p:?} is not of the form os/arch[/variant], e.g. linux/amd64")),
+        };
+    }
+    let worker = gw.caps.worker_platforms.first().cloned();
+    Ok(worker.unwrap_or_else(|| llb::platform("linux", "amd64", "")))
+}
+
+/// The main result's `bin/`, empty when it has none.
+async fn bin_entries(gw: &mut Gateway, built: &RefId, closure: &Closure) -> Result<Vec<BinEntry>> {
+    let dir = format!("{}/bin", closure.main_result());
+    let entries = match gw.read_dir(built, &dir).await {
+        Ok(entries) => entries,
+        Err(_) => return Ok(Vec::new()),
+    };
+    Ok(entries
+        .into_iter()
+        .map(|stat| {
+            let (is_dir, is_link) = file_kind(stat.mode);
+            BinEntry { name: stat.path, executable: is_link || (!is_dir && stat.mode & 0o111 != 0) }
+        })
+        .collect())
+}
+
+/// (directory, symlink) from a mode as fsutil sends it: Go's `os.FileMode` bits, or Unix
+/// `S_IFMT` bits from other implementations.
+fn file_kind(mode: u32) -> (bool, bool) {
+    const GO_DIR: u32 = 1 << 31;
+    const GO_SYMLINK: u32 = 1 << 27;
+    let unix = mode & 0o170000;
+    (mode & GO_DIR != 0 || unix == 0o040000, mode & GO_SYMLINK != 0 || unix == 0o120000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_kind;
+
+    #[test]
+    fn file_kinds_from_both_mode_encodings() {
+        assert_eq!(file_kind((1 << 31) | 0o755), (true, false));
+        assert_eq!(file_kind((1 << 27) | 0o777), (false, true));
+        assert_eq!(file_kind(0o040755), (true, false));
+        assert_eq!(file_kind(0o120777), (false, true));
+        assert_eq!(file_kind(0o100755), (false, false));
+    }
+}

@@ -1,0 +1,284 @@
+//! The OCI image config: entrypoint, environment, labels and the rest, from the Nixfile and
+//! what the build produced.
+//!
+//! Program names are resolved here: `ENTRYPOINT ["hello"]` becomes the store path of the
+//! package's `bin/hello`. Layers' `rootfs` and `history` are left for BuildKit's exporter.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use bollard_buildkit_proto::pb;
+use serde_json::{Map, Value, json};
+
+use crate::closure::Closure;
+use crate::nixfile::{FileError, Nixfile, Spanned};
+
+/// The PATH tail after the package's own `bin`, as Docker's default PATH.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub const LABEL_FLAKE: &str = "org.nixfront.flake";
+pub const LABEL_VERSION: &str = "org.nixfront.version";
+pub const LABEL_RESULT: &str = "org.nixfront.result";
+
+/// An entry of the package's `bin/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinEntry {
+    pub name: String,
+    /// A file with an execute bit, or a symlink (Nix links executables into bin/).
+    pub executable: bool,
+}
+
+/// Everything the config is made from.
+pub struct ConfigInputs<'a> {
+    pub filename: &'a str,
+    pub nixfile: &'a Nixfile,
+    pub closure: &'a Closure,
+    /// The main result's `bin/` (empty when it has none).
+    pub bin: &'a [BinEntry],
+    pub platform: &'a pb::Platform,
+    /// The flake reference as written, for the label.
+    pub flake: &'a str,
+    /// `--label` values from the client.
+    pub extra_labels: &'a BTreeMap<String, String>,
+}
+
+/// Builds the image config JSON.
+pub fn image_config(inputs: &ConfigInputs) -> Result<Vec<u8>> {
+    let Command { entrypoint, cmd } = command(inputs)?;
+    let main = inputs.closure.main_result();
+
+    let mut env: Vec<(String, String)> = vec![("PATH".into(), format!("{main}/bin:{DEFAULT_PATH}"))];
+    for (name, value) in &inputs.nixfile.env {
+        match env.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value.clone(),
+            None => env.push((name.clone(), value.clone())),
+        }
+    }
+
+    let mut labels = BTreeMap::new();
+    labels.insert(LABEL_FLAKE.to_string(), inputs.flake.to_string());
+    labels.insert(LABEL_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
+    labels.insert(LABEL_RESULT.to_string(), main.to_string());
+    labels.extend(inputs.nixfile.labels.iter().cloned());
+    labels.extend(inputs.extra_labels.clone());
+
+    let mut config = Map::new();
+    config.insert("Env".into(), json!(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()));
+    if let Some(e) = entrypoint {
+        config.insert("Entrypoint".into(), json!(e));
+    }
+    if let Some(c) = cmd {
+        config.insert("Cmd".into(), json!(c));
+    }
+    config.insert("Labels".into(), json!(labels));
+    let nf = inputs.nixfile;
+    if !nf.expose.is_empty() {
+        let ports: Map<String, Value> =
+            nf.expose.iter().map(|p| (format!("{}/{}", p.number, p.protocol), json!({}))).collect();
+        config.insert("ExposedPorts".into(), Value::Object(ports));
+    }
+    if !nf.volumes.is_empty() {
+        let volumes: Map<String, Value> = nf.volumes.iter().map(|v| (v.clone(), json!({}))).collect();
+        config.insert("Volumes".into(), Value::Object(volumes));
+    }
+    if let Some(user) = &nf.user {
+        config.insert("User".into(), json!(user));
+    }
+    if let Some(dir) = &nf.workdir {
+        config.insert("WorkingDir".into(), json!(dir));
+    }
+    if let Some(signal) = &nf.stop_signal {
+        config.insert("StopSignal".into(), json!(signal));
+    }
+
+    let mut image = json!({
+        "architecture": inputs.platform.architecture,
+        "os": inputs.platform.os,
+        "config": config,
+        "rootfs": { "type": "layers", "diff_ids": [] },
+        "history": [],
+    });
+    if !inputs.platform.variant.is_empty() {
+        image["variant"] = json!(inputs.platform.variant);
+    }
+    Ok(serde_json::to_vec(&image)?)
+}
+
+/// The image's `Entrypoint` and `Cmd`, either possibly absent.
+struct Command {
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+}
+
+/// Entrypoint and Cmd. ENTRYPOINT wins; a CMD whose program is in `bin/` (or is a path) is
+/// the whole command; otherwise the package's main program is the entrypoint and CMD its
+/// arguments.
+fn command(inputs: &ConfigInputs) -> Result<Command> {
+    let nf = inputs.nixfile;
+    let cmd_as_args = || nf.cmd.as_ref().map(|c| c.value.clone());
+    if let Some(ep) = &nf.entrypoint {
+        let entrypoint = Some(resolve(inputs, ep, "ENTRYPOINT")?);
+        return Ok(Command { entrypoint, cmd: cmd_as_args() });
+    }
+    if let Some(cmd) = &nf.cmd {
+        let first = &cmd.value[0];
+        if first.contains('/') || inputs.bin.iter().any(|b| b.executable && &b.name == first) {
+            let cmd = Some(resolve(inputs, cmd, "CMD")?);
+            return Ok(Command { entrypoint: None, cmd });
+        }
+    }
+    let program = default_program(inputs)?;
+    Ok(Command { entrypoint: Some(vec![program]), cmd: cmd_as_args() })
+}
+
+fn resolve(inputs: &ConfigInputs, list: &Spanned<Vec<String>>, keyword: &str) -> Result<Vec<String>> {
+    let mut out = list.value.clone();
+    let first = &out[0];
+    if first.contains('/') {
+        return Ok(out);
+    }
+    if !inputs.bin.iter().any(|b| b.executable && &b.name == first) {
+        let main = inputs.closure.main_result();
+        let err = FileError::at(
+            inputs.filename,
+            list.line,
+            Some(keyword),
+            format!(
+                "`{first}` is not an executable in {main}/bin ({}); name one of those or give an absolute path",
+                available(inputs.bin)
+            ),
+        );
+        return Err(err.into());
+    }
+    out[0] = format!("{}/bin/{first}", inputs.closure.main_result());
+    Ok(out)
+}
+
+fn available(bin: &[BinEntry]) -> String {
+    let names: Vec<&str> = bin.iter().filter(|b| b.executable).map(|b| b.name.as_str()).collect();
+    if names.is_empty() { "it has none".to_string() } else { format!("it has: {}", names.join(", ")) }
+}
+
+/// `meta.mainProgram`, else the only executable in `bin/`.
+fn default_program(inputs: &ConfigInputs) -> Result<String> {
+    let main = inputs.closure.main_result();
+    if let Some(program) = &inputs.closure.main_program {
+        return Ok(format!("{main}/bin/{program}"));
+    }
+    let executables: Vec<&BinEntry> = inputs.bin.iter().filter(|b| b.executable).collect();
+    match executables.as_slice() {
+        [only] => Ok(format!("{main}/bin/{}", only.name)),
+        _ => anyhow::bail!(
+            "{}: cannot tell which program the image runs: the package sets no meta.mainProgram and \
+             {main}/bin has {} executables ({}); add ENTRYPOINT [\"<program>\"] to {}",
+            inputs.filename,
+            executables.len(),
+            available(inputs.bin),
+            inputs.filename
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::closure::StorePath;
+    use crate::nixfile::parse;
+
+    const MAIN: &str = "/nix/store/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1";
+
+    fn closure(main_program: Option<&str>) -> Closure {
+        Closure {
+            results: vec![MAIN.into()],
+            package_name: Some("hello-0.1".into()),
+            main_program: main_program.map(str::to_string),
+            paths: vec![StorePath { path: MAIN.into(), nar_size: 1, nar_hash: None, references: vec![] }],
+        }
+    }
+
+    fn bin(names: &[&str]) -> Vec<BinEntry> {
+        names.iter().map(|n| BinEntry { name: n.to_string(), executable: true }).collect()
+    }
+
+    fn config(file: &str, main_program: Option<&str>, bins: &[&str]) -> Result<Value> {
+        let nixfile = parse("Dockerfile", file.as_bytes()).unwrap();
+        let closure = closure(main_program);
+        let bin = bin(bins);
+        let platform = crate::llb::platform("linux", "arm64", "v8");
+        let labels = BTreeMap::from([("from-cli".to_string(), "1".to_string())]);
+        let inputs = ConfigInputs {
+            filename: "Dockerfile",
+            nixfile: &nixfile,
+            closure: &closure,
+            bin: &bin,
+            platform: &platform,
+            flake: ".#hello",
+            extra_labels: &labels,
+        };
+        Ok(serde_json::from_slice(&image_config(&inputs)?)?)
+    }
+
+    #[test]
+    fn every_instruction_reaches_the_config() {
+        let c = config(
+            "ENTRYPOINT [\"hello\"]\nCMD [\"--loud\"]\nENV PATH=/custom A=1\nLABEL a=b\n\
+             EXPOSE 80\nVOLUME /data\nUSER 1000\nWORKDIR /srv\nSTOPSIGNAL SIGINT\n",
+            None,
+            &["hello", "other"],
+        )
+        .unwrap();
+        let cfg = &c["config"];
+        assert_eq!(cfg["Entrypoint"], json!([format!("{MAIN}/bin/hello")]));
+        assert_eq!(cfg["Cmd"], json!(["--loud"]));
+        assert_eq!(cfg["Env"], json!(["PATH=/custom", "A=1"]));
+        assert_eq!(cfg["Labels"]["a"], "b");
+        assert_eq!(cfg["Labels"]["from-cli"], "1");
+        assert_eq!(cfg["Labels"][LABEL_FLAKE], ".#hello");
+        assert_eq!(cfg["Labels"][LABEL_RESULT], MAIN);
+        assert_eq!(cfg["ExposedPorts"], json!({"80/tcp": {}}));
+        assert_eq!(cfg["Volumes"], json!({"/data": {}}));
+        assert_eq!((cfg["User"].as_str(), cfg["WorkingDir"].as_str()), (Some("1000"), Some("/srv")));
+        assert_eq!(cfg["StopSignal"], "SIGINT");
+        assert_eq!(
+            (c["os"].as_str(), c["architecture"].as_str(), c["variant"].as_str()),
+            (Some("linux"), Some("arm64"), Some("v8"))
+        );
+    }
+
+    #[test]
+    fn path_puts_the_package_bin_first() {
+        let c = config("", Some("hello"), &["hello"]).unwrap();
+        assert_eq!(c["config"]["Env"][0], format!("PATH={MAIN}/bin:{DEFAULT_PATH}"));
+    }
+
+    #[test]
+    fn entrypoint_defaults_to_main_program_then_the_only_executable() {
+        let c = config("", Some("hello"), &["hello", "other"]).unwrap();
+        assert_eq!(c["config"]["Entrypoint"], json!([format!("{MAIN}/bin/hello")]));
+        let c = config("", None, &["only"]).unwrap();
+        assert_eq!(c["config"]["Entrypoint"], json!([format!("{MAIN}/bin/only")]));
+        let e = config("", None, &["a", "b"]).unwrap_err().to_string();
+        assert!(e.contains("add ENTRYPOINT") && e.contains("a, b"), "{e}");
+        let e = config("", None, &[]).unwrap_err().to_string();
+        assert!(e.contains("it has none"), "{e}");
+    }
+
+    #[test]
+    fn cmd_alone_is_the_command_when_it_names_a_program() {
+        let c = config("CMD [\"other\", \"x\"]\n", Some("hello"), &["hello", "other"]).unwrap();
+        assert!(c["config"].get("Entrypoint").is_none());
+        assert_eq!(c["config"]["Cmd"], json!([format!("{MAIN}/bin/other"), "x"]));
+        let c = config("CMD [\"--port\", \"80\"]\n", Some("hello"), &["hello"]).unwrap();
+        assert_eq!(c["config"]["Entrypoint"], json!([format!("{MAIN}/bin/hello")]));
+        assert_eq!(c["config"]["Cmd"], json!(["--port", "80"]));
+    }
+
+    #[test]
+    fn an_unknown_program_points_at_its_line() {
+        let e = config("\nENTRYPOINT [\"nope\"]\n", None, &["hello"]).unwrap_err().to_string();
+        assert!(e.starts_with("Dockerfile:2: ENTRYPOINT: `nope` is not an executable"), "{e}");
+        assert!(e.contains("it has: hello"), "{e}");
+        let c = config("ENTRYPOINT [\"/bin/abs\"]\n", None, &[]).unwrap();
+        assert_eq!(c["config"]["Entrypoint"], json!(["/bin/abs"]));
+    }
+}

@@ -1,0 +1,17 @@
+//! nixfront: a BuildKit frontend that builds a Nix flake into an OCI image.
+//!
+//! A build flows through the modules in this order: [`options`] and [`nixfile`] read what the
+//! user asked for; [`plan`] turns it into the `nix build` exec, expressed with [`llb`];
+//! [`gateway`] solves it; [`closure`] reads the manifest the build wrote; [`layers`] lays the
+//! closure out as the root filesystem and [`image`] writes the config; [`frontend`] drives
+//! all of it and returns the image.
+
+pub mod closure;
+pub mod frontend;
+pub mod gateway;
+pub mod image;
+pub mod layers;
+pub mod llb;
+pub mod nixfile;
+pub mod options;
+pub mod plan;

@@ -1,0 +1,96 @@
+//! Typed, immutable builders for BuildKit's LLB graph.
+//!
+//! A [`State`] is a filesystem: scratch, or one output of an op. Builders for each op kind
+//! ([`source`], [`exec`], [`file`], [`merge`]) take states and return new ones; nothing is
+//! mutated. [`definition`] marshals a state into the `pb::Definition` that `Solve` takes:
+//! ops children-first, de-duplicated, each named by the sha256 of its deterministic protobuf
+//! bytes. This module knows nothing about Nix or the user's file.
+
+pub mod definition;
+pub mod exec;
+pub mod file;
+pub mod merge;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bollard_buildkit_proto::pb;
+
+/// A vertex before marshalling: the op without its input digests, plus its inputs.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub(crate) op: pb::Op,
+    pub(crate) inputs: Vec<Output>,
+    pub(crate) meta: Meta,
+}
+
+/// Per-vertex metadata that does not change the op's digest.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// What BuildKit's progress output shows for this vertex.
+    pub name: Option<String>,
+    /// Vertices with the same group id are folded together in progress output.
+    pub progress_group: Option<(String, String)>,
+}
+
+impl Meta {
+    pub fn named(name: impl Into<String>) -> Self {
+        Meta { name: Some(name.into()), progress_group: None }
+    }
+
+    pub(crate) fn to_pb(&self) -> Option<pb::OpMetadata> {
+        if self.name.is_none() && self.progress_group.is_none() {
+            return None;
+        }
+        let mut description = BTreeMap::new();
+        if let Some(name) = &self.name {
+            description.insert("llb.customname".to_string(), name.clone());
+        }
+        Some(pb::OpMetadata {
+            description,
+            progress_group: self.progress_group.as_ref().map(|(id, name)| pb::ProgressGroup {
+                id: id.clone(),
+                name: name.clone(),
+                weak: false,
+            }),
+            ..Default::default()
+        })
+    }
+}
+
+/// One output of one op.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub(crate) node: Arc<Node>,
+    pub(crate) index: i64,
+}
+
+/// A filesystem in the graph: `None` is scratch (empty).
+#[derive(Debug, Clone, Default)]
+pub struct State(pub(crate) Option<Output>);
+
+impl State {
+    /// The empty filesystem.
+    pub fn scratch() -> Self {
+        State(None)
+    }
+
+    pub fn is_scratch(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub(crate) fn from_node(node: Node, index: i64) -> Self {
+        State(Some(Output { node: Arc::new(node), index }))
+    }
+}
+
+/// The OCI platform of an op, as LLB spells it.
+pub fn platform(os: &str, architecture: &str, variant: &str) -> pb::Platform {
+    pb::Platform {
+        os: os.to_string(),
+        architecture: architecture.to_string(),
+        variant: variant.to_string(),
+        ..Default::default()
+    }
+}

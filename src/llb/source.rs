@@ -1,0 +1,84 @@
+//! Source ops: container images and the client's local directories.
+
+use std::collections::BTreeMap;
+
+use bollard_buildkit_proto::pb;
+
+use super::{Meta, Node, State};
+
+/// An image's root filesystem. `reference` is fully normalised
+/// (`docker.io/library/alpine:3`, optionally with `@sha256:...`).
+pub fn image(reference: &str, platform: Option<pb::Platform>) -> State {
+    let mut attrs = BTreeMap::new();
+    attrs.insert("image.resolvemode".to_string(), "default".to_string());
+    source(format!("docker-image://{reference}"), attrs, platform, Meta::default())
+}
+
+/// What to take from a local directory the client shares through its session.
+#[derive(Debug, Clone, Default)]
+pub struct Local {
+    /// The local's name: `dockerfile`, `context`, or what `dockerfilekey`/`contextkey` say.
+    pub name: String,
+    pub session_id: String,
+    /// Only these paths (and their parents) are transferred, when not empty.
+    pub follow_paths: Vec<String>,
+    pub exclude_patterns: Vec<String>,
+    pub shared_key_hint: String,
+}
+
+/// A directory from the client, transferred through the session.
+pub fn local(local: &Local, name: &str) -> State {
+    let mut attrs = BTreeMap::new();
+    attrs.insert("local.session".to_string(), local.session_id.clone());
+    if !local.follow_paths.is_empty() {
+        attrs.insert("local.followpaths".to_string(), json_list(&local.follow_paths));
+    }
+    if !local.exclude_patterns.is_empty() {
+        attrs.insert("local.excludepatterns".to_string(), json_list(&local.exclude_patterns));
+    }
+    if !local.shared_key_hint.is_empty() {
+        attrs.insert("local.sharedkeyhint".to_string(), local.shared_key_hint.clone());
+    }
+    source(format!("local://{}", local.name), attrs, None, Meta::named(name))
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_string())
+}
+
+fn source(
+    identifier: String,
+    attrs: BTreeMap<String, String>,
+    platform: Option<pb::Platform>,
+    meta: Meta,
+) -> State {
+    let op = pb::Op {
+        op: Some(pb::op::Op::Source(pb::SourceOp { identifier, attrs })),
+        platform,
+        ..Default::default()
+    };
+    State::from_node(Node { op, inputs: Vec::new(), meta }, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llb::definition::decode;
+
+    #[test]
+    fn local_carries_session_and_follow_paths() {
+        let spec = Local {
+            name: "dockerfile".into(),
+            session_id: "s1".into(),
+            follow_paths: vec!["Dockerfile".into()],
+            shared_key_hint: "dockerfile".into(),
+            ..Default::default()
+        };
+        let ops = decode(&local(&spec, "load").to_definition());
+        let Some(pb::op::Op::Source(src)) = &ops[0].1.op else { panic!("not a source") };
+        assert_eq!(src.identifier, "local://dockerfile");
+        assert_eq!(src.attrs["local.session"], "s1");
+        assert_eq!(src.attrs["local.followpaths"], r#"["Dockerfile"]"#);
+        assert!(!src.attrs.contains_key("local.excludepatterns"));
+    }
+}

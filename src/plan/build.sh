@@ -1,0 +1,53 @@
+# nixfront's build step, run as `/bin/sh build.sh REF` inside the builder image.
+#
+# $1 is the flake reference. It is data: it only ever appears quoted, after `--`, so nothing
+# the user wrote is parsed as shell or as a Nix option. This text is fixed and part of the
+# frontend binary; a change to it changes the step's cache key.
+#
+# In:  the build context at /nixfront/src (read-only, when the reference uses it).
+# Out: /nixfront/out/nix/store/...   the runtime closure, copied with modes and times kept
+#      /nixfront/meta/manifest.json  results, package name and mainProgram, path-info
+set -eu
+ref=$1
+out=/nixfront/out
+meta=/nixfront/meta
+work=$(mktemp -d)
+
+nixc() {
+    nix --extra-experimental-features 'nix-command flakes' \
+        --option filter-syscalls false --option sandbox false --option build-users-group '' \
+        "$@"
+}
+
+mkdir "$work/links"
+nixc build --no-write-lock-file --print-build-logs --out-link "$work/links/result" -- "$ref"
+
+for link in "$work"/links/result*; do readlink -f "$link"; done >"$work/results"
+
+# The closure of every output, as JSON for the manifest and as a list to copy. Store paths
+# contain no blanks or glob characters, so the unquoted expansion is a plain list.
+results=$(cat "$work/results")
+# shellcheck disable=SC2086
+nixc path-info --json --recursive -- $results >"$work/path-info.json"
+# shellcheck disable=SC2086
+nixc path-info --recursive -- $results >"$work/closure"
+
+# Name and meta.mainProgram, for the image's entrypoint. Optional: null when not evaluable.
+nixc eval --json --no-write-lock-file \
+    --apply 'p: { name = p.name or null; mainProgram = (p.meta or {}).mainProgram or null; }' \
+    -- "$ref" >"$work/package.json" 2>/dev/null || echo null >"$work/package.json"
+
+mkdir -p "$out/nix/store"
+while read -r p; do cp -a -- "$p" "$out/nix/store/"; done <"$work/closure"
+
+{
+    printf '{"manifestVersion":1,"results":['
+    sep=
+    while read -r p; do printf '%s"%s"' "$sep" "$p"; sep=,; done <"$work/results"
+    printf '],"package":'
+    cat "$work/package.json"
+    printf ',"pathInfo":'
+    cat "$work/path-info.json"
+    printf '}\n'
+} >"$meta/manifest.json"
+echo "nixfront: closure of $(wc -l <"$work/closure") store paths copied" >&2

@@ -1,0 +1,305 @@
+//! The Nix plan: a parsed Nixfile and the options become the flake reference to build and
+//! the LLB exec that runs `nix build` in the builder image.
+//!
+//! The exec writes two outputs: the runtime closure (`/nixfront/out`, laid out as
+//! `nix/store/...`) and a manifest (`/nixfront/meta/manifest.json`) that the frontend reads
+//! to lay out layers and the image config. The flake reference reaches Nix as one argv
+//! element of a fixed script, never as shell text.
+
+use anyhow::{Result, bail};
+use bollard_buildkit_proto::pb;
+use serde::Deserialize;
+
+use crate::layers::FIXED_TIME_NS;
+use crate::llb::exec::{Exec, Mount};
+use crate::llb::file::FileOp;
+use crate::llb::{State, source};
+use crate::nixfile::Nixfile;
+
+/// Where the build context is mounted in the builder.
+pub const CONTEXT_DIR: &str = "/nixfront/src";
+/// The exec's output holding the closure as `nix/store/...`.
+pub const OUT_DIR: &str = "/nixfront/out";
+/// The exec's output holding the manifest.
+pub const META_DIR: &str = "/nixfront/meta";
+pub const MANIFEST_PATH: &str = "/manifest.json";
+/// Where the build script is mounted (read-only) in the builder.
+pub const SCRIPT_DIR: &str = "/nixfront/bin";
+const SCRIPT_NAME: &str = "build.sh";
+
+const BUILD_SCRIPT: &str = include_str!("build.sh");
+
+/// The flake reference as the user wrote it and as Nix gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlakeRef {
+    /// For messages and labels: `.#hello`.
+    pub written: String,
+    /// For Nix: `path:/nixfront/src#hello`.
+    pub for_nix: String,
+    /// Whether the build context must be transferred and mounted.
+    pub uses_context: bool,
+}
+
+/// Works out the reference to build: the file's FLAKE (default `.`, the default package),
+/// with `--target` replacing its attribute. `.` and `./dir` mean the build context.
+pub fn flake_ref(nixfile: &Nixfile, target: Option<&str>) -> Result<FlakeRef> {
+    let from_file = nixfile.flake.as_ref().map(|f| f.value.as_str()).unwrap_or(".");
+    let written = match target {
+        Some(attr) => format!("{}#{attr}", from_file.split_once('#').map_or(from_file, |(base, _)| base)),
+        None => from_file.to_string(),
+    };
+    let local = written.strip_prefix("path:").unwrap_or(&written);
+    let (base, fragment) = match local.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (local, None),
+    };
+    let relative = base == "." || base.starts_with("./");
+    if !relative {
+        return Ok(FlakeRef { for_nix: written.clone(), written, uses_context: false });
+    }
+    let (dir, query) = base.split_once('?').map_or((base, None), |(d, q)| (d, Some(q)));
+    let sub = dir.trim_start_matches('.').trim_matches('/');
+    if sub.split('/').any(|part| part == "..") {
+        bail!("flake reference `{written}` points outside the build context; use a path inside it");
+    }
+    let mut for_nix = format!("path:{CONTEXT_DIR}");
+    if !sub.is_empty() {
+        for_nix.push('/');
+        for_nix.push_str(sub);
+    }
+    if let Some(q) = query {
+        for_nix.push('?');
+        for_nix.push_str(q);
+    }
+    if let Some(f) = fragment {
+        for_nix.push('#');
+        for_nix.push_str(f);
+    }
+    Ok(FlakeRef { written, for_nix, uses_context: true })
+}
+
+/// The builder image, resolved: where it is and the environment it declares.
+#[derive(Debug, Clone)]
+pub struct BuilderImage {
+    /// Normalised reference, pinned to its digest when BuildKit gave one.
+    pub reference: String,
+    pub digest: String,
+    pub env: Vec<String>,
+}
+
+impl BuilderImage {
+    /// From `ResolveImageConfig`'s answer.
+    pub fn from_config(reference: &str, digest: &str, config: &[u8]) -> Result<Self> {
+        #[derive(Deserialize, Default)]
+        struct Config {
+            #[serde(rename = "Env", default)]
+            env: Option<Vec<String>>,
+        }
+        #[derive(Deserialize)]
+        struct Image {
+            #[serde(default)]
+            config: Option<Config>,
+        }
+        let image: Image = serde_json::from_slice(config)
+            .map_err(|e| anyhow::anyhow!("the config of builder image {reference} is not valid: {e}"))?;
+        let env = image.config.unwrap_or_default().env.unwrap_or_default();
+        let pinned = if digest.is_empty() || reference.contains('@') {
+            reference.to_string()
+        } else {
+            format!("{reference}@{digest}")
+        };
+        Ok(BuilderImage { reference: pinned, digest: digest.to_string(), env })
+    }
+}
+
+/// The states the build exec produces.
+pub struct NixBuild {
+    /// The closure laid out as `nix/store/<path>`.
+    pub closure: State,
+    /// The manifest directory.
+    pub meta: State,
+}
+
+/// The exec that builds `flake` in `builder` on `platform`; `context` is mounted when the
+/// reference uses it.
+pub fn nix_build(
+    flake: &FlakeRef,
+    builder: &BuilderImage,
+    platform: &pb::Platform,
+    context: &State,
+) -> NixBuild {
+    let root = source::image(&builder.reference, Some(platform.clone()));
+    let script = FileOp::on(&State::scratch())
+        .mkfile(&format!("/{SCRIPT_NAME}"), 0o555, BUILD_SCRIPT.as_bytes(), FIXED_TIME_NS)
+        .build("nixfront build script");
+    let args = vec!["/bin/sh".to_string(), format!("{SCRIPT_DIR}/{SCRIPT_NAME}"), flake.for_nix.clone()];
+    let mut exec = Exec::new(&root, args)
+        .mount(Mount::readonly(SCRIPT_DIR, &script))
+        .mount(Mount::output(OUT_DIR, &State::scratch()))
+        .mount(Mount::output(META_DIR, &State::scratch()));
+    if flake.uses_context {
+        exec = exec.mount(Mount::readonly(CONTEXT_DIR, context));
+        exec.cwd = CONTEXT_DIR.to_string();
+    }
+    exec.env = builder_env(&builder.env);
+    exec.platform = Some(platform.clone());
+    let outputs = exec.build(&format!("nix build {}", flake.written));
+    NixBuild {
+        closure: outputs.get(OUT_DIR).unwrap_or_default(),
+        meta: outputs.get(META_DIR).unwrap_or_default(),
+    }
+}
+
+/// The builder's own environment, with a PATH and HOME Nix can work with.
+fn builder_env(image_env: &[String]) -> Vec<String> {
+    let mut env: Vec<String> = image_env.to_vec();
+    let has = |name: &str| image_env.iter().any(|e| e.starts_with(&format!("{name}=")));
+    if !has("PATH") {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string());
+    }
+    if !has("HOME") {
+        env.push("HOME=/root".to_string());
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llb::definition::decode;
+    use crate::nixfile::Spanned;
+
+    fn with_flake(reference: &str) -> Nixfile {
+        Nixfile { flake: Some(Spanned { value: reference.to_string(), line: 2 }), ..Default::default() }
+    }
+
+    #[test]
+    fn relative_references_point_into_the_context() {
+        let cases = [
+            (".", "path:/nixfront/src"),
+            (".#hello", "path:/nixfront/src#hello"),
+            ("./sub#x.y", "path:/nixfront/src/sub#x.y"),
+            ("path:./sub?dir=z#a", "path:/nixfront/src/sub?dir=z#a"),
+        ];
+        for (written, for_nix) in cases {
+            let r = flake_ref(&with_flake(written), None).unwrap();
+            assert_eq!((r.for_nix.as_str(), r.uses_context), (for_nix, true), "{written}");
+        }
+        let r = flake_ref(&Nixfile::default(), None).unwrap();
+        assert_eq!(r.for_nix, "path:/nixfront/src");
+    }
+
+    #[test]
+    fn other_references_pass_through_without_the_context() {
+        let r = flake_ref(&with_flake("github:o/r#pkg"), None).unwrap();
+        assert_eq!((r.for_nix.as_str(), r.uses_context), ("github:o/r#pkg", false));
+    }
+
+    #[test]
+    fn target_replaces_the_attribute() {
+        let r = flake_ref(&with_flake(".#hello"), Some("other")).unwrap();
+        assert_eq!((r.written.as_str(), r.for_nix.as_str()), (".#other", "path:/nixfront/src#other"));
+        let r = flake_ref(&Nixfile::default(), Some("x")).unwrap();
+        assert_eq!(r.written, ".#x");
+    }
+
+    #[test]
+    fn escaping_the_context_is_refused() {
+        assert!(flake_ref(&with_flake("./../up#x"), None).is_err());
+    }
+
+    fn builder() -> BuilderImage {
+        BuilderImage::from_config(
+            "docker.io/localnix/nix:2.8",
+            "sha256:abc",
+            br#"{"config":{"Env":["PATH=/usr/bin:/bin"]}}"#,
+        )
+        .unwrap()
+    }
+
+    fn build_definition(reference: &str) -> pb::Definition {
+        let nf = with_flake(reference);
+        let flake = flake_ref(&nf, None).unwrap();
+        let platform = crate::llb::platform("linux", "amd64", "");
+        let context = source::local(
+            &source::Local { name: "context".into(), session_id: "s".into(), ..Default::default() },
+            "context",
+        );
+        nix_build(&flake, &builder(), &platform, &context).closure.to_definition()
+    }
+
+    fn the_exec(def: &pb::Definition) -> pb::ExecOp {
+        decode(def)
+            .into_iter()
+            .find_map(|(_, op)| match op.op {
+                Some(pb::op::Op::Exec(e)) => Some(e),
+                _ => None,
+            })
+            .expect("an exec op")
+    }
+
+    #[test]
+    fn the_same_input_gives_a_byte_identical_definition() {
+        assert_eq!(build_definition(".#hello"), build_definition(".#hello"));
+        assert_ne!(build_definition(".#hello").def, build_definition(".#other").def);
+    }
+
+    #[test]
+    fn the_reference_is_one_argv_element_and_nowhere_else() {
+        let evil = "./x#a;$(touch /pwned)`id`\"'\n";
+        let def = build_definition(evil);
+        let exec = the_exec(&def);
+        let meta = exec.meta.unwrap();
+        let expected = "path:/nixfront/src/x#a;$(touch /pwned)`id`\"'\n".to_string();
+        assert_eq!(meta.args.last(), Some(&expected));
+        assert_eq!(meta.args.iter().filter(|a| a.contains("pwned")).count(), 1);
+        assert_eq!(meta.args[..2], ["/bin/sh", "/nixfront/bin/build.sh"]);
+        assert!(meta.env.iter().all(|e| !e.contains("pwned")));
+        // The script is a fixed file; nothing the user wrote is in it.
+        let script = decode(&def)
+            .into_iter()
+            .find_map(|(_, op)| match op.op {
+                Some(pb::op::Op::File(f)) => match &f.actions[0].action {
+                    Some(pb::file_action::Action::Mkfile(m)) => Some(m.data.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .expect("the script file");
+        assert_eq!(script, BUILD_SCRIPT.as_bytes());
+    }
+
+    #[test]
+    fn the_exec_mounts_the_pinned_builder_and_the_context() {
+        let def = build_definition(".#hello");
+        let exec = the_exec(&def);
+        let dests: Vec<_> = exec.mounts.iter().map(|m| (m.dest.as_str(), m.readonly, m.output)).collect();
+        assert_eq!(
+            dests,
+            [
+                ("/", false, 0),
+                ("/nixfront/bin", true, -1),
+                ("/nixfront/meta", false, 1),
+                ("/nixfront/out", false, 2),
+                ("/nixfront/src", true, -1)
+            ]
+        );
+        let sources: Vec<String> = decode(&def)
+            .into_iter()
+            .filter_map(|(_, op)| match op.op {
+                Some(pb::op::Op::Source(s)) => Some(s.identifier),
+                _ => None,
+            })
+            .collect();
+        assert!(sources.contains(&"docker-image://docker.io/localnix/nix:2.8@sha256:abc".to_string()));
+        let meta = exec.meta.unwrap();
+        assert!(meta.env.contains(&"HOME=/root".to_string()));
+        assert_eq!(meta.cwd, CONTEXT_DIR);
+    }
+
+    #[test]
+    fn a_reference_without_context_mounts_none() {
+        let exec = the_exec(&build_definition("github:o/r#pkg"));
+        assert!(exec.mounts.iter().all(|m| m.dest != CONTEXT_DIR));
+    }
+}
