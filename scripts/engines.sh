@@ -7,7 +7,7 @@
 #        chroot at $NIXFRONT_CI_ROOT/trixie, in its own network namespace, on
 #        $NIXFRONT_CI_ROOT/trixie/run/d26/docker.sock
 #
-# Usage: scripts/engines.sh [d20|d26|all]   (default all)
+# Usage: scripts/engines.sh [d20|d26|all|stop]   (default all; stop ends d26 and unmounts)
 # Recipes: ../shared/docs/offline-buildkit.md
 set -euo pipefail
 
@@ -20,6 +20,32 @@ D26_SOCK=/run/d26/docker.sock
 want=${1:-all}
 
 log() { printf '[engines] %s\n' "$*" >&2; }
+
+# The mount points at or below $1, deepest first.
+mounts_below() {
+    awk -v root="$1" '$2 == root || index($2, root "/") == 1 { print $2 }' /proc/mounts | sort -r
+}
+
+# Unmounts everything at or below a chroot: the host's /dev, /sys and /proc are bound there.
+unmount_root() {
+    local m
+    for m in $(mounts_below "$1"); do umount -R "$m" 2>/dev/null || umount -l "$m"; done
+    if [ -n "$(mounts_below "$1")" ]; then
+        log "cannot unmount everything below $1"; exit 1
+    fi
+}
+
+# Deletes a chroot. Unmounts first and never crosses a filesystem boundary, so nothing bound
+# into it from the host can be touched.
+remove_root() {
+    local root=$1
+    case $root in
+        "$CI_ROOT"/?*) ;;
+        *) log "refusing to remove '$root': not below $CI_ROOT"; exit 1 ;;
+    esac
+    unmount_root "$root"
+    rm -rf --one-file-system -- "$root"
+}
 
 apt_install() {
     local missing=()
@@ -54,29 +80,40 @@ start_d20() {
 # A Nix builder image from Debian's nix-bin (Nix 2.8); its /nix/store starts empty.
 make_nix_image() {
     log "building the Nix builder image $NIX_IMAGE"
-    if [ ! -x "$NIXROOT/usr/bin/nix" ]; then
-        rm -rf "$NIXROOT"
+    if [ ! -f "$NIXROOT/.nixfront-ready" ]; then
+        remove_root "$NIXROOT"
         debootstrap --variant=minbase --include=nix-bin,libdbi-perl,git,ca-certificates \
             bookworm "$NIXROOT" http://deb.debian.org/debian >"$CI_ROOT/debootstrap-nix.log" 2>&1
         mkdir -p "$NIXROOT/etc/nix"
         printf '%s\n' 'experimental-features = nix-command flakes' 'sandbox = false' \
             'build-users-group =' 'substituters =' >"$NIXROOT/etc/nix/nix.conf"
         rm -rf "$NIXROOT"/var/cache/apt/archives/*.deb "$NIXROOT"/var/lib/apt/lists/*
+        touch "$NIXROOT/.nixfront-ready"
     fi
     tar -C "$NIXROOT" -c . | $D20 import - $NIX_IMAGE >/dev/null
 }
 
 d26() { chroot "$TRIXIE" docker -H "unix://$D26_SOCK" "$@"; }
 
+stop_d26() {
+    if pkill -f "dockerd --host unix://$D26_SOCK"; then
+        for _ in $(seq 30); do pgrep -f "dockerd --host unix://$D26_SOCK" >/dev/null || break; sleep 1; done
+    fi
+    [ -d "$TRIXIE" ] && unmount_root "$TRIXIE"
+    return 0
+}
+
 start_d26() {
     apt_install debootstrap iproute2
-    if [ ! -x "$TRIXIE/usr/bin/dockerd" ]; then
+    if [ ! -f "$TRIXIE/.nixfront-ready" ]; then
         log "debootstrapping Debian 13 with docker.io 26 + buildx"
-        rm -rf "$TRIXIE"
+        stop_d26
+        remove_root "$TRIXIE"
         mkdir -p "$CI_ROOT"
         debootstrap --variant=minbase \
             --include=docker.io,docker-cli,docker-buildx,git,ca-certificates,iproute2 \
             trixie "$TRIXIE" http://deb.debian.org/debian >"$CI_ROOT/debootstrap-trixie.log" 2>&1
+        touch "$TRIXIE/.nixfront-ready"
     fi
     mountpoint -q "$TRIXIE" || mount --bind "$TRIXIE" "$TRIXIE"
     mountpoint -q "$TRIXIE/proc" || mount -t proc proc "$TRIXIE/proc"
@@ -104,6 +141,7 @@ case $want in
     d20) start_d20 ;;
     d26) start_d26 ;;
     all) start_d20; start_d26 ;;
-    *) echo "usage: $0 [d20|d26|all]" >&2; exit 2 ;;
+    stop) stop_d26 ;;
+    *) echo "usage: $0 [d20|d26|all|stop]" >&2; exit 2 ;;
 esac
 log "ready: $want"

@@ -81,12 +81,10 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
     let nix = plan::nix_build(&flake, &builder, &platform, &context);
 
     let t = Instant::now();
-    let meta = gw
-        .solve(nix.meta.to_definition())
+    // Solves are lazy: the build may run, and fail, in any of these calls.
+    let (closure, built) = solve_nix_build(gw, &nix)
         .await
         .map_err(|e| anyhow!("`nix build {}` failed; its log is above. {e:#}", flake.written))?;
-    let closure = closure::parse_manifest(&gw.read_file(&meta, plan::MANIFEST_PATH).await?)?;
-    let built = gw.solve(nix.closure.to_definition()).await?;
     timings.solving_ms += t.elapsed().as_millis();
     info!(paths = closure.paths.len(), bytes = closure.total_size(), "closure of {}", closure.main_result());
 
@@ -117,6 +115,14 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
     let mut metadata = BTreeMap::new();
     metadata.insert("containerimage.config".to_string(), config);
     Ok(FrontendResult { refs: Refs::Single(image), metadata })
+}
+
+/// Runs the build exec and reads its manifest; the closure and the built output.
+async fn solve_nix_build(gw: &mut Gateway, nix: &plan::NixBuild) -> Result<(Closure, RefId)> {
+    let meta = gw.solve(nix.meta.to_definition()).await?;
+    let closure = closure::parse_manifest(&gw.read_file(&meta, plan::MANIFEST_PATH).await?)?;
+    let built = gw.solve(nix.closure.to_definition()).await?;
+    Ok((closure, built))
 }
 
 /// Transfers only the user's file from the `dockerfile` local and reads it.

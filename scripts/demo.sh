@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The main job, end to end on a fresh machine of ours: install and start the engines, build
+# the nixfront frontend image, build examples/hello (a flake with a runtime dependency) with
+# `docker buildx build` and `# syntax=org/nixfront`, and run the image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CI_ROOT=${NIXFRONT_CI_ROOT:-/var/lib/nixfront-ci}
+TRIXIE=$CI_ROOT/trixie
+
+bash scripts/engines.sh all
+bash scripts/frontend-image.sh all
+
+# The example flake builds offline: its builder is a static busybox it ships in tools/.
+mkdir -p examples/hello/tools
+cp /bin/busybox examples/hello/tools/busybox
+
+# dockerd 26 runs in a chroot: give it a copy of the example.
+rm -rf --one-file-system "$TRIXIE/tmp/nixfront-demo"
+cp -r examples/hello "$TRIXIE/tmp/nixfront-demo"
+d26() { chroot "$TRIXIE" docker -H unix:///run/d26/docker.sock "$@"; }
+
+echo "+ docker buildx build --build-arg NIX_IMAGE=localnix/nix:2.8 -t hello --load examples/hello" >&2
+d26 buildx build --build-arg NIX_IMAGE=localnix/nix:2.8 -t hello --load /tmp/nixfront-demo
+echo "+ docker run --rm hello" >&2
+d26 run --rm hello
+d26 image ls hello

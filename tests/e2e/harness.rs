@@ -1,0 +1,299 @@
+//! Driving the two real engines from tests: fixtures on disk, builds, runs, inspection.
+//!
+//! Both engines are started by `scripts/engines.sh` and the frontend image is loaded by
+//! `scripts/frontend-image.sh`; `scripts/test.sh` does both before running these tests.
+//! d26 runs in a chroot, so fixtures live under the chroot's /tmp, where both engines see
+//! them (the host path for d20, the chroot path for d26).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+pub const NIX_IMAGE: &str = "localnix/nix:2.8";
+
+fn ci_root() -> PathBuf {
+    PathBuf::from(std::env::var("NIXFRONT_CI_ROOT").unwrap_or_else(|_| "/var/lib/nixfront-ci".into()))
+}
+
+fn trixie() -> PathBuf {
+    ci_root().join("trixie")
+}
+
+/// The engines to test on: `NIXFRONT_E2E_ENGINES` (default `d20,d26`).
+pub fn engines() -> Vec<Engine> {
+    let list = std::env::var("NIXFRONT_E2E_ENGINES").unwrap_or_else(|_| "d20,d26".into());
+    list.split(',')
+        .map(|e| match e.trim() {
+            "d20" => Engine::D20,
+            "d26" => Engine::D26,
+            other => panic!("unknown engine {other:?} in NIXFRONT_E2E_ENGINES"),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Debian 12's dockerd 20.10 (BuildKit 0.8), `DOCKER_BUILDKIT=1 docker build`.
+    D20,
+    /// Debian 13's dockerd 26.1 (BuildKit 0.13), `docker buildx build --load`.
+    D26,
+}
+
+/// A finished command: its exit status and everything it printed.
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Run {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::D20 => "d20",
+            Engine::D26 => "d26",
+        }
+    }
+
+    /// `docker ...` on this engine.
+    pub fn docker(self, args: &[&str]) -> Run {
+        let output = match self {
+            Engine::D20 => Command::new("/usr/bin/docker").env("DOCKER_BUILDKIT", "1").args(args).output(),
+            Engine::D26 => Command::new("chroot")
+                .arg(trixie())
+                .args(["docker", "-H", "unix:///run/d26/docker.sock"])
+                .args(args)
+                .output(),
+        };
+        Run::from(output.expect("docker runs"))
+    }
+
+    /// Builds `fixture` with `-t tag` and the test builder image; `extra` are more flags.
+    pub fn build(self, fixture: &Fixture, tag: &str, extra: &[&str]) -> Run {
+        let _ = self.docker(&["image", "rm", "-f", tag]);
+        let dir = fixture.path_for(self);
+        let mut args: Vec<&str> = match self {
+            Engine::D20 => vec!["build"],
+            Engine::D26 => vec!["buildx", "build", "--load"],
+        };
+        let nix_image = format!("NIX_IMAGE={NIX_IMAGE}");
+        args.extend(["--progress=plain", "--build-arg", &nix_image, "-t", tag]);
+        args.extend(extra);
+        args.push(&dir);
+        self.docker(&args)
+    }
+
+    pub fn image_exists(self, tag: &str) -> bool {
+        self.docker(&["image", "inspect", tag]).ok
+    }
+
+    /// `docker image inspect`, the first (only) object.
+    pub fn inspect(self, tag: &str) -> Value {
+        let run = self.docker(&["image", "inspect", tag]);
+        assert!(run.ok, "inspect {tag}: {}", run.all());
+        let list: Value = serde_json::from_str(&run.stdout).expect("inspect gives JSON");
+        list[0].clone()
+    }
+
+    pub fn run_image(self, tag: &str, args: &[&str]) -> Run {
+        let mut all = vec!["run", "--rm", tag];
+        all.extend(args);
+        self.docker(&all)
+    }
+
+    /// The entries directly under /nix/store in the image's filesystem.
+    pub fn store_entries(self, tag: &str) -> Vec<String> {
+        let create = self.docker(&["create", tag, "x"]);
+        assert!(create.ok, "create: {}", create.all());
+        let id = create.stdout.trim().to_string();
+        let export = match self {
+            Engine::D20 => Command::new("/usr/bin/docker").args(["export", &id]).output(),
+            Engine::D26 => Command::new("chroot")
+                .arg(trixie())
+                .args(["docker", "-H", "unix:///run/d26/docker.sock", "export", &id])
+                .output(),
+        }
+        .expect("export runs");
+        let _ = self.docker(&["rm", &id]);
+        let mut entries = tar_store_entries(&export.stdout);
+        entries.sort();
+        entries.dedup();
+        entries
+    }
+}
+
+/// Names of `nix/store/<entry>` in a tar stream.
+fn tar_store_entries(tar: &[u8]) -> Vec<String> {
+    let mut child = Command::new("tar")
+        .args(["-t"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("tar runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(tar).expect("tar reads");
+    }
+    let out = child.wait_with_output().expect("tar lists");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("nix/store/"))
+        .filter_map(|rest| rest.split('/').next())
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A directory with a flake and a Dockerfile, visible to both engines.
+pub struct Fixture {
+    /// Path inside the d26 chroot (`/tmp/nixfront-e2e/...`).
+    inner: String,
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+impl Fixture {
+    /// A fresh directory with the standard test flake (see `FLAKE`) and `dockerfile`.
+    pub fn new(name: &str, dockerfile: &str) -> Self {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let inner = format!("/tmp/nixfront-e2e/{}-{name}-{n}", std::process::id());
+        let fixture = Fixture { inner };
+        let host = fixture.host_path();
+        let _ = std::fs::remove_dir_all(&host);
+        std::fs::create_dir_all(host.join("tools")).unwrap();
+        std::fs::copy("/bin/busybox", host.join("tools/busybox")).expect("busybox-static is installed");
+        fixture.write("flake.nix", FLAKE);
+        fixture.write("Dockerfile", dockerfile);
+        fixture
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.host_path().join(name), text).unwrap();
+    }
+
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.host_path().join(name)).unwrap();
+    }
+
+    pub fn host_path(&self) -> PathBuf {
+        trixie().join(self.inner.trim_start_matches('/'))
+    }
+
+    fn path_for(&self, engine: Engine) -> String {
+        match engine {
+            Engine::D20 => self.host_path().to_string_lossy().into_owned(),
+            Engine::D26 => self.inner.clone(),
+        }
+    }
+
+    /// `nix path-info -r` of `attr`, built independently in the builder image on d20: what
+    /// the image's /nix/store must hold.
+    pub fn expected_closure(&self, attr: &str) -> Vec<String> {
+        let mount = format!("{}:/src:ro", self.host_path().display());
+        let installable = format!("path:/src#{attr}");
+        let script = "nix build --no-link --no-write-lock-file \"$1\" >&2 && nix path-info -r \"$1\"";
+        let run = Engine::D20.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            &mount,
+            NIX_IMAGE,
+            "sh",
+            "-c",
+            script,
+            "sh",
+            &installable,
+        ]);
+        assert!(run.ok, "reference build failed: {}", run.all());
+        let mut paths: Vec<String> = run
+            .stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("/nix/store/"))
+            .map(str::to_string)
+            .collect();
+        paths.sort();
+        paths
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.host_path());
+    }
+}
+
+/// A unique image tag for one test on one engine.
+pub fn tag(test: &str, engine: Engine) -> String {
+    format!("nixfront-e2e/{test}:{}", engine.name())
+}
+
+/// Asserts `haystack` contains every needle, showing it all when not.
+pub fn assert_contains(haystack: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(haystack.contains(needle), "expected {needle:?} in:\n{haystack}");
+    }
+}
+
+/// The test flake: self-contained (static busybox as the builder, no nixpkgs).
+/// - `hello`: prints a greeting read from its runtime dependency `greeting`; mainProgram set.
+/// - `bye`: another app, for `--target`.
+/// - `multi`: two executables and no mainProgram.
+/// - `broken`: a derivation whose builder fails after printing a marker.
+pub const FLAKE: &str = r#"# syntax=org/nixfront
+{
+  outputs = { self }:
+    let
+      system = "x86_64-linux";
+      bb = "${./tools}/busybox";
+      mk = name: script: derivation {
+        inherit name system;
+        builder = bb;
+        args = [ "sh" "-c" script ];
+      };
+      greeting = mk "greeting-1.0" ''
+        ${bb} mkdir -p $out/share
+        echo "hello from the greeting dependency" > $out/share/greeting
+      '';
+      app = name: body: (mk name ''
+        ${bb} mkdir -p $out/bin
+        printf '#!${bb} sh\n${body}\n' > $out/bin/${builtins.head (builtins.split "-" name)}
+        ${bb} chmod +x $out/bin/*
+      '');
+      hello = (app "hello-0.1" ''${bb} cat ${greeting}/share/greeting; echo "args:$*"'')
+        // { meta.mainProgram = "hello"; };
+      bye = app "bye-0.2" ''echo "bye from bye"'';
+      multi = mk "multi-1.0" ''
+        ${bb} mkdir -p $out/bin
+        printf '#!${bb} sh\necho one\n' > $out/bin/one
+        printf '#!${bb} sh\necho two\n' > $out/bin/two
+        ${bb} chmod +x $out/bin/one $out/bin/two
+      '';
+      broken = mk "broken-1.0" ''
+        echo "compiling the thing"
+        echo "kaboom: the build of broken failed on purpose" >&2
+        exit 3
+      '';
+    in {
+      packages.${system} = {
+        default = hello;
+        inherit hello bye multi broken greeting;
+      };
+    };
+}
+"#;

@@ -1,0 +1,7 @@
+//! End-to-end tests: real builds with `# syntax=org/nixfront` on both engines.
+//!
+//! They need the engines and the frontend image (`scripts/test.sh` sets both up), so they
+//! are ignored by a plain `cargo test`; `scripts/test.sh` runs them with `--include-ignored`.
+
+mod core;
+mod harness;
