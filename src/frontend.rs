@@ -10,9 +10,9 @@ use bollard_buildkit_proto::pb;
 use tracing::{error, info};
 
 use crate::closure::{self, Closure};
-use crate::gateway::{FrontendResult, Gateway, RefId, Refs};
+use crate::gateway::{FrontendResult, Gateway, RefId, Refs, caps};
 use crate::image::{self, BinEntry, ConfigInputs};
-use crate::layers::{self, Extras};
+use crate::layers::{self, Extras, Layout};
 use crate::llb::{self, source};
 use crate::nixfile;
 use crate::options::Options;
@@ -78,7 +78,7 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
         },
         "load build context",
     );
-    let nix = plan::nix_build(&flake, &builder, &platform, &context);
+    let nix = plan::nix_build(&flake, &builder, &platform, &context, options.persistent_store);
 
     let t = Instant::now();
     // Solves are lazy: the build may run, and fail, in any of these calls.
@@ -99,8 +99,9 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
         extra_labels: &options.labels,
     })?;
 
-    let rootfs =
-        layers::root_filesystem(&closure, &nix.closure, &Extras { workdir: nixfile.workdir.as_deref() });
+    let layout = Layout { max_layers: options.max_layers, merge: gw.caps.supports(caps::MERGE_OP) };
+    let extras = Extras { workdir: nixfile.workdir.as_deref() };
+    let rootfs = layers::root_filesystem(&closure, &nix.closure, &extras, layout);
     let t = Instant::now();
     let image = gw.solve(rootfs.to_definition()).await.context("assembling the image")?;
     timings.solving_ms += t.elapsed().as_millis();
@@ -177,7 +178,9 @@ fn target_platform(gw: &Gateway, options: &Options) -> Result<pb::Platform> {
 
 /// The main result's `bin/`, empty when it has none.
 async fn bin_entries(gw: &mut Gateway, built: &RefId, closure: &Closure) -> Result<Vec<BinEntry>> {
-    let dir = format!("{}/bin", closure.main_result());
+    let main = closure.main_result();
+    let base = main.rsplit('/').next().unwrap_or(main);
+    let dir = format!("/{base}{main}/bin"); // the build output holds each path as /<base>/nix/store/<base>
     let entries = match gw.read_dir(built, &dir).await {
         Ok(entries) => entries,
         Err(_) => return Ok(Vec::new()),

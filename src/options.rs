@@ -20,6 +20,12 @@ const PREFIX_LABEL: &str = "label:";
 
 /// Build args that nixfront itself reads; any other name is the user's.
 pub const ARG_NIX_IMAGE: &str = "NIX_IMAGE";
+pub const ARG_NIX_LAYERS: &str = "NIX_LAYERS";
+pub const ARG_NIX_PERSISTENT_STORE: &str = "NIX_PERSISTENT_STORE";
+
+/// The default and the bounds of `NIX_LAYERS`: overlayfs and Docker stop near 125-128.
+pub const DEFAULT_MAX_LAYERS: usize = 100;
+const MAX_LAYERS_RANGE: std::ops::RangeInclusive<usize> = 2..=125;
 
 /// The builder image used when `NIX_IMAGE` is not given: a released nixos/nix tag.
 pub const DEFAULT_NIX_IMAGE: &str = "docker.io/nixos/nix:2.24.10";
@@ -41,6 +47,10 @@ pub struct Options {
     pub no_cache: bool,
     /// The builder image, normalised.
     pub nix_image: String,
+    /// The most layers the image may have (`NIX_LAYERS`).
+    pub max_layers: usize,
+    /// Keep /nix in a BuildKit cache mount between builds (`NIX_PERSISTENT_STORE`).
+    pub persistent_store: bool,
 }
 
 impl Options {
@@ -74,6 +84,23 @@ impl Options {
                 .map_err(|e| anyhow::anyhow!("build arg {ARG_NIX_IMAGE}={image:?}: {e}"))?,
             None => DEFAULT_NIX_IMAGE.to_string(),
         };
+        let max_layers = match build_args.get(ARG_NIX_LAYERS).filter(|v| !v.is_empty()) {
+            Some(v) => v.parse().ok().filter(|n| MAX_LAYERS_RANGE.contains(n)).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "build arg {ARG_NIX_LAYERS}={v:?}: expected a whole number from {} to {}",
+                    MAX_LAYERS_RANGE.start(),
+                    MAX_LAYERS_RANGE.end()
+                )
+            })?,
+            None => DEFAULT_MAX_LAYERS,
+        };
+        let persistent_store = match build_args.get(ARG_NIX_PERSISTENT_STORE).map(String::as_str) {
+            None | Some("") | Some("true") | Some("1") => true,
+            Some("false") | Some("0") => false,
+            Some(other) => {
+                bail!("build arg {ARG_NIX_PERSISTENT_STORE}={other:?}: expected true or false")
+            }
+        };
         let platforms = get(KEY_PLATFORM)
             .map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect())
             .unwrap_or_default();
@@ -91,6 +118,8 @@ impl Options {
             labels: prefixed(PREFIX_LABEL),
             no_cache: raw.contains_key(KEY_NO_CACHE),
             nix_image,
+            max_layers,
+            persistent_store,
         })
     }
 }
@@ -147,6 +176,7 @@ mod tests {
         assert_eq!((o.dockerfile_local.as_str(), o.context_local.as_str()), ("dockerfile", "context"));
         assert_eq!(o.nix_image, DEFAULT_NIX_IMAGE);
         assert!(o.target.is_none() && o.platforms.is_empty() && !o.no_cache);
+        assert_eq!((o.max_layers, o.persistent_store), (DEFAULT_MAX_LAYERS, true));
     }
 
     #[test]
@@ -161,6 +191,8 @@ mod tests {
             "build-arg:OTHER=a=b",
             "label:team=core",
             "no-cache=",
+            "build-arg:NIX_LAYERS=12",
+            "build-arg:NIX_PERSISTENT_STORE=false",
         ])
         .unwrap();
         assert_eq!(o.filename, "flake.nix");
@@ -171,12 +203,19 @@ mod tests {
         assert_eq!(o.build_args["OTHER"], "a=b");
         assert_eq!(o.labels["team"], "core");
         assert!(o.no_cache);
+        assert_eq!((o.max_layers, o.persistent_store), (12, false));
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let e = opts(&["build-arg:NIX_IMAGE=has space"]).unwrap_err().to_string();
         assert!(e.contains("NIX_IMAGE"), "{e}");
+        for bad in ["build-arg:NIX_LAYERS=1", "build-arg:NIX_LAYERS=200", "build-arg:NIX_LAYERS=many"] {
+            let e = opts(&[bad]).unwrap_err().to_string();
+            assert!(e.contains("NIX_LAYERS") && e.contains("2 to 125"), "{e}");
+        }
+        let e = opts(&["build-arg:NIX_PERSISTENT_STORE=yes"]).unwrap_err().to_string();
+        assert!(e.contains("NIX_PERSISTENT_STORE"), "{e}");
         let e = opts(&["target=a#b"]).unwrap_err().to_string();
         assert!(e.contains("--target"), "{e}");
     }

@@ -39,6 +39,23 @@ impl FileOp {
         self
     }
 
+    /// Copies what is inside directory `src` of `from` into `dest`, merging with what is
+    /// there; every copied entry, directories included, gets `timestamp`.
+    pub fn copy_contents(mut self, from: &State, src: &str, dest: &str, timestamp: i64) -> Self {
+        let secondary = self.input_index(from);
+        let copy = pb::FileActionCopy {
+            src: src.to_string(),
+            dest: dest.to_string(),
+            mode: -1,
+            create_dest_path: true,
+            dir_copy_contents: true,
+            timestamp,
+            ..Default::default()
+        };
+        self.actions.push((secondary, Action::Copy(copy)));
+        self
+    }
+
     /// Makes directory `path` (and its parents) with `mode`.
     pub fn mkdir(mut self, path: &str, mode: i32, timestamp: i64) -> Self {
         let mkdir =

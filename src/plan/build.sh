@@ -5,7 +5,8 @@
 # frontend binary; a change to it changes the step's cache key.
 #
 # In:  the build context at /nixfront/src (read-only, when the reference uses it).
-# Out: /nixfront/out/nix/store/...   the runtime closure, copied with modes and times kept
+# Out: /nixfront/out/<base>/nix/store/<base>   each store path of the runtime closure as its
+#                                             own tree, copied with modes and times kept
 #      /nixfront/meta/manifest.json  results, package name and mainProgram, path-info
 set -eu
 ref=$1
@@ -37,8 +38,11 @@ nixc eval --json --no-write-lock-file \
     --apply 'p: { name = p.name or null; mainProgram = (p.meta or {}).mainProgram or null; }' \
     -- "$ref" >"$work/package.json" 2>/dev/null || echo null >"$work/package.json"
 
-mkdir -p "$out/nix/store"
-while read -r p; do cp -a -- "$p" "$out/nix/store/"; done <"$work/closure"
+while read -r p; do
+    tree="$out/${p##*/}/nix/store"
+    mkdir -p "$tree"
+    cp -a -- "$p" "$tree/"
+done <"$work/closure"
 
 {
     printf '{"manifestVersion":1,"results":['

@@ -18,7 +18,7 @@ use crate::nixfile::Nixfile;
 
 /// Where the build context is mounted in the builder.
 pub const CONTEXT_DIR: &str = "/nixfront/src";
-/// The exec's output holding the closure as `nix/store/...`.
+/// The exec's output holding the closure, each path as `<base>/nix/store/<base>`.
 pub const OUT_DIR: &str = "/nixfront/out";
 /// The exec's output holding the manifest.
 pub const META_DIR: &str = "/nixfront/meta";
@@ -114,19 +114,28 @@ impl BuilderImage {
 
 /// The states the build exec produces.
 pub struct NixBuild {
-    /// The closure laid out as `nix/store/<path>`.
+    /// The closure, each store path as its own tree `<base>/nix/store/<base>`.
     pub closure: State,
     /// The manifest directory.
     pub meta: State,
 }
 
+/// The id of the cache mount that holds the persistent /nix of `builder`: a new builder image
+/// gets a fresh store.
+pub fn store_cache_id(builder: &BuilderImage) -> String {
+    let key = if builder.digest.is_empty() { &builder.reference } else { &builder.digest };
+    format!("nixfront-nix-store-{key}")
+}
+
 /// The exec that builds `flake` in `builder` on `platform`; `context` is mounted when the
-/// reference uses it.
+/// reference uses it. With `persistent_store`, /nix is a BuildKit cache mount seeded from the
+/// builder's own /nix, shared by later builds and locked while one uses it.
 pub fn nix_build(
     flake: &FlakeRef,
     builder: &BuilderImage,
     platform: &pb::Platform,
     context: &State,
+    persistent_store: bool,
 ) -> NixBuild {
     let root = source::image(&builder.reference, Some(platform.clone()));
     let script = FileOp::on(&State::scratch())
@@ -137,6 +146,13 @@ pub fn nix_build(
         .mount(Mount::readonly(SCRIPT_DIR, &script))
         .mount(Mount::output(OUT_DIR, &State::scratch()))
         .mount(Mount::output(META_DIR, &State::scratch()));
+    if persistent_store {
+        // Images whose store starts empty may lack /nix; where it exists this changes nothing.
+        let seed =
+            FileOp::on(&root).mkdir("/nix", 0o755, FIXED_TIME_NS).build("nixfront: seed the Nix store");
+        let store = Mount::cache("/nix", &store_cache_id(builder), pb::CacheSharingOpt::Locked, &seed);
+        exec = exec.mount(store.with_selector("/nix"));
+    }
     if flake.uses_context {
         exec = exec.mount(Mount::readonly(CONTEXT_DIR, context));
         exec.cwd = CONTEXT_DIR.to_string();
@@ -225,7 +241,7 @@ mod tests {
             &source::Local { name: "context".into(), session_id: "s".into(), ..Default::default() },
             "context",
         );
-        nix_build(&flake, &builder(), &platform, &context).closure.to_definition()
+        nix_build(&flake, &builder(), &platform, &context, true).closure.to_definition()
     }
 
     fn the_exec(def: &pb::Definition) -> pb::ExecOp {
@@ -278,6 +294,7 @@ mod tests {
             dests,
             [
                 ("/", false, 0),
+                ("/nix", false, -1),
                 ("/nixfront/bin", true, -1),
                 ("/nixfront/meta", false, 1),
                 ("/nixfront/out", false, 2),
@@ -292,9 +309,22 @@ mod tests {
             })
             .collect();
         assert!(sources.contains(&"docker-image://docker.io/localnix/nix:2.8@sha256:abc".to_string()));
+        let store = exec.mounts.iter().find(|m| m.dest == "/nix").unwrap();
+        let cache = store.cache_opt.as_ref().unwrap();
+        assert_eq!(cache.id, "nixfront-nix-store-sha256:abc");
+        assert_eq!(cache.sharing, pb::CacheSharingOpt::Locked as i32);
+        assert_eq!(store.selector, "/nix", "seeded from the builder's /nix");
         let meta = exec.meta.unwrap();
         assert!(meta.env.contains(&"HOME=/root".to_string()));
         assert_eq!(meta.cwd, CONTEXT_DIR);
+    }
+
+    #[test]
+    fn a_hermetic_build_has_no_store_cache() {
+        let flake = flake_ref(&with_flake(".#hello"), None).unwrap();
+        let platform = crate::llb::platform("linux", "amd64", "");
+        let def = nix_build(&flake, &builder(), &platform, &State::scratch(), false).closure.to_definition();
+        assert!(the_exec(&def).mounts.iter().all(|m| m.mount_type != pb::MountType::Cache as i32));
     }
 
     #[test]

@@ -21,7 +21,7 @@ fn the_image_runs_and_holds_exactly_the_closure() {
         assert!(run.ok, "{engine:?} run failed: {}", run.all());
         assert_eq!(run.stdout, "hello from the greeting dependency\nargs:a b\n", "{engine:?}");
         assert_eq!(engine.store_entries(&t), expected, "{engine:?}: /nix/store must be the closure");
-        assert_contains(&build.all(), &["nix build .#hello", "copy closure: 3 store paths"]);
+        assert_contains(&build.all(), &["nix build .#hello", "layer 1/3: ", "layer 3/3: hello-0.1"]);
     }
 }
 
