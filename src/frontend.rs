@@ -16,7 +16,7 @@ use crate::layers::{self, Extras, Layout};
 use crate::llb::{self, source};
 use crate::nixfile;
 use crate::options::Options;
-use crate::plan::{self, BuilderImage};
+use crate::plan::{self, BuilderImage, StoreSettings};
 
 /// Runs the frontend over stdio; the process exit code.
 pub async fn run() -> i32 {
@@ -78,7 +78,8 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
         },
         "load build context",
     );
-    let nix = plan::nix_build(&flake, &builder, &platform, &context, options.persistent_store);
+    let store = StoreSettings { persistent: options.persistent_store, verify: options.verify_store };
+    let nix = plan::nix_build(&flake, &builder, &platform, &context, store);
 
     let t = Instant::now();
     // Solves are lazy: the build may run, and fail, in any of these calls.

@@ -22,6 +22,7 @@ const PREFIX_LABEL: &str = "label:";
 pub const ARG_NIX_IMAGE: &str = "NIX_IMAGE";
 pub const ARG_NIX_LAYERS: &str = "NIX_LAYERS";
 pub const ARG_NIX_PERSISTENT_STORE: &str = "NIX_PERSISTENT_STORE";
+pub const ARG_NIX_VERIFY_STORE: &str = "NIX_VERIFY_STORE";
 
 /// The default and the bounds of `NIX_LAYERS`: overlayfs and Docker stop near 125-128.
 pub const DEFAULT_MAX_LAYERS: usize = 100;
@@ -51,6 +52,8 @@ pub struct Options {
     pub max_layers: usize,
     /// Keep /nix in a BuildKit cache mount between builds (`NIX_PERSISTENT_STORE`).
     pub persistent_store: bool,
+    /// Check every store path's contents before building (`NIX_VERIFY_STORE`).
+    pub verify_store: bool,
 }
 
 impl Options {
@@ -94,13 +97,8 @@ impl Options {
             })?,
             None => DEFAULT_MAX_LAYERS,
         };
-        let persistent_store = match build_args.get(ARG_NIX_PERSISTENT_STORE).map(String::as_str) {
-            None | Some("") | Some("true") | Some("1") => true,
-            Some("false") | Some("0") => false,
-            Some(other) => {
-                bail!("build arg {ARG_NIX_PERSISTENT_STORE}={other:?}: expected true or false")
-            }
-        };
+        let persistent_store = bool_arg(&build_args, ARG_NIX_PERSISTENT_STORE, true)?;
+        let verify_store = bool_arg(&build_args, ARG_NIX_VERIFY_STORE, false)?;
         let platforms = get(KEY_PLATFORM)
             .map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect())
             .unwrap_or_default();
@@ -120,7 +118,18 @@ impl Options {
             nix_image,
             max_layers,
             persistent_store,
+            verify_store,
         })
+    }
+}
+
+/// A true/false build arg; empty or absent gives `default`.
+fn bool_arg(args: &BTreeMap<String, String>, name: &str, default: bool) -> Result<bool> {
+    match args.get(name).map(String::as_str) {
+        None | Some("") => Ok(default),
+        Some("true") | Some("1") => Ok(true),
+        Some("false") | Some("0") => Ok(false),
+        Some(other) => bail!("build arg {name}={other:?}: expected true or false"),
     }
 }
 
@@ -176,7 +185,7 @@ mod tests {
         assert_eq!((o.dockerfile_local.as_str(), o.context_local.as_str()), ("dockerfile", "context"));
         assert_eq!(o.nix_image, DEFAULT_NIX_IMAGE);
         assert!(o.target.is_none() && o.platforms.is_empty() && !o.no_cache);
-        assert_eq!((o.max_layers, o.persistent_store), (DEFAULT_MAX_LAYERS, true));
+        assert_eq!((o.max_layers, o.persistent_store, o.verify_store), (DEFAULT_MAX_LAYERS, true, false));
     }
 
     #[test]
@@ -193,6 +202,7 @@ mod tests {
             "no-cache=",
             "build-arg:NIX_LAYERS=12",
             "build-arg:NIX_PERSISTENT_STORE=false",
+            "build-arg:NIX_VERIFY_STORE=true",
         ])
         .unwrap();
         assert_eq!(o.filename, "flake.nix");
@@ -203,7 +213,7 @@ mod tests {
         assert_eq!(o.build_args["OTHER"], "a=b");
         assert_eq!(o.labels["team"], "core");
         assert!(o.no_cache);
-        assert_eq!((o.max_layers, o.persistent_store), (12, false));
+        assert_eq!((o.max_layers, o.persistent_store, o.verify_store), (12, false, true));
     }
 
     #[test]

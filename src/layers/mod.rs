@@ -35,7 +35,11 @@ pub struct Extras<'a> {
     pub workdir: Option<&'a str>,
 }
 
-/// The root filesystem. `built` is the build's output, one tree per store path.
+/// The tree in the build output that holds what nixfront adds (`tmp`, mode 1777).
+pub const ROOT_EXTRAS_TREE: &str = "/.nixfront-root";
+
+/// The root filesystem. `built` is the build's output, one tree per store path, plus
+/// [`ROOT_EXTRAS_TREE`].
 pub fn root_filesystem(closure: &Closure, built: &State, extras: &Extras, layout: Layout) -> State {
     let groups = grouping::group(closure, layout.max_layers.saturating_sub(1));
     let total = groups.len();
@@ -46,14 +50,14 @@ pub fn root_filesystem(closure: &Closure, built: &State, extras: &Extras, layout
             .enumerate()
             .map(|(i, g)| copy_group(&State::scratch(), built, g).build(&name(i, g)))
             .collect();
-        layers.push(top_layer(&State::scratch(), extras));
+        layers.push(top_layer(&State::scratch(), built, extras));
         merge::merge(&layers, &format!("merge {} layers", layers.len()))
     } else {
         let store = groups
             .iter()
             .enumerate()
             .fold(State::scratch(), |below, (i, g)| copy_group(&below, built, g).build(&name(i, g)));
-        top_layer(&store, extras)
+        top_layer(&store, built, extras)
     }
 }
 
@@ -64,8 +68,9 @@ fn copy_group(base: &State, built: &State, group: &Group) -> FileOp {
     })
 }
 
-fn top_layer(base: &State, extras: &Extras) -> State {
-    let mut top = FileOp::on(base).mkdir("/tmp", 0o1777, FIXED_TIME_NS);
+fn top_layer(base: &State, built: &State, extras: &Extras) -> State {
+    // /tmp comes from the build output: BuildKit's mkdir drops the sticky bit, a copy keeps it.
+    let mut top = FileOp::on(base).copy_contents(built, ROOT_EXTRAS_TREE, "/", FIXED_TIME_NS);
     if let Some(dir) = extras.workdir.filter(|d| *d != "/" && *d != "/tmp") {
         top = top.mkdir(dir, 0o755, FIXED_TIME_NS);
     }
@@ -151,6 +156,8 @@ mod tests {
         let layer_copies: Vec<_> = ops.iter().map(copies).filter(|c| !c.is_empty()).collect();
         let dep_tree = format!("/{}", &DEP[11..]);
         assert_eq!(layer_copies[0], [(dep_tree, "/".to_string(), true, FIXED_TIME_NS)]);
+        let top = layer_copies.last().unwrap();
+        assert_eq!(top[0].0, ROOT_EXTRAS_TREE, "the top layer copies /tmp from the build");
     }
 
     #[test]
@@ -158,7 +165,7 @@ mod tests {
         let ops = ops(false);
         assert!(ops.iter().all(|op| !matches!(op.op, Some(pb::op::Op::Merge(_)))));
         let order: Vec<String> = ops.iter().flat_map(copies).map(|c| c.0).collect();
-        assert_eq!(order, [format!("/{}", &DEP[11..]), format!("/{}", &APP[11..])]);
+        assert_eq!(order, [format!("/{}", &DEP[11..]), format!("/{}", &APP[11..]), ROOT_EXTRAS_TREE.into()]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 # In:  the build context at /nixfront/src (read-only, when the reference uses it).
 # Out: /nixfront/out/<base>/nix/store/<base>   each store path of the runtime closure as its
 #                                             own tree, copied with modes and times kept
+#      /nixfront/out/.nixfront-root/tmp       what nixfront adds to the image (mode 1777)
 #      /nixfront/meta/manifest.json  results, package name and mainProgram, path-info
 set -eu
 ref=$1
@@ -19,6 +20,16 @@ nixc() {
         --option filter-syscalls false --option sandbox false --option build-users-group '' \
         "$@"
 }
+
+if [ "${NIXFRONT_VERIFY_STORE:-}" = 1 ]; then
+    echo "nixfront: verifying the Nix store (NIX_VERIFY_STORE=true)" >&2
+    if ! nix-store --verify --check-contents; then
+        echo "nixfront: the persistent Nix store is damaged; drop it with" \
+            "'docker builder prune --filter type=exec.cachemount' and build again" >&2
+        exit 1
+    fi
+    echo "nixfront: the Nix store is consistent" >&2
+fi
 
 mkdir "$work/links"
 nixc build --no-write-lock-file --print-build-logs --out-link "$work/links/result" -- "$ref"
@@ -43,6 +54,10 @@ while read -r p; do
     mkdir -p "$tree"
     cp -a -- "$p" "$tree/"
 done <"$work/closure"
+
+# BuildKit's own mkdir cannot set the sticky bit; the top layer copies this directory instead.
+mkdir -p "$out/.nixfront-root/tmp"
+chmod 1777 "$out/.nixfront-root/tmp"
 
 {
     printf '{"manifestVersion":1,"results":['

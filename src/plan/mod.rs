@@ -127,15 +127,24 @@ pub fn store_cache_id(builder: &BuilderImage) -> String {
     format!("nixfront-nix-store-{key}")
 }
 
+/// How the build treats the Nix store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// /nix is a BuildKit cache mount seeded from the builder's own /nix, kept between
+    /// builds and locked while one build uses it; otherwise each build starts from the image.
+    pub persistent: bool,
+    /// Check every path's contents (`nix-store --verify --check-contents`) before building.
+    pub verify: bool,
+}
+
 /// The exec that builds `flake` in `builder` on `platform`; `context` is mounted when the
-/// reference uses it. With `persistent_store`, /nix is a BuildKit cache mount seeded from the
-/// builder's own /nix, shared by later builds and locked while one uses it.
+/// reference uses it.
 pub fn nix_build(
     flake: &FlakeRef,
     builder: &BuilderImage,
     platform: &pb::Platform,
     context: &State,
-    persistent_store: bool,
+    store: StoreSettings,
 ) -> NixBuild {
     let root = source::image(&builder.reference, Some(platform.clone()));
     let script = FileOp::on(&State::scratch())
@@ -146,7 +155,7 @@ pub fn nix_build(
         .mount(Mount::readonly(SCRIPT_DIR, &script))
         .mount(Mount::output(OUT_DIR, &State::scratch()))
         .mount(Mount::output(META_DIR, &State::scratch()));
-    if persistent_store {
+    if store.persistent {
         // Images whose store starts empty may lack /nix; where it exists this changes nothing.
         let seed =
             FileOp::on(&root).mkdir("/nix", 0o755, FIXED_TIME_NS).build("nixfront: seed the Nix store");
@@ -158,6 +167,9 @@ pub fn nix_build(
         exec.cwd = CONTEXT_DIR.to_string();
     }
     exec.env = builder_env(&builder.env);
+    if store.verify {
+        exec.env.push("NIXFRONT_VERIFY_STORE=1".to_string());
+    }
     exec.platform = Some(platform.clone());
     let outputs = exec.build(&format!("nix build {}", flake.written));
     NixBuild {
@@ -224,6 +236,8 @@ mod tests {
         assert!(flake_ref(&with_flake("./../up#x"), None).is_err());
     }
 
+    const PERSISTENT: StoreSettings = StoreSettings { persistent: true, verify: false };
+
     fn builder() -> BuilderImage {
         BuilderImage::from_config(
             "docker.io/localnix/nix:2.8",
@@ -241,7 +255,7 @@ mod tests {
             &source::Local { name: "context".into(), session_id: "s".into(), ..Default::default() },
             "context",
         );
-        nix_build(&flake, &builder(), &platform, &context, true).closure.to_definition()
+        nix_build(&flake, &builder(), &platform, &context, PERSISTENT).closure.to_definition()
     }
 
     fn the_exec(def: &pb::Definition) -> pb::ExecOp {
@@ -323,7 +337,15 @@ mod tests {
     fn a_hermetic_build_has_no_store_cache() {
         let flake = flake_ref(&with_flake(".#hello"), None).unwrap();
         let platform = crate::llb::platform("linux", "amd64", "");
-        let def = nix_build(&flake, &builder(), &platform, &State::scratch(), false).closure.to_definition();
+        let def = nix_build(
+            &flake,
+            &builder(),
+            &platform,
+            &State::scratch(),
+            StoreSettings { persistent: false, verify: false },
+        )
+        .closure
+        .to_definition();
         assert!(the_exec(&def).mounts.iter().all(|m| m.mount_type != pb::MountType::Cache as i32));
     }
 

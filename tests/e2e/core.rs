@@ -2,14 +2,12 @@
 //! closure and runs; every instruction reaches the config; bad input fails clearly and
 //! leaves no image.
 
-use crate::harness::{Fixture, assert_contains, engines, tag};
-
-const NEEDS: &str = "needs both engines and the frontend image: run scripts/test.sh";
+use crate::harness::{Fixture, assert_contains, engines, shared_engines, tag};
 
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn the_image_runs_and_holds_exactly_the_closure() {
-    let _ = NEEDS;
+    let _engines = shared_engines();
     let fx = Fixture::new("closure", "# syntax=org/nixfront\nFLAKE .#hello\n");
     let expected = fx.expected_closure("hello");
     assert_eq!(expected.len(), 3, "hello + greeting + tools: {expected:?}");
@@ -21,6 +19,12 @@ fn the_image_runs_and_holds_exactly_the_closure() {
         assert!(run.ok, "{engine:?} run failed: {}", run.all());
         assert_eq!(run.stdout, "hello from the greeting dependency\nargs:a b\n", "{engine:?}");
         assert_eq!(engine.store_entries(&t), expected, "{engine:?}: /nix/store must be the closure");
+        // The closure carries busybox (the fixture's builder): use it to look at /tmp.
+        let tools = expected.iter().find(|p| p.ends_with("-tools")).unwrap();
+        let busybox = format!("/nix/store/{tools}/busybox");
+        let stat =
+            engine.docker(&["run", "--rm", "--entrypoint", &busybox, &t, "stat", "-c", "%a %u", "/tmp"]);
+        assert_eq!(stat.stdout, "1777 0\n", "{engine:?}: {}", stat.all());
         assert_contains(&build.all(), &["nix build .#hello", "layer 1/3: ", "layer 3/3: hello-0.1"]);
     }
 }
@@ -28,6 +32,7 @@ fn the_image_runs_and_holds_exactly_the_closure() {
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn flake_and_target_select_the_attribute() {
+    let _engines = shared_engines();
     let fx = Fixture::new("select", "# syntax=org/nixfront\nFLAKE .#bye\n");
     for engine in engines() {
         let t = tag("select", engine);
@@ -46,6 +51,7 @@ fn flake_and_target_select_the_attribute() {
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn every_config_instruction_reaches_the_image() {
+    let _engines = shared_engines();
     let dockerfile = r#"# syntax=org/nixfront
 FLAKE .#multi
 ENTRYPOINT ["two"]
@@ -93,6 +99,7 @@ VOLUME ["/data"]
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn a_flake_nix_can_be_the_dockerfile() {
+    let _engines = shared_engines();
     let fx = Fixture::new("flakefile", "unused\n");
     fx.remove("Dockerfile");
     for engine in engines() {
@@ -117,6 +124,7 @@ fn fx_path(fx: &Fixture, engine: crate::harness::Engine) -> String {
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn bad_input_fails_clearly_and_leaves_no_image() {
+    let _engines = shared_engines();
     struct Case {
         name: &'static str,
         dockerfile: &'static str,

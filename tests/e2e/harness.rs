@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::Value;
 
@@ -19,6 +20,18 @@ fn ci_root() -> PathBuf {
 
 fn trixie() -> PathBuf {
     ci_root().join("trixie")
+}
+
+/// Tests that prune an engine's build cache take this for writing; all others for reading,
+/// so a prune never runs under another test's build.
+static ENGINE_USE: RwLock<()> = RwLock::new(());
+
+pub fn shared_engines() -> RwLockReadGuard<'static, ()> {
+    ENGINE_USE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn exclusive_engines() -> RwLockWriteGuard<'static, ()> {
+    ENGINE_USE.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The engines to test on: `NIXFRONT_E2E_ENGINES` (default `d20,d26`).
@@ -116,6 +129,60 @@ impl Engine {
         self.docker(&all)
     }
 
+    /// `docker builder prune -af`: a fresh builder, as on a new CI runner.
+    pub fn prune(self) {
+        let run = self.docker(&["builder", "prune", "-af"]);
+        assert!(run.ok, "prune: {}", run.all());
+    }
+
+    /// The layer diff IDs of an image, bottom to top.
+    pub fn diff_ids(self, tag: &str) -> Vec<String> {
+        let layers = &self.inspect(tag)["RootFS"]["Layers"];
+        layers.as_array().expect("layers").iter().map(|l| l.as_str().unwrap().to_string()).collect()
+    }
+
+    /// For each layer of `docker save`, bottom to top: its size in the saved archive and the
+    /// store paths (`nix/store/<entry>`) it has files of.
+    pub fn saved_layers(self, tag: &str) -> Vec<(u64, Vec<String>)> {
+        let dir = tempdir(&format!("save-{}", self.name()));
+        let archive = dir.join("image.tar");
+        let save = match self {
+            Engine::D20 => {
+                Command::new("/usr/bin/docker").args(["save", "-o"]).arg(&archive).arg(tag).output()
+            }
+            Engine::D26 => Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "chroot {} docker -H unix:///run/d26/docker.sock save {tag} > {}",
+                    trixie().display(),
+                    archive.display()
+                ))
+                .output(),
+        }
+        .expect("docker save runs");
+        assert!(save.status.success(), "save: {}", String::from_utf8_lossy(&save.stderr));
+        let untar = Command::new("tar").arg("-xf").arg(&archive).arg("-C").arg(&dir).output().unwrap();
+        assert!(untar.status.success());
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        let layers: Vec<(u64, Vec<String>)> = manifest[0]["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let file = dir.join(l.as_str().unwrap());
+                let size = std::fs::metadata(&file).unwrap().len();
+                let list = Command::new("tar").arg("-tf").arg(&file).output().unwrap();
+                let mut entries = store_entries_of(&String::from_utf8_lossy(&list.stdout));
+                entries.sort();
+                entries.dedup();
+                (size, entries)
+            })
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        layers
+    }
+
     /// The entries directly under /nix/store in the image's filesystem.
     pub fn store_entries(self, tag: &str) -> Vec<String> {
         let create = self.docker(&["create", tag, "x"]);
@@ -151,13 +218,27 @@ fn tar_store_entries(tar: &[u8]) -> Vec<String> {
         stdin.write_all(tar).expect("tar reads");
     }
     let out = child.wait_with_output().expect("tar lists");
-    String::from_utf8_lossy(&out.stdout)
+    store_entries_of(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `<entry>` of every `nix/store/<entry>...` line of a tar listing.
+fn store_entries_of(listing: &str) -> Vec<String> {
+    listing
         .lines()
+        .map(|l| l.trim_start_matches("./"))
         .filter_map(|l| l.strip_prefix("nix/store/"))
         .filter_map(|rest| rest.split('/').next())
         .filter(|e| !e.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("nixfront-e2e-{}-{name}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// A directory with a flake and a Dockerfile, visible to both engines.
@@ -178,6 +259,10 @@ impl Fixture {
         let _ = std::fs::remove_dir_all(&host);
         std::fs::create_dir_all(host.join("tools")).unwrap();
         std::fs::copy("/bin/busybox", host.join("tools/busybox")).expect("busybox-static is installed");
+        std::fs::create_dir_all(host.join("app")).unwrap();
+        fixture.write("app/message", "message v1\n");
+        // Makes `slowdep` new to every store, so its first build really builds it.
+        fixture.write("nonce", &format!("{}-{n}-{:?}", std::process::id(), std::time::SystemTime::now()));
         fixture.write("flake.nix", FLAKE);
         fixture.write("Dockerfile", dockerfile);
         fixture
@@ -255,6 +340,9 @@ pub fn assert_contains(haystack: &str, needles: &[&str]) {
 /// - `bye`: another app, for `--target`.
 /// - `multi`: two executables and no mainProgram.
 /// - `broken`: a derivation whose builder fails after printing a marker.
+/// - `edited`: reads `./app/message` and depends on `slowdep`, which sleeps 2 s and is new
+///   to every fixture (`./nonce`): an app-only edit is a change to `app/message`.
+/// - `wide`: an app with eight small dependencies, for layer limits.
 pub const FLAKE: &str = r#"# syntax=org/nixfront
 {
   outputs = { self }:
@@ -284,6 +372,23 @@ pub const FLAKE: &str = r#"# syntax=org/nixfront
         printf '#!${bb} sh\necho two\n' > $out/bin/two
         ${bb} chmod +x $out/bin/one $out/bin/two
       '';
+      slowdep = mk "slowdep-1.0" ''
+        echo "building slowdep ${builtins.readFile ./nonce}"
+        ${bb} sleep 2
+        ${bb} mkdir -p $out
+        echo "slow dependency" > $out/d
+      '';
+      # The message is read at build time: the app's source is not a runtime dependency.
+      edited = (mk "edited-1.0" ''
+        ${bb} mkdir -p $out/bin
+        msg=$(${bb} cat ${./app}/message)
+        printf '#!${bb} sh\necho "%s"\n${bb} cat ${slowdep}/d\n' "$msg" > $out/bin/edited
+        ${bb} chmod +x $out/bin/edited
+      '') // { meta.mainProgram = "edited"; };
+      wdeps = builtins.genList
+        (i: mk "wdep${toString i}-1.0" "${bb} mkdir -p $out; echo ${toString i} > $out/v") 8;
+      wide = (app "wide-1.0" "${bb} cat ${builtins.concatStringsSep " " (map (d: "${d}/v") wdeps)}")
+        // { meta.mainProgram = "wide"; };
       broken = mk "broken-1.0" ''
         echo "compiling the thing"
         echo "kaboom: the build of broken failed on purpose" >&2
@@ -292,7 +397,7 @@ pub const FLAKE: &str = r#"# syntax=org/nixfront
     in {
       packages.${system} = {
         default = hello;
-        inherit hello bye multi broken greeting;
+        inherit hello bye multi broken greeting edited wide;
       };
     };
 }
