@@ -37,6 +37,8 @@ pub struct Closure {
     pub results: Vec<String>,
     pub package_name: Option<String>,
     pub main_program: Option<String>,
+    /// The flake's `lastModified` (Unix seconds), when Nix knows it.
+    pub flake_last_modified: Option<i64>,
     /// Every path of the runtime closure, sorted by path.
     pub paths: Vec<StorePath>,
 }
@@ -59,6 +61,14 @@ struct RawManifest {
     package: Option<RawPackage>,
     #[serde(rename = "pathInfo")]
     path_info: Value,
+    #[serde(default)]
+    flake: Option<RawFlake>,
+}
+
+#[derive(Deserialize)]
+struct RawFlake {
+    #[serde(default, rename = "lastModified")]
+    last_modified: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -135,6 +145,7 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Closure> {
         results: raw.results,
         package_name: package.name,
         main_program: package.main_program,
+        flake_last_modified: raw.flake.and_then(|f| f.last_modified),
         paths: paths.into_values().collect(),
     })
 }
@@ -164,7 +175,7 @@ mod tests {
     /// `nix path-info --json -r` as Nix 2.8 prints it (taken from a real run).
     fn nix_2_8() -> String {
         format!(
-            r#"{{"results":["{APP}"],"package":{{"name":"hello-0.1","mainProgram":"hello"}},"pathInfo":[
+            r#"{{"results":["{APP}"],"package":{{"name":"hello-0.1","mainProgram":"hello"}},"flake":{{"lastModified":1700000000,"path":"/nix/store/x"}},"pathInfo":[
             {{"path":"{DEP}","narHash":"sha256-ObNt","narSize":456,"references":[],"deriver":"x.drv","registrationTime":1,"ultimate":true}},
             {{"path":"{TOOLS}","narHash":"sha256-9CPb","narSize":1982568,"references":[],"ca":"fixed:r:sha256:08f8"}},
             {{"path":"{APP}","narHash":"sha256-XHYr","narSize":624,"references":["{DEP}","{TOOLS}","{APP}"]}}]}}"#
@@ -191,6 +202,7 @@ mod tests {
         assert_eq!(old.paths, new.paths);
         assert_eq!(old.main_program.as_deref(), Some("hello"));
         assert_eq!(new.main_program, None);
+        assert_eq!((old.flake_last_modified, new.flake_last_modified), (Some(1700000000), None));
         let app = old.paths.iter().find(|p| p.path == APP).unwrap();
         assert_eq!(app.references, [DEP, TOOLS], "sorted, self-reference dropped");
         assert_eq!(old.total_size(), 456 + 1982568 + 624);

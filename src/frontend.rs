@@ -16,7 +16,8 @@ use crate::layers::{self, Extras, Layout};
 use crate::llb::{self, source};
 use crate::nixfile;
 use crate::options::Options;
-use crate::plan::{self, BuilderImage, StoreSettings};
+use crate::plan::{self, BuilderImage, NixStep, StoreSettings};
+use crate::subrequests;
 
 /// Runs the frontend over stdio; the process exit code.
 pub async fn run() -> i32 {
@@ -60,13 +61,30 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
     let started = Instant::now();
     let mut timings = Timings::default();
     let options = Options::from_env()?;
+    subrequests::check_caps(options.frontend_caps.as_deref())?;
+    let request = subrequests::requested(options.request_id.as_deref())?;
+    if request == Some(subrequests::DESCRIBE) {
+        let (json, text) = subrequests::describe();
+        return Ok(metadata_only(subrequests::answer(&json, text)));
+    }
     let session_id = std::env::var("BUILDKIT_SESSION_ID").unwrap_or_default();
 
     let text = read_user_file(gw, &options, &session_id, &mut timings).await?;
-    let nixfile = nixfile::parse(&options.filename, &text)?;
+    let parsed = nixfile::parse_with_args(&options.filename, &text, &options.build_args);
+    if request == Some(subrequests::LINT) {
+        let (json, report) = subrequests::lint(&options.filename, &parsed, &text);
+        return Ok(metadata_only(subrequests::answer(&json, report)));
+    }
+    let nixfile = parsed?;
+    let declared: Vec<&str> = nixfile.args.iter().map(|a| a.name.as_str()).collect();
+    options.check_owned_args(&declared)?;
     let flake = plan::flake_ref(&nixfile, options.target.as_deref())?;
-    let platform = target_platform(gw, &options)?;
+    if request == Some(subrequests::OUTLINE) {
+        let (json, report) = subrequests::outline(&nixfile, &flake.written, &text);
+        return Ok(metadata_only(subrequests::answer(&json, report)));
+    }
 
+    let platform = target_platform(gw, &options)?;
     let (digest, config) = gw.resolve_image_config(&options.nix_image, Some(platform.clone())).await?;
     let builder = BuilderImage::from_config(&options.nix_image, &digest, &config)?;
     let context = source::local(
@@ -78,9 +96,26 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
         },
         "load build context",
     );
-    let store = StoreSettings { persistent: options.persistent_store, verify: options.verify_store };
-    let nix = plan::nix_build(&flake, &builder, &platform, &context, store);
+    let store = StoreSettings {
+        persistent: options.persistent_store,
+        verify: options.verify_store,
+        nix_config: options.nix_config.clone(),
+    };
+    let step = NixStep { builder: &builder, platform: &platform, context: &context, store: &store };
+    if request == Some(subrequests::TARGETS) {
+        let system = crate::platform::nix_system(&platform)?;
+        let listing = gw.solve(plan::nix_packages(&flake, &system, &step).to_definition()).await?;
+        let bytes = gw
+            .read_file(&listing, plan::PACKAGES_PATH)
+            .await
+            .with_context(|| format!("listing packages.{system} of {}", flake.written))?;
+        let packages: BTreeMap<String, String> = serde_json::from_slice(&bytes)?;
+        let current = flake.written.split_once('#').map(|(_, f)| f).unwrap_or("");
+        let (json, report) = subrequests::targets(&packages, current, &text);
+        return Ok(metadata_only(subrequests::answer(&json, report)));
+    }
 
+    let nix = plan::nix_build(&flake, &step);
     let t = Instant::now();
     // Solves are lazy: the build may run, and fail, in any of these calls.
     let (closure, built) = solve_nix_build(gw, &nix)
@@ -90,6 +125,9 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
     info!(paths = closure.paths.len(), bytes = closure.total_size(), "closure of {}", closure.main_result());
 
     let bin = bin_entries(gw, &built, &closure).await?;
+    let layout = Layout { max_layers: options.max_layers, merge: gw.caps.supports(caps::MERGE_OP) };
+    let extras = Extras { workdir: nixfile.workdir.as_deref() };
+    let rootfs = layers::root_filesystem(&closure, &nix.closure, &extras, layout);
     let config = image::image_config(&ConfigInputs {
         filename: &options.filename,
         nixfile: &nixfile,
@@ -98,13 +136,12 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
         platform: &platform,
         flake: &flake.written,
         extra_labels: &options.labels,
+        created: image::creation_time(options.source_date_epoch, &closure),
+        layers: &rootfs.layers,
     })?;
 
-    let layout = Layout { max_layers: options.max_layers, merge: gw.caps.supports(caps::MERGE_OP) };
-    let extras = Extras { workdir: nixfile.workdir.as_deref() };
-    let rootfs = layers::root_filesystem(&closure, &nix.closure, &extras, layout);
     let t = Instant::now();
-    let image = gw.solve(rootfs.to_definition()).await.context("assembling the image")?;
+    let image = gw.solve(rootfs.state.to_definition()).await.context("assembling the image")?;
     timings.solving_ms += t.elapsed().as_millis();
 
     let total = started.elapsed().as_millis();
@@ -117,6 +154,10 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
     let mut metadata = BTreeMap::new();
     metadata.insert("containerimage.config".to_string(), config);
     Ok(FrontendResult { refs: Refs::Single(image), metadata })
+}
+
+fn metadata_only(metadata: BTreeMap<String, Vec<u8>>) -> FrontendResult {
+    FrontendResult { refs: Refs::None, metadata }
 }
 
 /// Runs the build exec and reads its manifest; the closure and the built output.

@@ -40,6 +40,20 @@ pub struct ConfigInputs<'a> {
     pub flake: &'a str,
     /// `--label` values from the client.
     pub extra_labels: &'a BTreeMap<String, String>,
+    /// Unix seconds for `created` and the history: never the time of the build.
+    pub created: i64,
+    /// What each layer holds, bottom to top, for the history.
+    pub layers: &'a [String],
+}
+
+/// The image's date: `SOURCE_DATE_EPOCH`, else the flake's `lastModified`, else the epoch.
+pub fn creation_time(source_date_epoch: Option<i64>, closure: &Closure) -> i64 {
+    source_date_epoch.or(closure.flake_last_modified).unwrap_or(0).max(0)
+}
+
+fn rfc3339(unix_seconds: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// Builds the image config JSON.
@@ -91,12 +105,19 @@ pub fn image_config(inputs: &ConfigInputs) -> Result<Vec<u8>> {
         config.insert("StopSignal".into(), json!(signal));
     }
 
+    let created = rfc3339(inputs.created);
+    let history: Vec<Value> = inputs
+        .layers
+        .iter()
+        .map(|layer| json!({ "created": created, "created_by": layer, "comment": "nixfront" }))
+        .collect();
     let mut image = json!({
         "architecture": inputs.platform.architecture,
         "os": inputs.platform.os,
+        "created": created,
         "config": config,
         "rootfs": { "type": "layers", "diff_ids": [] },
-        "history": [],
+        "history": history,
     });
     if !inputs.platform.variant.is_empty() {
         image["variant"] = json!(inputs.platform.variant);
@@ -192,6 +213,7 @@ mod tests {
             results: vec![MAIN.into()],
             package_name: Some("hello-0.1".into()),
             main_program: main_program.map(str::to_string),
+            flake_last_modified: None,
             paths: vec![StorePath { path: MAIN.into(), nar_size: 1, nar_hash: None, references: vec![] }],
         }
     }
@@ -206,7 +228,10 @@ mod tests {
         let bin = bin(bins);
         let platform = crate::llb::platform("linux", "arm64", "v8");
         let labels = BTreeMap::from([("from-cli".to_string(), "1".to_string())]);
+        let layers = ["layer 1/1: hello-0.1 (1 B)".to_string(), "top".to_string()];
         let inputs = ConfigInputs {
+            created: 1_700_000_000,
+            layers: &layers,
             filename: "Dockerfile",
             nixfile: &nixfile,
             closure: &closure,
@@ -243,6 +268,20 @@ mod tests {
             (c["os"].as_str(), c["architecture"].as_str(), c["variant"].as_str()),
             (Some("linux"), Some("arm64"), Some("v8"))
         );
+    }
+
+    #[test]
+    fn the_date_and_history_come_from_the_source_never_the_clock() {
+        let c = config("", Some("hello"), &["hello"]).unwrap();
+        assert_eq!(c["created"], "2023-11-14T22:13:20Z");
+        assert_eq!(c["history"].as_array().unwrap().len(), 2, "one entry per layer");
+        assert_eq!(c["history"][0]["created_by"], "layer 1/1: hello-0.1 (1 B)");
+        assert_eq!(c["history"][1]["created"], "2023-11-14T22:13:20Z");
+        let mut flake_dated = closure(None);
+        flake_dated.flake_last_modified = Some(42);
+        assert_eq!(creation_time(Some(7), &flake_dated), 7);
+        assert_eq!(creation_time(None, &flake_dated), 42);
+        assert_eq!(creation_time(None, &closure(None)), 0);
     }
 
     #[test]

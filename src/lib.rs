@@ -15,3 +15,5 @@ pub mod llb;
 pub mod nixfile;
 pub mod options;
 pub mod plan;
+pub mod platform;
+pub mod subrequests;

@@ -15,14 +15,25 @@ const KEY_CONTEXT_KEY: &str = "contextkey";
 const KEY_TARGET: &str = "target";
 const KEY_PLATFORM: &str = "platform";
 const KEY_NO_CACHE: &str = "no-cache";
+const KEY_REQUEST_ID: &str = "requestid";
+const KEY_FRONTEND_CAPS: &str = "frontend.caps";
 const PREFIX_BUILD_ARG: &str = "build-arg:";
 const PREFIX_LABEL: &str = "label:";
+/// buildx passes the client's SOURCE_DATE_EPOCH as this build arg.
+const ARG_SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// Build args that nixfront itself reads; any other name is the user's.
 pub const ARG_NIX_IMAGE: &str = "NIX_IMAGE";
 pub const ARG_NIX_LAYERS: &str = "NIX_LAYERS";
 pub const ARG_NIX_PERSISTENT_STORE: &str = "NIX_PERSISTENT_STORE";
 pub const ARG_NIX_VERIFY_STORE: &str = "NIX_VERIFY_STORE";
+pub const ARG_NIX_CONFIG: &str = "NIX_CONFIG";
+
+/// Every build arg nixfront owns: a `NIX_*` name outside this list that the file does not
+/// declare with ARG is a typo, and an error.
+pub const NIXFRONT_ARGS: &[&str] =
+    &[ARG_NIX_IMAGE, ARG_NIX_LAYERS, ARG_NIX_PERSISTENT_STORE, ARG_NIX_VERIFY_STORE, ARG_NIX_CONFIG];
+const NIXFRONT_ARG_PREFIX: &str = "NIX_";
 
 /// The default and the bounds of `NIX_LAYERS`: overlayfs and Docker stop near 125-128.
 pub const DEFAULT_MAX_LAYERS: usize = 100;
@@ -54,6 +65,14 @@ pub struct Options {
     pub persistent_store: bool,
     /// Check every store path's contents before building (`NIX_VERIFY_STORE`).
     pub verify_store: bool,
+    /// Extra Nix configuration for `nix build` (`NIX_CONFIG`), `name = value` lines.
+    pub nix_config: Option<String>,
+    /// Unix seconds to date the image with (`SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: Option<i64>,
+    /// The subrequest asked for (`requestid`), if any.
+    pub request_id: Option<String>,
+    /// Frontend capabilities the client requires (`frontend.caps`).
+    pub frontend_caps: Option<String>,
 }
 
 impl Options {
@@ -99,6 +118,18 @@ impl Options {
         };
         let persistent_store = bool_arg(&build_args, ARG_NIX_PERSISTENT_STORE, true)?;
         let verify_store = bool_arg(&build_args, ARG_NIX_VERIFY_STORE, false)?;
+        let nix_config = build_args.get(ARG_NIX_CONFIG).filter(|v| !v.trim().is_empty()).cloned();
+        if let Some(config) = &nix_config {
+            check_nix_config(config)?;
+        }
+        let source_date_epoch = match build_args.get(ARG_SOURCE_DATE_EPOCH).filter(|v| !v.is_empty()) {
+            Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "build arg {ARG_SOURCE_DATE_EPOCH}={v:?}: expected Unix seconds, e.g. 1700000000"
+                )
+            })?),
+            None => None,
+        };
         let platforms = get(KEY_PLATFORM)
             .map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect())
             .unwrap_or_default();
@@ -119,8 +150,52 @@ impl Options {
             max_layers,
             persistent_store,
             verify_store,
+            nix_config,
+            source_date_epoch,
+            request_id: get(KEY_REQUEST_ID),
+            frontend_caps: get(KEY_FRONTEND_CAPS),
         })
     }
+
+    /// Refuses a `NIX_*` build arg that is neither nixfront's nor declared by the file.
+    pub fn check_owned_args(&self, declared: &[&str]) -> Result<()> {
+        for name in self.build_args.keys() {
+            let ours = NIXFRONT_ARGS.contains(&name.as_str());
+            if name.starts_with(NIXFRONT_ARG_PREFIX) && !ours && !declared.contains(&name.as_str()) {
+                let hint = NIXFRONT_ARGS
+                    .iter()
+                    .map(|k| (strsim::damerau_levenshtein(name, k), *k))
+                    .filter(|(d, _)| *d <= 3)
+                    .min()
+                    .map(|(_, k)| format!("did you mean {k}? "))
+                    .unwrap_or_default();
+                bail!(
+                    "unknown build arg {name}: {hint}nixfront's own are {}; declare `ARG {name}` to use \
+                     it in the file",
+                    NIXFRONT_ARGS.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `NIX_CONFIG` is nix.conf text: every line a `name = value` setting or a comment.
+fn check_nix_config(config: &str) -> Result<()> {
+    for (i, line) in config.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let valid = line.split_once('=').is_some_and(|(name, _)| {
+            let name = name.trim();
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+        if !valid {
+            bail!("build arg {ARG_NIX_CONFIG}, line {}: `{line}` is not a `name = value` setting", i + 1);
+        }
+    }
+    Ok(())
 }
 
 /// A true/false build arg; empty or absent gives `default`.
@@ -203,6 +278,7 @@ mod tests {
             "build-arg:NIX_LAYERS=12",
             "build-arg:NIX_PERSISTENT_STORE=false",
             "build-arg:NIX_VERIFY_STORE=true",
+            "build-arg:SOURCE_DATE_EPOCH=1700000000",
         ])
         .unwrap();
         assert_eq!(o.filename, "flake.nix");
@@ -214,6 +290,7 @@ mod tests {
         assert_eq!(o.labels["team"], "core");
         assert!(o.no_cache);
         assert_eq!((o.max_layers, o.persistent_store, o.verify_store), (12, false, true));
+        assert_eq!(o.source_date_epoch, Some(1700000000));
     }
 
     #[test]
@@ -224,10 +301,30 @@ mod tests {
             let e = opts(&[bad]).unwrap_err().to_string();
             assert!(e.contains("NIX_LAYERS") && e.contains("2 to 125"), "{e}");
         }
+        let e = opts(&["build-arg:NIX_CONFIG=extra-substituters"]).unwrap_err().to_string();
+        assert!(e.contains("NIX_CONFIG, line 1") && e.contains("name = value"), "{e}");
+        let e = opts(&["build-arg:SOURCE_DATE_EPOCH=yesterday"]).unwrap_err().to_string();
+        assert!(e.contains("SOURCE_DATE_EPOCH"), "{e}");
         let e = opts(&["build-arg:NIX_PERSISTENT_STORE=yes"]).unwrap_err().to_string();
         assert!(e.contains("NIX_PERSISTENT_STORE"), "{e}");
         let e = opts(&["target=a#b"]).unwrap_err().to_string();
         assert!(e.contains("--target"), "{e}");
+    }
+
+    #[test]
+    fn nix_config_lines_are_kept() {
+        let o = opts(&["build-arg:NIX_CONFIG=extra-substituters = https://c.example\n# note\nmax-jobs = 2"])
+            .unwrap();
+        assert!(o.nix_config.unwrap().contains("max-jobs = 2"));
+    }
+
+    #[test]
+    fn unknown_nixfront_args_are_errors_unless_declared() {
+        let o = opts(&["build-arg:NIX_LAYER=3", "build-arg:OTHER=1"]).unwrap();
+        let e = o.check_owned_args(&[]).unwrap_err().to_string();
+        assert!(e.contains("unknown build arg NIX_LAYER: did you mean NIX_LAYERS?"), "{e}");
+        assert!(o.check_owned_args(&["NIX_LAYER"]).is_ok(), "declared by the file");
+        assert!(opts(&["build-arg:OTHER=1"]).unwrap().check_owned_args(&[]).is_ok());
     }
 
     #[test]

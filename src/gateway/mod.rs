@@ -143,6 +143,8 @@ impl Gateway {
         let array = self.caps.supports(caps::PROTO_REF_ARRAY);
         let to_ref = |id: String| fpb::Ref { id, def: None };
         let refs = match result.refs {
+            Refs::None if array => fpb::result::Result::Ref(to_ref(String::new())),
+            Refs::None => fpb::result::Result::RefDeprecated(String::new()),
             Refs::Single(id) if array => fpb::result::Result::Ref(to_ref(id.0)),
             Refs::Single(id) => fpb::result::Result::RefDeprecated(id.0),
             Refs::Platforms(refs) if array => fpb::result::Result::Refs(fpb::RefMap {
@@ -182,6 +184,8 @@ fn result_metadata(metadata: BTreeMap<String, Vec<u8>>) -> HashMap<String, Vec<u
 /// The refs of a final result.
 #[derive(Debug, Clone)]
 pub enum Refs {
+    /// Metadata only, as subrequests answer.
+    None,
     Single(RefId),
     /// `(platform key, ref)` pairs, e.g. `("linux/amd64", ...)`.
     Platforms(Vec<(String, RefId)>),

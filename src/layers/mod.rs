@@ -38,27 +38,40 @@ pub struct Extras<'a> {
 /// The tree in the build output that holds what nixfront adds (`tmp`, mode 1777).
 pub const ROOT_EXTRAS_TREE: &str = "/.nixfront-root";
 
+/// The root filesystem and what each of its layers holds, bottom to top.
+pub struct RootFilesystem {
+    pub state: State,
+    /// One line per layer, for progress output and the image history.
+    pub layers: Vec<String>,
+}
+
+/// What the top layer is called in progress output and history.
+const TOP_LAYER: &str = "nixfront: /tmp and WORKDIR";
+
 /// The root filesystem. `built` is the build's output, one tree per store path, plus
 /// [`ROOT_EXTRAS_TREE`].
-pub fn root_filesystem(closure: &Closure, built: &State, extras: &Extras, layout: Layout) -> State {
+pub fn root_filesystem(closure: &Closure, built: &State, extras: &Extras, layout: Layout) -> RootFilesystem {
     let groups = grouping::group(closure, layout.max_layers.saturating_sub(1));
     let total = groups.len();
     let name = |i: usize, g: &Group| format!("layer {}/{total}: {}", i + 1, describe(closure, g));
-    if layout.merge {
-        let mut layers: Vec<State> = groups
+    let mut layers: Vec<String> = groups.iter().enumerate().map(|(i, g)| name(i, g)).collect();
+    layers.push(TOP_LAYER.to_string());
+    let state = if layout.merge {
+        let mut states: Vec<State> = groups
             .iter()
             .enumerate()
             .map(|(i, g)| copy_group(&State::scratch(), built, g).build(&name(i, g)))
             .collect();
-        layers.push(top_layer(&State::scratch(), built, extras));
-        merge::merge(&layers, &format!("merge {} layers", layers.len()))
+        states.push(top_layer(&State::scratch(), built, extras));
+        merge::merge(&states, &format!("merge {} layers", states.len()))
     } else {
         let store = groups
             .iter()
             .enumerate()
             .fold(State::scratch(), |below, (i, g)| copy_group(&below, built, g).build(&name(i, g)));
         top_layer(&store, built, extras)
-    }
+    };
+    RootFilesystem { state, layers }
 }
 
 fn copy_group(base: &State, built: &State, group: &Group) -> FileOp {
@@ -74,7 +87,7 @@ fn top_layer(base: &State, built: &State, extras: &Extras) -> State {
     if let Some(dir) = extras.workdir.filter(|d| *d != "/" && *d != "/tmp") {
         top = top.mkdir(dir, 0o755, FIXED_TIME_NS);
     }
-    top.build("nixfront: /tmp and WORKDIR")
+    top.build(TOP_LAYER)
 }
 
 /// `glibc-2.38 (31.2 MB)`, `12 small paths (148 kB)`, for progress output.
@@ -129,7 +142,8 @@ mod tests {
         let built = crate::llb::source::image("docker.io/library/busybox:latest", None);
         let layout = Layout { max_layers: 100, merge };
         let fs = root_filesystem(&closure(), &built, &Extras { workdir: Some("/srv") }, layout);
-        decode(&fs.to_definition()).into_iter().map(|(_, op)| op).collect()
+        assert_eq!(fs.layers.len(), 3);
+        decode(&fs.state.to_definition()).into_iter().map(|(_, op)| op).collect()
     }
 
     fn copies(op: &pb::Op) -> Vec<(String, String, bool, i64)> {

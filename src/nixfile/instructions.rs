@@ -1,9 +1,11 @@
 //! Instruction nodes to a typed [`Nixfile`], one small parse function per keyword.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::syntax::Node;
-use super::{FileError, words};
+use super::{FileError, expand, words};
 
 /// A value with the line it was written on, so later checks can point at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,9 +21,64 @@ pub struct Port {
     pub protocol: &'static str,
 }
 
+/// An `ARG NAME[=default]` declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgDecl {
+    pub name: String,
+    pub default: Option<String>,
+    pub line: usize,
+}
+
+/// A lint rule: data, with a doc page section each (docs/lint.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+pub const RULE_REPEATED_INSTRUCTION: Rule = Rule {
+    name: "RepeatedInstruction",
+    description: "An instruction that sets one value is given more than once; only the last counts",
+};
+pub const RULE_LEGACY_KEY_VALUE: Rule =
+    Rule { name: "LegacyKeyValueFormat", description: "`ENV key value` is ambiguous; write `ENV key=value`" };
+pub const RULE_INCONSISTENT_CASING: Rule = Rule {
+    name: "ConsistentInstructionCasing",
+    description: "Instructions should be all upper case or all lower case",
+};
+pub const RULE_UNDEFINED_VAR: Rule = Rule {
+    name: "UndefinedVar",
+    description: "A variable is used that no ARG or ENV defines before it; it expands to nothing",
+};
+pub const RULE_UNPINNED_FLAKE: Rule = Rule {
+    name: "UnpinnedFlakeReference",
+    description: "A remote flake reference names no revision, so the image can change without the file changing",
+};
+
+/// Every lint rule, for documentation and the lint subrequest.
+pub const RULES: &[Rule] = &[
+    RULE_REPEATED_INSTRUCTION,
+    RULE_LEGACY_KEY_VALUE,
+    RULE_INCONSISTENT_CASING,
+    RULE_UNDEFINED_VAR,
+    RULE_UNPINNED_FLAKE,
+];
+
+/// Something legal but likely wrong, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub rule: Rule,
+    pub line: usize,
+    pub detail: String,
+}
+
 /// Everything the user's file asks for, typed and checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Nixfile {
+    /// Lint findings: the file builds, but probably not as meant.
+    pub warnings: Vec<Warning>,
+    /// Build arguments the file declares, in order.
+    pub args: Vec<ArgDecl>,
     /// The file is a flake.nix: build `.#default` of the context, no instructions.
     pub from_flake_file: bool,
     pub flake: Option<Spanned<String>>,
@@ -39,8 +96,22 @@ pub struct Nixfile {
 }
 
 /// The keywords this file format knows, for "did you mean" hints.
-pub const KEYWORDS: &[&str] =
-    &["FLAKE", "ENTRYPOINT", "CMD", "ENV", "LABEL", "EXPOSE", "USER", "WORKDIR", "STOPSIGNAL", "VOLUME"];
+pub const KEYWORDS: &[&str] = &[
+    "ARG",
+    "FLAKE",
+    "ENTRYPOINT",
+    "CMD",
+    "ENV",
+    "LABEL",
+    "EXPOSE",
+    "USER",
+    "WORKDIR",
+    "STOPSIGNAL",
+    "VOLUME",
+];
+
+/// Instructions whose arguments expand `$NAME` (as in Dockerfiles: not the exec forms).
+const EXPANDED: &[&str] = &["FLAKE", "ENV", "LABEL", "EXPOSE", "USER", "WORKDIR", "STOPSIGNAL", "VOLUME"];
 
 /// Dockerfile instructions that make no sense here, with the reason.
 const DOCKERFILE_ONLY: &[(&str, &str)] = &[
@@ -51,7 +122,6 @@ const DOCKERFILE_ONLY: &[(&str, &str)] = &[
     ("SHELL", "the image has no shell; use exec-form ENTRYPOINT and CMD"),
     ("ONBUILD", "images built by nixfront are not used as bases for Dockerfiles"),
     ("HEALTHCHECK", "it is not supported yet"),
-    ("ARG", "build arguments are not supported yet"),
     ("MAINTAINER", "use LABEL org.opencontainers.image.authors=\"...\" instead"),
 ];
 
@@ -78,12 +148,50 @@ impl Ctx<'_> {
     }
 }
 
-pub fn from_nodes(file: &str, nodes: &[Node]) -> Result<Nixfile, FileError> {
+/// Typed instructions from `nodes`; `build_args` are the `--build-arg` values.
+pub fn from_nodes(
+    file: &str,
+    nodes: &[Node],
+    build_args: &BTreeMap<String, String>,
+) -> Result<Nixfile, FileError> {
     let mut out = Nixfile::default();
-    for node in nodes {
+    // Names visible to `$NAME`: declared ARGs, then ENVs, as they come.
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    let mut declared: Vec<String> = Vec::new();
+    let mut seen_single: BTreeMap<&str, usize> = BTreeMap::new();
+    for raw in nodes {
+        let expanded;
+        let node = if EXPANDED.contains(&raw.keyword.as_str()) {
+            let mut undefined = Vec::new();
+            let args = expand::expand_noting_undefined(&raw.args, &vars, &mut undefined)
+                .map_err(|e| FileError::at(file, raw.lines.0, Some(&raw.keyword), e))?;
+            for name in undefined.into_iter().filter(|n| !declared.contains(n)) {
+                let detail = format!("{} uses ${name}, which no ARG or ENV before it defines", raw.keyword);
+                out.warnings.push(Warning { rule: RULE_UNDEFINED_VAR, line: raw.lines.0, detail });
+            }
+            expanded = Node { args, ..raw.clone() };
+            &expanded
+        } else {
+            raw
+        };
+        const SINGLE: &[&str] = &["ENTRYPOINT", "CMD", "USER", "STOPSIGNAL"];
+        if let Some(keyword) = SINGLE.iter().find(|k| **k == node.keyword)
+            && let Some(first) = seen_single.insert(keyword, node.lines.0)
+        {
+            let detail = format!("{keyword} is also given on line {first}; only this one counts");
+            out.warnings.push(Warning { rule: RULE_REPEATED_INSTRUCTION, line: node.lines.0, detail });
+        }
         let cx = Ctx { file, node };
         let line = node.lines.0;
         match node.keyword.as_str() {
+            "ARG" => {
+                let decl = parse_arg(&cx)?;
+                if let Some(value) = build_args.get(&decl.name).or(decl.default.as_ref()) {
+                    vars.insert(decl.name.clone(), value.clone());
+                }
+                declared.push(decl.name.clone());
+                out.args.push(decl);
+            }
             "FLAKE" => {
                 if let Some(previous) = &out.flake {
                     return Err(cx.err(format!(
@@ -91,11 +199,24 @@ pub fn from_nodes(file: &str, nodes: &[Node]) -> Result<Nixfile, FileError> {
                         previous.line
                     )));
                 }
-                out.flake = Some(Spanned { value: parse_flake(&cx)?, line });
+                let value = parse_flake(&cx)?;
+                if is_unpinned(&value) {
+                    let detail = format!("`{value}` names no revision; add ?rev=<commit> or a locked input");
+                    out.warnings.push(Warning { rule: RULE_UNPINNED_FLAKE, line, detail });
+                }
+                out.flake = Some(Spanned { value, line });
             }
             "ENTRYPOINT" => out.entrypoint = Some(Spanned { value: parse_exec_form(&cx)?, line }),
             "CMD" => out.cmd = Some(Spanned { value: parse_exec_form(&cx)?, line }),
-            "ENV" => out.env.extend(parse_pairs(&cx, "ENV NAME=value")?),
+            "ENV" => {
+                let pairs = parse_pairs(&cx, "ENV NAME=value")?;
+                if !node.args.split_whitespace().next().unwrap_or("").contains('=') {
+                    let detail = format!("write `ENV {}={}`", pairs[0].0, pairs[0].1);
+                    out.warnings.push(Warning { rule: RULE_LEGACY_KEY_VALUE, line, detail });
+                }
+                vars.extend(pairs.iter().cloned());
+                out.env.extend(pairs);
+            }
             "LABEL" => out.labels.extend(parse_pairs(&cx, "LABEL key=value")?),
             "EXPOSE" => out.expose.extend(parse_expose(&cx)?),
             "USER" => out.user = Some(parse_user(&cx)?),
@@ -105,7 +226,48 @@ pub fn from_nodes(file: &str, nodes: &[Node]) -> Result<Nixfile, FileError> {
             other => return Err(unknown(&cx, other)),
         }
     }
+    out.warnings.extend(casing_warning(nodes));
     Ok(out)
+}
+
+/// A remote reference (`github:`, `git+https:`, ...) without `rev=` or a commit in its path.
+fn is_unpinned(reference: &str) -> bool {
+    let base = reference.split('#').next().unwrap_or(reference);
+    let remote = ["github:", "gitlab:", "sourcehut:", "git+", "http:", "https:", "tarball+", "flake:"];
+    if !remote.iter().any(|p| base.starts_with(p)) {
+        return false;
+    }
+    let has_rev = base.contains("rev=");
+    // github:owner/repo/<40-hex commit>
+    let commit_in_path = base.rsplit('/').next().is_some_and(|last| {
+        let last = last.split('?').next().unwrap_or(last);
+        last.len() == 40 && last.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    !has_rev && !commit_in_path
+}
+
+/// One warning when keywords mix upper and lower case, at the first that differs from the
+/// majority.
+fn casing_warning(nodes: &[Node]) -> Option<Warning> {
+    let cases: Vec<(bool, usize)> =
+        nodes.iter().filter_map(|n| original_case_is_upper(n).map(|upper| (upper, n.lines.0))).collect();
+    let uppers = cases.iter().filter(|(u, _)| *u).count();
+    let majority_upper = uppers * 2 >= cases.len();
+    let (_, line) = cases.iter().find(|(u, _)| *u != majority_upper)?;
+    let want = if majority_upper { "upper" } else { "lower" };
+    let detail = format!("most instructions are {want} case; write this one the same way");
+    Some(Warning { rule: RULE_INCONSISTENT_CASING, line: *line, detail })
+}
+
+fn original_case_is_upper(node: &Node) -> Option<bool> {
+    let word = node.original_keyword.as_str();
+    if word.chars().all(|c| !c.is_ascii_lowercase()) {
+        Some(true)
+    } else if word.chars().all(|c| !c.is_ascii_uppercase()) {
+        Some(false)
+    } else {
+        None // mixed within one word: counts as neither
+    }
 }
 
 fn unknown(cx: &Ctx, keyword: &str) -> FileError {
@@ -127,6 +289,24 @@ pub fn nearest_keyword(word: &str) -> Option<&'static str> {
         .filter(|(distance, k)| *distance <= 2.max(k.len() / 4))
         .min()
         .map(|(_, k)| k)
+}
+
+fn parse_arg(cx: &Ctx) -> Result<ArgDecl, FileError> {
+    cx.required_args("ARG VERSION=1.0")?;
+    let words = cx.words()?;
+    let [word] = words.as_slice() else {
+        return Err(cx.err("declare one argument per ARG, e.g. `ARG VERSION=1.0`"));
+    };
+    let (name, default) = match word.split_once('=') {
+        Some((n, d)) => (n, Some(d.to_string())),
+        None => (word.as_str(), None),
+    };
+    let valid = name.starts_with(|c: char| c == '_' || c.is_ascii_alphabetic())
+        && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric());
+    if !valid {
+        return Err(cx.err(format!("`{name}` is not a valid argument name (letters, digits, _)")));
+    }
+    Ok(ArgDecl { name: name.to_string(), default, line: cx.node.lines.0 })
 }
 
 fn parse_flake(cx: &Ctx) -> Result<String, FileError> {
@@ -360,6 +540,9 @@ VOLUME /cache /logs
             ("VOLUME data\n", 1, "not an absolute path"),
             ("WORKDIR a b\n", 1, "expected one directory"),
             ("RUN make\n", 1, "put build steps in a derivation"),
+            ("ARG 1X\n", 1, "not a valid argument name"),
+            ("ARG A B\n", 1, "one argument per ARG"),
+            ("ARG A\nFLAKE .#${A\n", 2, "not closed"),
             ("FROM alpine\n", 1, "always built from scratch"),
             ("ENV A=1 \\\n  B=2\nCMD x\n", 3, "shell form"),
         ];
@@ -370,6 +553,51 @@ VOLUME /cache /logs
             assert!(e.to_string().contains(needle), "{text:?} gave `{e}`, wanted `{needle}`");
             assert!(e.to_string().starts_with(&format!("Dockerfile:{line}: ")));
         }
+    }
+
+    fn with_args(text: &str, args: &[(&str, &str)]) -> Nixfile {
+        let args = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        crate::nixfile::parse_with_args("Dockerfile", text.as_bytes(), &args).unwrap()
+    }
+
+    #[test]
+    fn args_expand_in_later_instructions_with_build_args_winning() {
+        let text = "ARG APP=hello\nARG TAG\nFLAKE .#${APP}\nENV V=${TAG:-dev}\nLABEL app=$APP v=$V\n\
+                    CMD [\"$APP\"]\n";
+        let f = with_args(text, &[]);
+        assert_eq!(f.flake.as_ref().unwrap().value, ".#hello");
+        assert_eq!(f.env, [("V".to_string(), "dev".to_string())]);
+        assert_eq!(f.labels[1], ("v".to_string(), "dev".to_string()), "ENV values expand later");
+        assert_eq!(f.cmd.unwrap().value, ["$APP"], "exec forms are not expanded");
+        let f = with_args(text, &[("APP", "bye"), ("TAG", "1.0")]);
+        assert_eq!(f.flake.unwrap().value, ".#bye");
+        assert_eq!(f.env[0].1, "1.0");
+        assert_eq!(f.args.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["APP", "TAG"]);
+        // An undeclared build arg is not visible.
+        let f = with_args("FLAKE .#x$APP\n", &[("APP", "bye")]);
+        assert_eq!(f.flake.unwrap().value, ".#x");
+    }
+
+    #[test]
+    fn warnings_name_their_rule_and_line() {
+        let text = "ARG A\nFLAKE github:o/r#x\nflake_ignored\n";
+        assert!(parse("Dockerfile", text.as_bytes()).is_err(), "unknown instruction is still an error");
+        let f = ok("FLAKE github:o/r#$NOPE\nCMD [\"a\"]\nenv LEGACY value\nCMD [\"b\"]\n");
+        let found: Vec<(&str, usize)> = f.warnings.iter().map(|w| (w.rule.name, w.line)).collect();
+        assert_eq!(
+            found,
+            [
+                ("UndefinedVar", 1),
+                ("UnpinnedFlakeReference", 1),
+                ("LegacyKeyValueFormat", 3),
+                ("RepeatedInstruction", 4),
+                ("ConsistentInstructionCasing", 3),
+            ]
+        );
+        let pinned = ok("FLAKE github:o/r/0123456789abcdef0123456789abcdef01234567#x\n");
+        assert!(pinned.warnings.is_empty());
+        assert!(ok("FLAKE github:o/r?rev=abc#x\n").warnings.is_empty());
+        assert!(ok("FLAKE .#x\n").warnings.is_empty());
     }
 
     #[test]

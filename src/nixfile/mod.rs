@@ -6,13 +6,16 @@
 //! Dockerfile (its first line `# syntax=...` is a Nix comment) is recognised here and means
 //! "build `.#default` of the context". This module knows nothing of LLB or Nix evaluation.
 
+mod expand;
 pub mod instructions;
 pub mod syntax;
 mod words;
 
+use std::collections::BTreeMap;
+
 use std::fmt;
 
-pub use instructions::{Nixfile, Port, Spanned};
+pub use instructions::{ArgDecl, Nixfile, Port, RULES, Rule, Spanned, Warning};
 
 /// A problem in the user's file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +60,18 @@ pub fn is_flake_file(filename: &str, text: &str) -> bool {
     matches!(first_code, Some(l) if l.starts_with('{'))
 }
 
-/// Parses the user's file. `filename` is used in errors and to recognise `flake.nix`.
+/// Parses the user's file with no build args.
 pub fn parse(filename: &str, bytes: &[u8]) -> Result<Nixfile, FileError> {
+    parse_with_args(filename, bytes, &BTreeMap::new())
+}
+
+/// Parses the user's file. `filename` is used in errors and to recognise `flake.nix`;
+/// `build_args` give declared ARGs their values.
+pub fn parse_with_args(
+    filename: &str,
+    bytes: &[u8],
+    build_args: &BTreeMap<String, String>,
+) -> Result<Nixfile, FileError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
         FileError::at(filename, line, None, "the file is not valid UTF-8 text")
@@ -67,7 +80,7 @@ pub fn parse(filename: &str, bytes: &[u8]) -> Result<Nixfile, FileError> {
         return Ok(Nixfile { from_flake_file: true, ..Nixfile::default() });
     }
     let nodes = syntax::parse_nodes(filename, text)?;
-    instructions::from_nodes(filename, &nodes)
+    instructions::from_nodes(filename, &nodes, build_args)
 }
 
 #[cfg(test)]

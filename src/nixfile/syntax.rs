@@ -8,7 +8,10 @@ use super::FileError;
 /// One instruction as written: its keyword (upper-cased), its raw arguments, its lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
+    /// Upper-cased, for matching.
     pub keyword: String,
+    /// As written, for the casing lint.
+    pub original_keyword: String,
     pub args: String,
     /// First and last line (1-based, inclusive).
     pub lines: (usize, usize),
@@ -59,7 +62,12 @@ fn split_keyword(joined: String, lines: (usize, usize)) -> Node {
         Some((k, rest)) => (k, rest.trim()),
         None => (joined.as_str(), ""),
     };
-    Node { keyword: keyword.to_ascii_uppercase(), args: args.to_string(), lines }
+    Node {
+        keyword: keyword.to_ascii_uppercase(),
+        original_keyword: keyword.to_string(),
+        args: args.to_string(),
+        lines,
+    }
 }
 
 /// The value of the `# syntax=` directive, if line 1 carries one.

@@ -1,7 +1,8 @@
 # nixfront's build step, run as `/bin/sh build.sh REF` inside the builder image.
 #
-# $1 is the flake reference. It is data: it only ever appears quoted, after `--`, so nothing
-# the user wrote is parsed as shell or as a Nix option. This text is fixed and part of the
+# $1 is the flake reference, $2 the same without its #fragment. They are data: they only
+# ever appear quoted, after `--`, so nothing the user wrote is parsed as shell or as a Nix
+# option. This text is fixed and part of the
 # frontend binary; a change to it changes the step's cache key.
 #
 # In:  the build context at /nixfront/src (read-only, when the reference uses it).
@@ -11,6 +12,7 @@
 #      /nixfront/meta/manifest.json  results, package name and mainProgram, path-info
 set -eu
 ref=$1
+flake=$2
 out=/nixfront/out
 meta=/nixfront/meta
 work=$(mktemp -d)
@@ -56,6 +58,10 @@ while read -r p; do
 done <"$work/closure"
 
 # BuildKit's own mkdir cannot set the sticky bit; the top layer copies this directory instead.
+# The flake's lastModified dates the image when SOURCE_DATE_EPOCH is not given.
+nixc flake metadata --json --no-write-lock-file -- "$flake" >"$work/flake.json" 2>/dev/null \
+    || echo null >"$work/flake.json"
+
 mkdir -p "$out/.nixfront-root/tmp"
 chmod 1777 "$out/.nixfront-root/tmp"
 
@@ -65,6 +71,8 @@ chmod 1777 "$out/.nixfront-root/tmp"
     while read -r p; do printf '%s"%s"' "$sep" "$p"; sep=,; done <"$work/results"
     printf '],"package":'
     cat "$work/package.json"
+    printf ',"flake":'
+    cat "$work/flake.json"
     printf ',"pathInfo":'
     cat "$work/path-info.json"
     printf '}\n'

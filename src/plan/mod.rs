@@ -25,9 +25,11 @@ pub const META_DIR: &str = "/nixfront/meta";
 pub const MANIFEST_PATH: &str = "/manifest.json";
 /// Where the build script is mounted (read-only) in the builder.
 pub const SCRIPT_DIR: &str = "/nixfront/bin";
-const SCRIPT_NAME: &str = "build.sh";
 
 const BUILD_SCRIPT: &str = include_str!("build.sh");
+const PACKAGES_SCRIPT: &str = include_str!("packages.sh");
+/// Where `nix_packages` writes `{"name": "description", ...}` in its output.
+pub const PACKAGES_PATH: &str = "/packages.json";
 
 /// The flake reference as the user wrote it and as Nix gets it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,54 +130,89 @@ pub fn store_cache_id(builder: &BuilderImage) -> String {
 }
 
 /// How the build treats the Nix store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoreSettings {
     /// /nix is a BuildKit cache mount seeded from the builder's own /nix, kept between
     /// builds and locked while one build uses it; otherwise each build starts from the image.
     pub persistent: bool,
     /// Check every path's contents (`nix-store --verify --check-contents`) before building.
     pub verify: bool,
+    /// Extra nix.conf lines for the build (`NIX_CONFIG`); never part of the image.
+    pub nix_config: Option<String>,
 }
 
-/// The exec that builds `flake` in `builder` on `platform`; `context` is mounted when the
-/// reference uses it.
-pub fn nix_build(
-    flake: &FlakeRef,
-    builder: &BuilderImage,
-    platform: &pb::Platform,
-    context: &State,
-    store: StoreSettings,
-) -> NixBuild {
-    let root = source::image(&builder.reference, Some(platform.clone()));
-    let script = FileOp::on(&State::scratch())
-        .mkfile(&format!("/{SCRIPT_NAME}"), 0o555, BUILD_SCRIPT.as_bytes(), FIXED_TIME_NS)
-        .build("nixfront build script");
-    let args = vec!["/bin/sh".to_string(), format!("{SCRIPT_DIR}/{SCRIPT_NAME}"), flake.for_nix.clone()];
-    let mut exec = Exec::new(&root, args)
-        .mount(Mount::readonly(SCRIPT_DIR, &script))
-        .mount(Mount::output(OUT_DIR, &State::scratch()))
-        .mount(Mount::output(META_DIR, &State::scratch()));
-    if store.persistent {
-        // Images whose store starts empty may lack /nix; where it exists this changes nothing.
-        let seed =
-            FileOp::on(&root).mkdir("/nix", 0o755, FIXED_TIME_NS).build("nixfront: seed the Nix store");
-        let store = Mount::cache("/nix", &store_cache_id(builder), pb::CacheSharingOpt::Locked, &seed);
-        exec = exec.mount(store.with_selector("/nix"));
+/// Where a Nix step runs: the builder, the platform, the context and the store settings.
+pub struct NixStep<'a> {
+    pub builder: &'a BuilderImage,
+    pub platform: &'a pb::Platform,
+    pub context: &'a State,
+    pub store: &'a StoreSettings,
+}
+
+impl NixStep<'_> {
+    /// An exec of `/bin/sh <script> <args>` in the builder; `script` is a fixed file of this
+    /// frontend, mounted read-only, and `args` are data.
+    fn exec(&self, flake: &FlakeRef, script_name: &str, script: &str, args: Vec<String>) -> Exec {
+        let root = source::image(&self.builder.reference, Some(self.platform.clone()));
+        let script_file = FileOp::on(&State::scratch())
+            .mkfile(&format!("/{script_name}"), 0o555, script.as_bytes(), FIXED_TIME_NS)
+            .build(&format!("nixfront {script_name}"));
+        let mut argv = vec!["/bin/sh".to_string(), format!("{SCRIPT_DIR}/{script_name}")];
+        argv.extend(args);
+        let mut exec = Exec::new(&root, argv)
+            .mount(Mount::readonly(SCRIPT_DIR, &script_file))
+            .mount(Mount::output(META_DIR, &State::scratch()));
+        if self.store.persistent {
+            // Images whose store starts empty may lack /nix; where it exists this changes nothing.
+            let seed =
+                FileOp::on(&root).mkdir("/nix", 0o755, FIXED_TIME_NS).build("nixfront: seed the Nix store");
+            let cache = store_cache_id(self.builder);
+            exec = exec.mount(
+                Mount::cache("/nix", &cache, pb::CacheSharingOpt::Locked, &seed).with_selector("/nix"),
+            );
+        }
+        if flake.uses_context {
+            exec = exec.mount(Mount::readonly(CONTEXT_DIR, self.context));
+            exec.cwd = CONTEXT_DIR.to_string();
+        }
+        exec.env = builder_env(&self.builder.env);
+        if self.store.verify {
+            exec.env.push("NIXFRONT_VERIFY_STORE=1".to_string());
+        }
+        if let Some(config) = &self.store.nix_config {
+            exec.env.retain(|e| !e.starts_with("NIX_CONFIG="));
+            exec.env.push(format!("NIX_CONFIG={config}"));
+        }
+        exec.platform = Some(self.platform.clone());
+        exec
     }
-    if flake.uses_context {
-        exec = exec.mount(Mount::readonly(CONTEXT_DIR, context));
-        exec.cwd = CONTEXT_DIR.to_string();
-    }
-    exec.env = builder_env(&builder.env);
-    if store.verify {
-        exec.env.push("NIXFRONT_VERIFY_STORE=1".to_string());
-    }
-    exec.platform = Some(platform.clone());
+}
+
+/// The reference without its `#fragment`.
+fn without_fragment(reference: &str) -> &str {
+    reference.split_once('#').map_or(reference, |(base, _)| base)
+}
+
+/// The exec that builds `flake`: the closure and the manifest.
+pub fn nix_build(flake: &FlakeRef, step: &NixStep) -> NixBuild {
+    let args = vec![flake.for_nix.clone(), without_fragment(&flake.for_nix).to_string()];
+    let exec =
+        step.exec(flake, "build.sh", BUILD_SCRIPT, args).mount(Mount::output(OUT_DIR, &State::scratch()));
     let outputs = exec.build(&format!("nix build {}", flake.written));
     NixBuild {
         closure: outputs.get(OUT_DIR).unwrap_or_default(),
         meta: outputs.get(META_DIR).unwrap_or_default(),
     }
+}
+
+/// The exec that lists the flake's `packages.<system>` with their descriptions into
+/// [`PACKAGES_PATH`] of its output.
+pub fn nix_packages(flake: &FlakeRef, system: &str, step: &NixStep) -> State {
+    let attr = format!("{}#packages.{system}", without_fragment(&flake.for_nix));
+    let exec = step.exec(flake, "packages.sh", PACKAGES_SCRIPT, vec![attr]);
+    exec.build(&format!("list packages.{system} of {}", without_fragment(&flake.written)))
+        .get(META_DIR)
+        .unwrap_or_default()
 }
 
 /// The builder's own environment, with a PATH and HOME Nix can work with.
@@ -236,7 +273,7 @@ mod tests {
         assert!(flake_ref(&with_flake("./../up#x"), None).is_err());
     }
 
-    const PERSISTENT: StoreSettings = StoreSettings { persistent: true, verify: false };
+    const PERSISTENT: StoreSettings = StoreSettings { persistent: true, verify: false, nix_config: None };
 
     fn builder() -> BuilderImage {
         BuilderImage::from_config(
@@ -255,7 +292,9 @@ mod tests {
             &source::Local { name: "context".into(), session_id: "s".into(), ..Default::default() },
             "context",
         );
-        nix_build(&flake, &builder(), &platform, &context, PERSISTENT).closure.to_definition()
+        let step =
+            NixStep { builder: &builder(), platform: &platform, context: &context, store: &PERSISTENT };
+        nix_build(&flake, &step).closure.to_definition()
     }
 
     fn the_exec(def: &pb::Definition) -> pb::ExecOp {
@@ -281,7 +320,8 @@ mod tests {
         let exec = the_exec(&def);
         let meta = exec.meta.unwrap();
         let expected = "path:/nixfront/src/x#a;$(touch /pwned)`id`\"'\n".to_string();
-        assert_eq!(meta.args.last(), Some(&expected));
+        assert_eq!(meta.args[2], expected);
+        assert_eq!(meta.args[3], "path:/nixfront/src/x", "the reference without its fragment");
         assert_eq!(meta.args.iter().filter(|a| a.contains("pwned")).count(), 1);
         assert_eq!(meta.args[..2], ["/bin/sh", "/nixfront/bin/build.sh"]);
         assert!(meta.env.iter().all(|e| !e.contains("pwned")));
@@ -337,15 +377,10 @@ mod tests {
     fn a_hermetic_build_has_no_store_cache() {
         let flake = flake_ref(&with_flake(".#hello"), None).unwrap();
         let platform = crate::llb::platform("linux", "amd64", "");
-        let def = nix_build(
-            &flake,
-            &builder(),
-            &platform,
-            &State::scratch(),
-            StoreSettings { persistent: false, verify: false },
-        )
-        .closure
-        .to_definition();
+        let (builder, store) = (builder(), StoreSettings::default());
+        let step =
+            NixStep { builder: &builder, platform: &platform, context: &State::scratch(), store: &store };
+        let def = nix_build(&flake, &step).closure.to_definition();
         assert!(the_exec(&def).mounts.iter().all(|m| m.mount_type != pb::MountType::Cache as i32));
     }
 
