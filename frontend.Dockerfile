@@ -23,9 +23,9 @@ FROM scratch
 COPY --from=binary /nixfront /nixfront
 # The frontend needs no network; BuildKit runs it without one.
 LABEL moby.buildkit.frontend.network.none="true"
-# Gateway capabilities nixfront implements beyond the plain build (none yet: subrequests,
-# named contexts and frontend inputs come later).
-LABEL moby.buildkit.frontend.caps=""
+# Gateway capabilities nixfront implements beyond the plain build: subrequests (outline,
+# targets, lint, describe). BuildKit refuses a subrequest to a frontend without this label.
+LABEL moby.buildkit.frontend.caps="moby.buildkit.frontend.subrequests"
 LABEL org.opencontainers.image.title="nixfront" \
       org.opencontainers.image.description="BuildKit frontend: a Nix flake to a layered OCI image"
 ENTRYPOINT ["/nixfront"]

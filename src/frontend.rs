@@ -136,7 +136,7 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
         platform: &platform,
         flake: &flake.written,
         extra_labels: &options.labels,
-        created: image::creation_time(options.source_date_epoch, &closure),
+        created: image::creation_time(options.source_date_epoch, &closure, flake.uses_context),
         layers: &rootfs.layers,
     })?;
 

@@ -46,9 +46,12 @@ pub struct ConfigInputs<'a> {
     pub layers: &'a [String],
 }
 
-/// The image's date: `SOURCE_DATE_EPOCH`, else the flake's `lastModified`, else the epoch.
-pub fn creation_time(source_date_epoch: Option<i64>, closure: &Closure) -> i64 {
-    source_date_epoch.or(closure.flake_last_modified).unwrap_or(0).max(0)
+/// The image's date: `SOURCE_DATE_EPOCH`, else the flake's `lastModified` when the flake is
+/// not the build context (for a `path:` flake Nix takes the newest mtime in the tree, and
+/// BuildKit gives the context's top directory a new one in every build), else the epoch.
+pub fn creation_time(source_date_epoch: Option<i64>, closure: &Closure, flake_is_context: bool) -> i64 {
+    let last_modified = if flake_is_context { None } else { closure.flake_last_modified };
+    source_date_epoch.or(last_modified).unwrap_or(0).max(0)
 }
 
 fn rfc3339(unix_seconds: i64) -> String {
@@ -279,9 +282,14 @@ mod tests {
         assert_eq!(c["history"][1]["created"], "2023-11-14T22:13:20Z");
         let mut flake_dated = closure(None);
         flake_dated.flake_last_modified = Some(42);
-        assert_eq!(creation_time(Some(7), &flake_dated), 7);
-        assert_eq!(creation_time(None, &flake_dated), 42);
-        assert_eq!(creation_time(None, &closure(None)), 0);
+        assert_eq!(creation_time(Some(7), &flake_dated, false), 7);
+        assert_eq!(creation_time(None, &flake_dated, false), 42);
+        assert_eq!(
+            creation_time(None, &flake_dated, true),
+            0,
+            "a context flake's lastModified is not stable"
+        );
+        assert_eq!(creation_time(None, &closure(None), false), 0);
     }
 
     #[test]

@@ -42,7 +42,9 @@ pub fn requested(request_id: Option<&str>) -> Result<Option<&'static str>> {
 /// Refuses a `frontend.caps` the client requires that nixfront lacks.
 pub fn check_caps(frontend_caps: Option<&str>) -> Result<()> {
     let Some(caps) = frontend_caps else { return Ok(()) };
-    for cap in caps.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+    // buildx may add `+forward` ("forward to a newer frontend if unsupported"): the base
+    // capability is what counts.
+    for cap in caps.split(',').map(|c| c.trim().split('+').next().unwrap_or("")).filter(|c| !c.is_empty()) {
         if cap != CAP_SUBREQUESTS {
             bail!("unsupported frontend capability {cap:?}; nixfront supports {CAP_SUBREQUESTS}");
         }
@@ -236,6 +238,7 @@ mod tests {
         assert_eq!(requested(Some("frontend.outline")).unwrap(), Some(OUTLINE));
         assert!(requested(Some("frontend.nope")).unwrap_err().to_string().contains("unsupported"));
         assert!(check_caps(Some(CAP_SUBREQUESTS)).is_ok());
+        assert!(check_caps(Some("moby.buildkit.frontend.subrequests+forward")).is_ok());
         assert!(check_caps(Some("moby.buildkit.frontend.contexts")).is_err());
     }
 

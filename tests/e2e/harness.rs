@@ -111,6 +111,21 @@ impl Engine {
         self.docker(&args)
     }
 
+    /// `docker buildx build --print=<what>` (a subrequest; buildx 0.13 has it behind
+    /// BUILDX_EXPERIMENTAL). Only dockerd 26's client can send subrequests.
+    pub fn print(self, fixture: &Fixture, what: &str) -> Run {
+        assert_eq!(self, Engine::D26, "the 20.10 client sends no subrequests");
+        let nix_image = format!("NIX_IMAGE={NIX_IMAGE}");
+        let output = Command::new("chroot")
+            .arg(trixie())
+            .args(["env", "BUILDX_EXPERIMENTAL=1", "docker", "-H", "unix:///run/d26/docker.sock"])
+            .args(["buildx", "build", "--build-arg", &nix_image, &format!("--print={what}")])
+            .arg(fixture.path_for(self))
+            .output()
+            .expect("docker runs");
+        Run::from(output)
+    }
+
     pub fn image_exists(self, tag: &str) -> bool {
         self.docker(&["image", "inspect", tag]).ok
     }

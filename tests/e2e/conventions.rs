@@ -1,0 +1,107 @@
+//! The Docker conventions users bring: build args, reproducible images, subrequests.
+
+use crate::harness::{Engine, Fixture, assert_contains, engines, exclusive_engines, shared_engines, tag};
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn build_args_expand_and_nixfront_args_are_checked() {
+    let _engines = shared_engines();
+    let fx =
+        Fixture::new("args", "# syntax=org/nixfront\nARG APP=bye\nFLAKE .#${APP}\nLABEL built-app=$APP\n");
+    for engine in engines() {
+        let t = tag("args", engine);
+        let default = engine.build(&fx, &t, &[]);
+        assert!(default.ok, "{engine:?}: {}", default.all());
+        assert_eq!(engine.run_image(&t, &[]).stdout, "bye from bye\n");
+
+        let given = engine.build(&fx, &t, &["--build-arg", "APP=hello"]);
+        assert!(given.ok, "{engine:?}: {}", given.all());
+        assert_eq!(engine.inspect(&t)["Config"]["Labels"]["built-app"], "hello");
+        assert_eq!(engine.run_image(&t, &[]).stdout, "hello from the greeting dependency\nargs:\n");
+
+        let typo = engine.build(&fx, &t, &["--build-arg", "NIX_LAYER=3"]);
+        assert!(!typo.ok, "{engine:?}: a misspelt nixfront arg must fail");
+        assert_contains(&typo.all(), &["unknown build arg NIX_LAYER: did you mean NIX_LAYERS?"]);
+        assert!(!engine.image_exists(&t));
+    }
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn nix_config_reaches_nix_build_and_not_the_image() {
+    let _engines = shared_engines();
+    for engine in engines() {
+        // A new `slowdep` must be built: with max-jobs = 0 Nix refuses to, proving it read the line.
+        let fx = Fixture::new("nixconf", "# syntax=org/nixfront\nFLAKE .#edited\n");
+        let t = tag("nixconf", engine);
+        let refused = engine.build(&fx, &t, &["--build-arg", "NIX_CONFIG=max-jobs = 0"]);
+        assert!(!refused.ok, "{engine:?}: {}", refused.all());
+        assert_contains(&refused.all(), &["unable to start any build"]);
+
+        let built = engine.build(&fx, &t, &["--build-arg", "NIX_CONFIG=max-jobs = 1"]);
+        assert!(built.ok, "{engine:?}: {}", built.all());
+        let env = engine.inspect(&t)["Config"]["Env"].to_string();
+        assert!(!env.contains("max-jobs") && !env.contains("NIX_CONFIG"), "{engine:?}: {env}");
+    }
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn the_same_flake_gives_the_same_image_on_a_fresh_builder() {
+    let _engines = exclusive_engines();
+    let fx = Fixture::new("repro", "# syntax=org/nixfront\nFLAKE .#hello\nEXPOSE 80\n");
+    for engine in engines() {
+        let t = tag("repro", engine);
+        // buildx adds a provenance attestation (with build times) unless told not to.
+        let extra: &[&str] = if engine == Engine::D26 { &["--provenance=false"] } else { &[] };
+        let first = engine.build(&fx, &t, extra);
+        assert!(first.ok, "{engine:?}: {}", first.all());
+        let id = engine.inspect(&t)["Id"].clone();
+        assert_eq!(engine.inspect(&t)["Created"], "1970-01-01T00:00:00Z");
+        engine.prune();
+        let second = engine.build(&fx, &t, extra);
+        assert!(second.ok, "{engine:?}: {}", second.all());
+        assert_eq!(engine.inspect(&t)["Id"], id, "{engine:?}: image ID after a prune");
+
+        let mut dated = extra.to_vec();
+        dated.extend(["--build-arg", "SOURCE_DATE_EPOCH=1700000000"]);
+        let third = engine.build(&fx, &t, &dated);
+        assert!(third.ok, "{engine:?}: {}", third.all());
+        let image = engine.inspect(&t);
+        assert_eq!(image["Created"], "2023-11-14T22:13:20Z", "{engine:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn subrequests_answer_outline_targets_lint_and_describe() {
+    let _engines = shared_engines();
+    if !engines().contains(&Engine::D26) {
+        return; // only buildx sends subrequests
+    }
+    let d26 = Engine::D26;
+    let fx = Fixture::new("print", "# syntax=org/nixfront\nARG APP=hello\nFLAKE .#${APP}\n");
+    let outline = d26.print(&fx, "outline");
+    assert!(outline.ok, "{}", outline.all());
+    assert_contains(&outline.stdout, &["APP", "hello", "NIX_IMAGE", "NIX_LAYERS", "netrc", "access-tokens"]);
+
+    let targets = d26.print(&fx, "targets");
+    assert!(targets.ok, "{}", targets.all());
+    for name in ["bye", "edited", "greeting", "hello (default)", "multi", "wide"] {
+        assert!(targets.stdout.contains(name), "{name} missing from:\n{}", targets.stdout);
+    }
+
+    let describe = d26.print(&fx, "subrequests.describe");
+    assert!(describe.ok, "{}", describe.all());
+    assert_contains(&describe.stdout, &["outline", "targets", "lint"]);
+
+    let linted = Fixture::new(
+        "lint",
+        "# syntax=org/nixfront\nFLAKE .#hello\nCMD [\"a\"]\nenv LEGACY value\nCMD [\"b\"]\n",
+    );
+    let lint = d26.print(&linted, "lint");
+    assert_contains(
+        &lint.all(),
+        &["RepeatedInstruction", "Dockerfile:5: CMD is also given on line 3", "LegacyKeyValueFormat"],
+    );
+}
