@@ -77,6 +77,27 @@ impl Mount {
         }
     }
 
+    /// A secret from the client's session as a file at `dest` (0400, root); absent when the
+    /// client has none and `optional`.
+    pub fn secret(dest: &str, id: &str, optional: bool) -> Self {
+        Mount {
+            dest: dest.to_string(),
+            source: State::scratch(),
+            selector: String::new(),
+            kind: MountKind::Secret { id: id.to_string(), optional },
+        }
+    }
+
+    /// The client's SSH agent `id` as a socket at `dest`.
+    pub fn ssh(dest: &str, id: &str, optional: bool) -> Self {
+        Mount {
+            dest: dest.to_string(),
+            source: State::scratch(),
+            selector: String::new(),
+            kind: MountKind::Ssh { id: id.to_string(), optional },
+        }
+    }
+
     pub fn with_selector(mut self, selector: &str) -> Self {
         self.selector = selector.to_string();
         self

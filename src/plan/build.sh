@@ -17,10 +17,27 @@ out=/nixfront/out
 meta=/nixfront/meta
 work=$(mktemp -d)
 
+# Secrets from the client (`--secret id=netrc`, `--secret id=access-tokens`), when given.
+# Their contents are never printed; access tokens go to Nix through this process's
+# NIX_CONFIG only.
+secret_opts=
+if [ -s /run/secrets/netrc ]; then
+    secret_opts="--option netrc-file /run/secrets/netrc"
+    echo "nixfront: using the netrc from --secret id=netrc" >&2
+fi
+if [ -s /run/secrets/access-tokens ]; then
+    NIX_CONFIG="${NIX_CONFIG:-}
+access-tokens = $(tr '\n' ' ' </run/secrets/access-tokens)"
+    export NIX_CONFIG
+    echo "nixfront: using access tokens from --secret id=access-tokens" >&2
+fi
+[ -S "${SSH_AUTH_SOCK:-}" ] && echo "nixfront: forwarding the SSH agent from --ssh default" >&2
+
 nixc() {
+    # shellcheck disable=SC2086
     nix --extra-experimental-features 'nix-command flakes' \
         --option filter-syscalls false --option sandbox false --option build-users-group '' \
-        "$@"
+        $secret_opts "$@"
 }
 
 if [ "${NIXFRONT_VERIFY_STORE:-}" = 1 ]; then

@@ -23,6 +23,11 @@ pub const OUT_DIR: &str = "/nixfront/out";
 /// The exec's output holding the manifest.
 pub const META_DIR: &str = "/nixfront/meta";
 pub const MANIFEST_PATH: &str = "/manifest.json";
+/// Where the client's secrets appear for `nix build`, by id (see [`crate::subrequests::SECRETS`]).
+pub const SECRETS_DIR: &str = "/run/secrets";
+/// Where the client's default SSH agent appears for `nix build` (`--ssh default`).
+pub const SSH_SOCKET: &str = "/run/buildkit/ssh_agent.0";
+
 /// Where the build script is mounted (read-only) in the builder.
 pub const SCRIPT_DIR: &str = "/nixfront/bin";
 
@@ -196,8 +201,15 @@ fn without_fragment(reference: &str) -> &str {
 /// The exec that builds `flake`: the closure and the manifest.
 pub fn nix_build(flake: &FlakeRef, step: &NixStep) -> NixBuild {
     let args = vec![flake.for_nix.clone(), without_fragment(&flake.for_nix).to_string()];
-    let exec =
+    let mut exec =
         step.exec(flake, "build.sh", BUILD_SCRIPT, args).mount(Mount::output(OUT_DIR, &State::scratch()));
+    // Secrets and SSH are optional and exist only for this step; BuildKit keeps them out of
+    // the cache key, the layers and the definition (only their ids are in it).
+    for (id, _) in crate::subrequests::SECRETS {
+        exec = exec.mount(Mount::secret(&format!("{SECRETS_DIR}/{id}"), id, true));
+    }
+    exec = exec.mount(Mount::ssh(SSH_SOCKET, "default", true));
+    exec.env.push(format!("SSH_AUTH_SOCK={SSH_SOCKET}"));
     let outputs = exec.build(&format!("nix build {}", flake.written));
     NixBuild {
         closure: outputs.get(OUT_DIR).unwrap_or_default(),
@@ -352,7 +364,10 @@ mod tests {
                 ("/nixfront/bin", true, -1),
                 ("/nixfront/meta", false, 1),
                 ("/nixfront/out", false, 2),
-                ("/nixfront/src", true, -1)
+                ("/nixfront/src", true, -1),
+                ("/run/buildkit/ssh_agent.0", false, -1),
+                ("/run/secrets/access-tokens", false, -1),
+                ("/run/secrets/netrc", false, -1),
             ]
         );
         let sources: Vec<String> = decode(&def)
@@ -371,6 +386,26 @@ mod tests {
         let meta = exec.meta.unwrap();
         assert!(meta.env.contains(&"HOME=/root".to_string()));
         assert_eq!(meta.cwd, CONTEXT_DIR);
+    }
+
+    #[test]
+    fn secrets_and_ssh_are_optional_mounts_of_the_build_only() {
+        let exec = the_exec(&build_definition(".#hello"));
+        let secrets: Vec<(&str, String, bool)> = exec
+            .mounts
+            .iter()
+            .filter_map(|m| m.secret_opt.as_ref().map(|s| (m.dest.as_str(), s.id.clone(), s.optional)))
+            .collect();
+        assert_eq!(
+            secrets,
+            [
+                ("/run/secrets/access-tokens", "access-tokens".into(), true),
+                ("/run/secrets/netrc", "netrc".into(), true)
+            ]
+        );
+        let ssh = exec.mounts.iter().find_map(|m| m.ssh_opt.as_ref()).expect("an ssh mount");
+        assert!(ssh.optional && ssh.id == "default");
+        assert!(exec.meta.unwrap().env.contains(&format!("SSH_AUTH_SOCK={SSH_SOCKET}")));
     }
 
     #[test]

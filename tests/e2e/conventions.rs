@@ -105,3 +105,39 @@ fn subrequests_answer_outline_targets_lint_and_describe() {
         &["RepeatedInstruction", "Dockerfile:5: CMD is also given on line 3", "LegacyKeyValueFormat"],
     );
 }
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn secrets_reach_nix_build_and_nothing_else() {
+    let _engines = shared_engines();
+    const NETRC_VALUE: &str = "SECRET-NETRC-8c1f";
+    const TOKEN_VALUE: &str = "SECRET-TOKEN-77aa";
+    for engine in engines() {
+        // A new derivation, so nix build really runs with the secrets mounted.
+        let fx = Fixture::new("secrets", "# syntax=org/nixfront\nFLAKE .#edited\n");
+        // Outside the build context, so the context transfer cannot carry them.
+        let secrets = Fixture::new("secret-files", "unused\n");
+        secrets.write("netrc", &format!("machine cache.example.invalid login u password {NETRC_VALUE}\n"));
+        secrets.write("tokens", &format!("github.com={TOKEN_VALUE}\n"));
+        let t = tag("secrets", engine);
+        let netrc = format!("id=netrc,src={}", secrets.file_for(engine, "netrc"));
+        let tokens = format!("id=access-tokens,src={}", secrets.file_for(engine, "tokens"));
+        let run = engine.build(&fx, &t, &["--secret", &netrc, "--secret", &tokens]);
+        assert!(run.ok, "{engine:?}: {}", run.all());
+        assert_contains(
+            &run.all(),
+            &[
+                "nixfront: using the netrc from --secret id=netrc",
+                "nixfront: using access tokens from --secret id=access-tokens",
+            ],
+        );
+        let saved = engine.saved_bytes(&t);
+        let inspect = engine.inspect(&t).to_string();
+        for value in [NETRC_VALUE, TOKEN_VALUE] {
+            assert!(!run.all().contains(value), "{engine:?}: {value} in the build output");
+            assert!(!inspect.contains(value), "{engine:?}: {value} in the image config");
+            let found = saved.windows(value.len()).any(|w| w == value.as_bytes());
+            assert!(!found, "{engine:?}: {value} in docker save output");
+        }
+    }
+}

@@ -156,6 +156,20 @@ impl Engine {
         layers.as_array().expect("layers").iter().map(|l| l.as_str().unwrap().to_string()).collect()
     }
 
+    /// Everything `docker save` writes for an image: configs, manifests and layer tars.
+    pub fn saved_bytes(self, tag: &str) -> Vec<u8> {
+        let output = match self {
+            Engine::D20 => Command::new("/usr/bin/docker").args(["save", tag]).output(),
+            Engine::D26 => Command::new("chroot")
+                .arg(trixie())
+                .args(["docker", "-H", "unix:///run/d26/docker.sock", "save", tag])
+                .output(),
+        }
+        .expect("docker save runs");
+        assert!(output.status.success(), "save: {}", String::from_utf8_lossy(&output.stderr));
+        output.stdout
+    }
+
     /// For each layer of `docker save`, bottom to top: its size in the saved archive and the
     /// store paths (`nix/store/<entry>`) it has files of.
     pub fn saved_layers(self, tag: &str) -> Vec<(u64, Vec<String>)> {
@@ -289,6 +303,11 @@ impl Fixture {
 
     pub fn remove(&self, name: &str) {
         std::fs::remove_file(self.host_path().join(name)).unwrap();
+    }
+
+    /// Where `name` is for `engine` (a path it can open: the chroot's own for d26).
+    pub fn file_for(&self, engine: Engine, name: &str) -> String {
+        format!("{}/{name}", self.path_for(engine))
     }
 
     pub fn host_path(&self) -> PathBuf {
