@@ -10,7 +10,7 @@ use bollard_buildkit_proto::pb;
 use tracing::{error, info};
 
 use crate::closure::{self, Closure};
-use crate::gateway::{FrontendResult, Gateway, RefId, Refs, caps};
+use crate::gateway::{self, Capabilities, FrontendResult, Gateway, RefId, Refs, caps};
 use crate::image::{self, BinEntry, ConfigInputs};
 use crate::layers::{self, Extras, Layout};
 use crate::llb::{self, source};
@@ -84,8 +84,11 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
         return Ok(metadata_only(subrequests::answer(&json, report)));
     }
 
-    let platform = target_platform(gw, &options)?;
-    let (digest, config) = gw.resolve_image_config(&options.nix_image, Some(platform.clone())).await?;
+    // The builder runs natively on the build platform; Nix builds for each target.
+    let build_platform =
+        gw.caps.worker_platforms.first().cloned().unwrap_or_else(|| llb::platform("linux", "amd64", ""));
+    let targets = target_platforms(&gw.caps, &options, &build_platform)?;
+    let (digest, config) = gw.resolve_image_config(&options.nix_image, Some(build_platform.clone())).await?;
     let builder = BuilderImage::from_config(&options.nix_image, &digest, &config)?;
     let context = source::local(
         &source::Local {
@@ -101,9 +104,9 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
         verify: options.verify_store,
         nix_config: options.nix_config.clone(),
     };
-    let step = NixStep { builder: &builder, platform: &platform, context: &context, store: &store };
+    let step = NixStep { builder: &builder, platform: &build_platform, context: &context, store: &store };
     if request == Some(subrequests::TARGETS) {
-        let system = crate::platform::nix_system(&platform)?;
+        let system = crate::platform::nix_system(&targets[0])?;
         let listing = gw.solve(plan::nix_packages(&flake, &system, &step).to_definition()).await?;
         let bytes = gw
             .read_file(&listing, plan::PACKAGES_PATH)
@@ -115,34 +118,11 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
         return Ok(metadata_only(subrequests::answer(&json, report)));
     }
 
-    let nix = plan::nix_build(&flake, &step);
-    let t = Instant::now();
-    // Solves are lazy: the build may run, and fail, in any of these calls.
-    let (closure, built) = solve_nix_build(gw, &nix)
-        .await
-        .map_err(|e| anyhow!("`nix build {}` failed; its log is above. {e:#}", flake.written))?;
-    timings.solving_ms += t.elapsed().as_millis();
-    info!(paths = closure.paths.len(), bytes = closure.total_size(), "closure of {}", closure.main_result());
-
-    let bin = bin_entries(gw, &built, &closure).await?;
-    let layout = Layout { max_layers: options.max_layers, merge: gw.caps.supports(caps::MERGE_OP) };
-    let extras = Extras { workdir: nixfile.workdir.as_deref() };
-    let rootfs = layers::root_filesystem(&closure, &nix.closure, &extras, layout);
-    let config = image::image_config(&ConfigInputs {
-        filename: &options.filename,
-        nixfile: &nixfile,
-        closure: &closure,
-        bin: &bin,
-        platform: &platform,
-        flake: &flake.written,
-        extra_labels: &options.labels,
-        created: image::creation_time(options.source_date_epoch, &closure, flake.uses_context),
-        layers: &rootfs.layers,
-    })?;
-
-    let t = Instant::now();
-    let image = gw.solve(rootfs.state.to_definition()).await.context("assembling the image")?;
-    timings.solving_ms += t.elapsed().as_millis();
+    let build = PlatformBuild { options: &options, nixfile: &nixfile, flake: &flake, step: &step };
+    let mut images = Vec::new();
+    for target in &targets {
+        images.push(build.image(gw, target, &mut timings).await?);
+    }
 
     let total = started.elapsed().as_millis();
     info!(
@@ -151,9 +131,91 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
         "frontend time outside solves: {} ms",
         total - timings.solving_ms
     );
+    Ok(final_result(&targets, images))
+}
+
+/// One platform's image: its root filesystem and its config.
+struct PlatformImage {
+    rootfs: RefId,
+    config: Vec<u8>,
+}
+
+/// What every platform's build shares.
+struct PlatformBuild<'a> {
+    options: &'a Options,
+    nixfile: &'a nixfile::Nixfile,
+    flake: &'a plan::FlakeRef,
+    step: &'a NixStep<'a>,
+}
+
+impl PlatformBuild<'_> {
+    /// Builds the flake's package for `target` and lays it out as an image.
+    async fn image(
+        &self,
+        gw: &mut Gateway,
+        target: &pb::Platform,
+        timings: &mut Timings,
+    ) -> Result<PlatformImage> {
+        let (options, flake) = (self.options, self.flake);
+        let system = crate::platform::nix_system(target)?;
+        let nix = plan::nix_build(flake, &system, self.step);
+        let t = Instant::now();
+        // Solves are lazy: the build may run, and fail, in any of these calls.
+        let (closure, built) = solve_nix_build(gw, &nix).await.map_err(|e| {
+            anyhow!("`nix build {}` failed (for {system}); its log is above. {e:#}", flake.written)
+        })?;
+        timings.solving_ms += t.elapsed().as_millis();
+        info!(
+            paths = closure.paths.len(),
+            bytes = closure.total_size(),
+            "closure of {}",
+            closure.main_result()
+        );
+
+        let bin = bin_entries(gw, &built, &closure).await?;
+        let layout = Layout { max_layers: options.max_layers, merge: gw.caps.supports(caps::MERGE_OP) };
+        let extras = Extras { workdir: self.nixfile.workdir.as_deref() };
+        let rootfs = layers::root_filesystem(&closure, &nix.closure, &extras, layout);
+        let config = image::image_config(&ConfigInputs {
+            filename: &options.filename,
+            nixfile: self.nixfile,
+            closure: &closure,
+            bin: &bin,
+            platform: target,
+            flake: &flake.written,
+            extra_labels: &options.labels,
+            created: image::creation_time(options.source_date_epoch, &closure, flake.uses_context),
+            layers: &rootfs.layers,
+        })?;
+        let t = Instant::now();
+        let rootfs = gw.solve(rootfs.state.to_definition()).await.context("assembling the image")?;
+        timings.solving_ms += t.elapsed().as_millis();
+        Ok(PlatformImage { rootfs, config })
+    }
+}
+
+/// One image, or one per platform with `refs.platforms`, as BuildKit's exporters expect.
+fn final_result(targets: &[pb::Platform], mut images: Vec<PlatformImage>) -> FrontendResult {
     let mut metadata = BTreeMap::new();
-    metadata.insert("containerimage.config".to_string(), config);
-    Ok(FrontendResult { refs: Refs::Single(image), metadata })
+    if images.len() == 1 {
+        let image = images.remove(0);
+        metadata.insert("containerimage.config".to_string(), image.config);
+        return FrontendResult { refs: Refs::Single(image.rootfs), metadata };
+    }
+    let mut refs = Vec::new();
+    let mut listed = Vec::new();
+    for (target, image) in targets.iter().zip(images) {
+        let key = crate::platform::format(target);
+        metadata.insert(format!("containerimage.config/{key}"), image.config);
+        listed.push(serde_json::json!({
+            "id": key,
+            "platform": { "os": target.os, "architecture": target.architecture, "variant": target.variant },
+        }));
+        refs.push((key, image.rootfs));
+    }
+    let platforms = serde_json::json!({ "platforms": listed });
+    metadata.insert("refs.platforms".to_string(), serde_json::to_vec(&platforms).unwrap_or_default());
+    FrontendResult { refs: Refs::Platforms(refs), metadata }
 }
 
 fn metadata_only(metadata: BTreeMap<String, Vec<u8>>) -> FrontendResult {
@@ -196,26 +258,31 @@ async fn read_user_file(
     Ok(bytes)
 }
 
-/// The platform to build for: `--platform` (one, for now), else the worker's own.
-fn target_platform(gw: &Gateway, options: &Options) -> Result<pb::Platform> {
-    if let Some(p) = options.platforms.first() {
-        if options.platforms.len() > 1 {
-            anyhow::bail!(
-                "several platforms in one build are not supported yet: {}",
-                options.platforms.join(",")
-            );
-        }
-        let mut parts = p.split('/');
-        let (os, arch, variant) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
-        return match (os, arch) {
-            (Some(os), Some(arch)) if !os.is_empty() && !arch.is_empty() => {
-                Ok(llb::platform(os, arch, variant))
-            }
-            _ => Err(anyhow!("--platform {p:?} is not of the form os/arch[/variant], e.g. linux/amd64")),
-        };
+/// The platforms to build for: `--platform` (one or more), else the build platform. Several
+/// need a BuildKit that can export them: those with MergeOp (0.10+) can; BuildKit 0.8, as in
+/// Docker 20.10, whose image exporter refuses manifest lists, cannot.
+fn target_platforms(
+    caps: &Capabilities,
+    options: &Options,
+    build: &pb::Platform,
+) -> Result<Vec<pb::Platform>> {
+    if options.platforms.is_empty() {
+        return Ok(vec![build.clone()]);
     }
-    let worker = gw.caps.worker_platforms.first().cloned();
-    Ok(worker.unwrap_or_else(|| llb::platform("linux", "amd64", "")))
+    let targets: Vec<pb::Platform> =
+        options.platforms.iter().map(|p| crate::platform::parse(p)).collect::<Result<_>>()?;
+    for t in &targets {
+        crate::platform::nix_system(t)?;
+    }
+    if targets.len() > 1 && !caps.supports(gateway::caps::MERGE_OP) {
+        anyhow::bail!(
+            "--platform {}: this BuildKit predates 0.10 (Docker 20.10 ships 0.8) and its image exporter cannot \
+             hold several platforms in one image; build one --platform at a time, or use docker buildx with \
+             BuildKit 0.10 or newer",
+            options.platforms.join(",")
+        );
+    }
+    Ok(targets)
 }
 
 /// The main result's `bin/`, empty when it has none.
@@ -247,7 +314,51 @@ fn file_kind(mode: u32) -> (bool, bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::file_kind;
+    use super::*;
+
+    fn image(id: &str) -> PlatformImage {
+        PlatformImage { rootfs: RefId(id.to_string()), config: format!("config-{id}").into_bytes() }
+    }
+
+    fn options(platforms: &str) -> Options {
+        Options::from_pairs([format!("platform={platforms}")]).unwrap()
+    }
+
+    #[test]
+    fn several_platforms_need_a_buildkit_with_mergeop() {
+        let build = llb::platform("linux", "amd64", "");
+        let old = Capabilities::default();
+        let new = Capabilities::with(&[gateway::caps::MERGE_OP]);
+        let e = target_platforms(&old, &options("linux/amd64,linux/386"), &build).unwrap_err().to_string();
+        assert!(e.contains("predates 0.10") && e.contains("one --platform at a time"), "{e}");
+        assert_eq!(target_platforms(&new, &options("linux/amd64,linux/386"), &build).unwrap().len(), 2);
+        assert_eq!(target_platforms(&old, &options("linux/386"), &build).unwrap()[0].architecture, "386");
+        assert_eq!(target_platforms(&old, &Options::from_pairs([]).unwrap(), &build).unwrap(), [build]);
+        let e = target_platforms(&new, &options("linux/sparc"), &llb::platform("linux", "amd64", ""))
+            .unwrap_err();
+        assert!(e.to_string().contains("no Nix system"), "{e}");
+    }
+
+    #[test]
+    fn one_platform_returns_one_ref_and_its_config() {
+        let result = final_result(&[llb::platform("linux", "amd64", "")], vec![image("a")]);
+        assert!(matches!(&result.refs, Refs::Single(RefId(id)) if id == "a"));
+        assert_eq!(result.metadata["containerimage.config"], b"config-a");
+        assert!(!result.metadata.contains_key("refs.platforms"));
+    }
+
+    #[test]
+    fn several_platforms_return_a_ref_and_a_config_each() {
+        let targets = [llb::platform("linux", "amd64", ""), llb::platform("linux", "arm", "v7")];
+        let result = final_result(&targets, vec![image("a"), image("b")]);
+        let Refs::Platforms(refs) = &result.refs else { panic!("one ref per platform") };
+        let keys: Vec<&str> = refs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["linux/amd64", "linux/arm/v7"]);
+        assert_eq!(result.metadata["containerimage.config/linux/arm/v7"], b"config-b");
+        let listed: serde_json::Value = serde_json::from_slice(&result.metadata["refs.platforms"]).unwrap();
+        assert_eq!(listed["platforms"][1]["id"], "linux/arm/v7");
+        assert_eq!(listed["platforms"][1]["platform"]["variant"], "v7");
+    }
 
     #[test]
     fn file_kinds_from_both_mode_encodings() {

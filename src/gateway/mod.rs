@@ -41,6 +41,11 @@ impl Capabilities {
     pub fn supports(&self, cap: &str) -> bool {
         self.enabled.contains(cap)
     }
+
+    /// Capabilities as a BuildKit with exactly `caps` enabled would report them.
+    pub fn with(caps: &[&str]) -> Self {
+        Capabilities { enabled: caps.iter().map(|c| c.to_string()).collect(), worker_platforms: Vec::new() }
+    }
 }
 
 /// A solved result that can be read or returned.

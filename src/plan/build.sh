@@ -1,8 +1,8 @@
 # nixfront's build step, run as `/bin/sh build.sh REF` inside the builder image.
 #
-# $1 is the flake reference, $2 the same without its #fragment. They are data: they only
-# ever appear quoted, after `--`, so nothing the user wrote is parsed as shell or as a Nix
-# option. This text is fixed and part of the
+# $1 is the flake reference, $2 the same without its #fragment, $3 the Nix system to build
+# for (from --platform). They are data: they only ever appear quoted, after `--` or as an
+# option's value, so nothing the user wrote is parsed as shell or as a Nix option. This text is fixed and part of the
 # frontend binary; a change to it changes the step's cache key.
 #
 # In:  the build context at /nixfront/src (read-only, when the reference uses it).
@@ -13,6 +13,7 @@
 set -eu
 ref=$1
 flake=$2
+system=$3
 out=/nixfront/out
 meta=/nixfront/meta
 work=$(mktemp -d)
@@ -37,8 +38,14 @@ nixc() {
     # shellcheck disable=SC2086
     nix --extra-experimental-features 'nix-command flakes' \
         --option filter-syscalls false --option sandbox false --option build-users-group '' \
+        --option system "$system" --option extra-platforms "$native" \
         $secret_opts "$@"
 }
+
+# The builder runs natively; Nix builds for $system (the flake's packages.$system) and can
+# still build derivations for the builder's own system.
+native=$(nix --extra-experimental-features nix-command eval --impure --raw --expr builtins.currentSystem)
+[ "$system" = "$native" ] || echo "nixfront: building for $system on a $native builder" >&2
 
 if [ "${NIXFRONT_VERIFY_STORE:-}" = 1 ]; then
     echo "nixfront: verifying the Nix store (NIX_VERIFY_STORE=true)" >&2

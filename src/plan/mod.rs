@@ -198,9 +198,10 @@ fn without_fragment(reference: &str) -> &str {
     reference.split_once('#').map_or(reference, |(base, _)| base)
 }
 
-/// The exec that builds `flake`: the closure and the manifest.
-pub fn nix_build(flake: &FlakeRef, step: &NixStep) -> NixBuild {
-    let args = vec![flake.for_nix.clone(), without_fragment(&flake.for_nix).to_string()];
+/// The exec that builds `flake`'s package for Nix system `system`: the closure and the
+/// manifest.
+pub fn nix_build(flake: &FlakeRef, system: &str, step: &NixStep) -> NixBuild {
+    let args = vec![flake.for_nix.clone(), without_fragment(&flake.for_nix).to_string(), system.to_string()];
     let mut exec =
         step.exec(flake, "build.sh", BUILD_SCRIPT, args).mount(Mount::output(OUT_DIR, &State::scratch()));
     // Secrets and SSH are optional and exist only for this step; BuildKit keeps them out of
@@ -210,7 +211,7 @@ pub fn nix_build(flake: &FlakeRef, step: &NixStep) -> NixBuild {
     }
     exec = exec.mount(Mount::ssh(SSH_SOCKET, "default", true));
     exec.env.push(format!("SSH_AUTH_SOCK={SSH_SOCKET}"));
-    let outputs = exec.build(&format!("nix build {}", flake.written));
+    let outputs = exec.build(&format!("nix build {} ({system})", flake.written));
     NixBuild {
         closure: outputs.get(OUT_DIR).unwrap_or_default(),
         meta: outputs.get(META_DIR).unwrap_or_default(),
@@ -306,7 +307,7 @@ mod tests {
         );
         let step =
             NixStep { builder: &builder(), platform: &platform, context: &context, store: &PERSISTENT };
-        nix_build(&flake, &step).closure.to_definition()
+        nix_build(&flake, "x86_64-linux", &step).closure.to_definition()
     }
 
     fn the_exec(def: &pb::Definition) -> pb::ExecOp {
@@ -334,6 +335,7 @@ mod tests {
         let expected = "path:/nixfront/src/x#a;$(touch /pwned)`id`\"'\n".to_string();
         assert_eq!(meta.args[2], expected);
         assert_eq!(meta.args[3], "path:/nixfront/src/x", "the reference without its fragment");
+        assert_eq!(meta.args[4], "x86_64-linux");
         assert_eq!(meta.args.iter().filter(|a| a.contains("pwned")).count(), 1);
         assert_eq!(meta.args[..2], ["/bin/sh", "/nixfront/bin/build.sh"]);
         assert!(meta.env.iter().all(|e| !e.contains("pwned")));
@@ -415,7 +417,7 @@ mod tests {
         let (builder, store) = (builder(), StoreSettings::default());
         let step =
             NixStep { builder: &builder, platform: &platform, context: &State::scratch(), store: &store };
-        let def = nix_build(&flake, &step).closure.to_definition();
+        let def = nix_build(&flake, "x86_64-linux", &step).closure.to_definition();
         assert!(the_exec(&def).mounts.iter().all(|m| m.mount_type != pb::MountType::Cache as i32));
     }
 

@@ -377,62 +377,68 @@ pub fn assert_contains(haystack: &str, needles: &[&str]) {
 /// - `edited`: reads `./app/message` and depends on `slowdep`, which sleeps 2 s and is new
 ///   to every fixture (`./nonce`): an app-only edit is a change to `app/message`.
 /// - `wide`: an app with eight small dependencies, for layer limits.
+/// - `sys`: prints the Nix system it was built for (packages exist for x86_64 and i686).
 pub const FLAKE: &str = r#"# syntax=org/nixfront
 {
   outputs = { self }:
     let
-      system = "x86_64-linux";
       bb = "${./tools}/busybox";
-      mk = name: script: derivation {
-        inherit name system;
-        builder = bb;
-        args = [ "sh" "-c" script ];
-      };
-      greeting = mk "greeting-1.0" ''
-        ${bb} mkdir -p $out/share
-        echo "hello from the greeting dependency" > $out/share/greeting
-      '';
-      app = name: body: (mk name ''
-        ${bb} mkdir -p $out/bin
-        printf '#!${bb} sh\n${body}\n' > $out/bin/${builtins.head (builtins.split "-" name)}
-        ${bb} chmod +x $out/bin/*
-      '');
-      hello = (app "hello-0.1" ''${bb} cat ${greeting}/share/greeting; echo "args:$*"'')
-        // { meta.mainProgram = "hello"; };
-      bye = app "bye-0.2" ''echo "bye from bye"'';
-      multi = mk "multi-1.0" ''
-        ${bb} mkdir -p $out/bin
-        printf '#!${bb} sh\necho one\n' > $out/bin/one
-        printf '#!${bb} sh\necho two\n' > $out/bin/two
-        ${bb} chmod +x $out/bin/one $out/bin/two
-      '';
-      slowdep = mk "slowdep-1.0" ''
-        echo "building slowdep ${builtins.readFile ./nonce}"
-        ${bb} sleep 2
-        ${bb} mkdir -p $out
-        echo "slow dependency" > $out/d
-      '';
-      # The message is read at build time: the app's source is not a runtime dependency.
-      edited = (mk "edited-1.0" ''
-        ${bb} mkdir -p $out/bin
-        msg=$(${bb} cat ${./app}/message)
-        printf '#!${bb} sh\necho "%s"\n${bb} cat ${slowdep}/d\n' "$msg" > $out/bin/edited
-        ${bb} chmod +x $out/bin/edited
-      '') // { meta.mainProgram = "edited"; };
-      wdeps = builtins.genList
-        (i: mk "wdep${toString i}-1.0" "${bb} mkdir -p $out; echo ${toString i} > $out/v") 8;
-      wide = (app "wide-1.0" "${bb} cat ${builtins.concatStringsSep " " (map (d: "${d}/v") wdeps)}")
-        // { meta.mainProgram = "wide"; };
-      broken = mk "broken-1.0" ''
-        echo "compiling the thing"
-        echo "kaboom: the build of broken failed on purpose" >&2
-        exit 3
-      '';
+      # The same packages for both systems; a static x86_64 busybox runs either way here.
+      packagesFor = system:
+        let
+          mk = name: script: derivation {
+            inherit name system;
+            builder = bb;
+            args = [ "sh" "-c" script ];
+          };
+          greeting = mk "greeting-1.0" ''
+            ${bb} mkdir -p $out/share
+            echo "hello from the greeting dependency" > $out/share/greeting
+          '';
+          app = name: body: (mk name ''
+            ${bb} mkdir -p $out/bin
+            printf '#!${bb} sh\n${body}\n' > $out/bin/${builtins.head (builtins.split "-" name)}
+            ${bb} chmod +x $out/bin/*
+          '');
+          hello = (app "hello-0.1" ''${bb} cat ${greeting}/share/greeting; echo "args:$*"'')
+            // { meta.mainProgram = "hello"; meta.description = "Prints a greeting"; };
+          bye = app "bye-0.2" ''echo "bye from bye"'';
+          sys = app "sys-1.0" ''echo "built for ${system}"'';
+          multi = mk "multi-1.0" ''
+            ${bb} mkdir -p $out/bin
+            printf '#!${bb} sh\necho one\n' > $out/bin/one
+            printf '#!${bb} sh\necho two\n' > $out/bin/two
+            ${bb} chmod +x $out/bin/one $out/bin/two
+          '';
+          slowdep = mk "slowdep-1.0" ''
+            echo "building slowdep ${builtins.readFile ./nonce}"
+            ${bb} sleep 2
+            ${bb} mkdir -p $out
+            echo "slow dependency" > $out/d
+          '';
+          # The message is read at build time: the app's source is not a runtime dependency.
+          edited = (mk "edited-1.0" ''
+            ${bb} mkdir -p $out/bin
+            msg=$(${bb} cat ${./app}/message)
+            printf '#!${bb} sh\necho "%s"\n${bb} cat ${slowdep}/d\n' "$msg" > $out/bin/edited
+            ${bb} chmod +x $out/bin/edited
+          '') // { meta.mainProgram = "edited"; };
+          wdeps = builtins.genList
+            (i: mk "wdep${toString i}-1.0" "${bb} mkdir -p $out; echo ${toString i} > $out/v") 8;
+          wide = (app "wide-1.0" "${bb} cat ${builtins.concatStringsSep " " (map (d: "${d}/v") wdeps)}")
+            // { meta.mainProgram = "wide"; };
+          broken = mk "broken-1.0" ''
+            echo "compiling the thing"
+            echo "kaboom: the build of broken failed on purpose" >&2
+            exit 3
+          '';
+        in {
+          default = hello;
+          inherit hello bye sys multi broken greeting edited wide;
+        };
     in {
-      packages.${system} = {
-        default = hello;
-        inherit hello bye multi broken greeting edited wide;
-      };
+      packages.x86_64-linux = packagesFor "x86_64-linux";
+      packages.i686-linux = packagesFor "i686-linux";
     };
 }
 "#;
