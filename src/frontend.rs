@@ -10,13 +10,15 @@ use bollard_buildkit_proto::pb;
 use tracing::{error, info};
 
 use crate::closure::{self, Closure};
-use crate::gateway::{self, Capabilities, FrontendResult, Gateway, RefId, Refs, caps};
+use crate::gateway::{self, Capabilities, FrontendResult, Gateway, InTotoFile, RefId, Refs, caps};
 use crate::image::{self, BinEntry, ConfigInputs};
 use crate::layers::{self, Extras, Layout};
+use crate::llb::file::FileOp;
 use crate::llb::{self, source};
 use crate::nixfile;
 use crate::options::Options;
 use crate::plan::{self, BuilderImage, NixStep, StoreSettings};
+use crate::sbom;
 use crate::subrequests;
 
 /// Runs the frontend over stdio; the process exit code.
@@ -134,10 +136,11 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
     Ok(final_result(&targets, images))
 }
 
-/// One platform's image: its root filesystem and its config.
+/// One platform's image: its root filesystem, its config, and its SBOM attestation.
 struct PlatformImage {
     rootfs: RefId,
     config: Vec<u8>,
+    sbom: Option<RefId>,
 }
 
 /// What every platform's build shares.
@@ -173,8 +176,18 @@ impl PlatformBuild<'_> {
         );
 
         let bin = bin_entries(gw, &built, &closure).await?;
+        let created = image::creation_time(options.source_date_epoch, &closure, flake.uses_context);
+        let attest = options.sbom_attestation && gw.caps.supports(caps::ATTESTATIONS);
+        let sbom = (attest || options.sbom_file)
+            .then(|| {
+                serde_json::to_vec_pretty(&sbom::document(&closure, &flake.written, &image::rfc3339(created)))
+            })
+            .transpose()?;
         let layout = Layout { max_layers: options.max_layers, merge: gw.caps.supports(caps::MERGE_OP) };
-        let extras = Extras { workdir: self.nixfile.workdir.as_deref() };
+        let extras = Extras {
+            workdir: self.nixfile.workdir.as_deref(),
+            sbom: sbom.as_deref().filter(|_| options.sbom_file),
+        };
         let rootfs = layers::root_filesystem(&closure, &nix.closure, &extras, layout);
         let config = image::image_config(&ConfigInputs {
             filename: &options.filename,
@@ -184,23 +197,39 @@ impl PlatformBuild<'_> {
             platform: target,
             flake: &flake.written,
             extra_labels: &options.labels,
-            created: image::creation_time(options.source_date_epoch, &closure, flake.uses_context),
+            created,
             layers: &rootfs.layers,
         })?;
         let t = Instant::now();
         let rootfs = gw.solve(rootfs.state.to_definition()).await.context("assembling the image")?;
+        let sbom = match sbom.filter(|_| attest) {
+            Some(document) => {
+                let file = FileOp::on(&llb::State::scratch())
+                    .mkfile(&format!("/{}", sbom::FILE_NAME), 0o444, &document, layers::FIXED_TIME_NS)
+                    .build(&format!("nixfront: SBOM of {} store paths", closure.paths.len()));
+                Some(gw.solve(file.to_definition()).await.context("writing the SBOM")?)
+            }
+            None => None,
+        };
         timings.solving_ms += t.elapsed().as_millis();
-        Ok(PlatformImage { rootfs, config })
+        Ok(PlatformImage { rootfs, config, sbom })
     }
 }
 
 /// One image, or one per platform with `refs.platforms`, as BuildKit's exporters expect.
 fn final_result(targets: &[pb::Platform], mut images: Vec<PlatformImage>) -> FrontendResult {
     let mut metadata = BTreeMap::new();
+    // Attestations are keyed by platform, for one image too (BuildKit derives its key from
+    // the config's os/architecture).
+    let attestations = targets
+        .iter()
+        .zip(&images)
+        .filter_map(|(t, image)| Some((crate::platform::format(t), sbom_attestation(image.sbom.clone()?))))
+        .collect();
     if images.len() == 1 {
         let image = images.remove(0);
         metadata.insert("containerimage.config".to_string(), image.config);
-        return FrontendResult { refs: Refs::Single(image.rootfs), metadata };
+        return FrontendResult { refs: Refs::Single(image.rootfs), metadata, attestations };
     }
     let mut refs = Vec::new();
     let mut listed = Vec::new();
@@ -215,11 +244,20 @@ fn final_result(targets: &[pb::Platform], mut images: Vec<PlatformImage>) -> Fro
     }
     let platforms = serde_json::json!({ "platforms": listed });
     metadata.insert("refs.platforms".to_string(), serde_json::to_vec(&platforms).unwrap_or_default());
-    FrontendResult { refs: Refs::Platforms(refs), metadata }
+    FrontendResult { refs: Refs::Platforms(refs), metadata, attestations }
+}
+
+fn sbom_attestation(document: RefId) -> InTotoFile {
+    InTotoFile {
+        result: document,
+        path: format!("/{}", sbom::FILE_NAME),
+        predicate_type: sbom::SPDX_PREDICATE.to_string(),
+        reason: "sbom".to_string(),
+    }
 }
 
 fn metadata_only(metadata: BTreeMap<String, Vec<u8>>) -> FrontendResult {
-    FrontendResult { refs: Refs::None, metadata }
+    FrontendResult { refs: Refs::None, metadata, attestations: Vec::new() }
 }
 
 /// Runs the build exec and reads its manifest; the closure and the built output.
@@ -317,7 +355,11 @@ mod tests {
     use super::*;
 
     fn image(id: &str) -> PlatformImage {
-        PlatformImage { rootfs: RefId(id.to_string()), config: format!("config-{id}").into_bytes() }
+        PlatformImage {
+            rootfs: RefId(id.to_string()),
+            config: format!("config-{id}").into_bytes(),
+            sbom: Some(RefId(format!("sbom-{id}"))),
+        }
     }
 
     fn options(platforms: &str) -> Options {
@@ -355,6 +397,10 @@ mod tests {
         let keys: Vec<&str> = refs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["linux/amd64", "linux/arm/v7"]);
         assert_eq!(result.metadata["containerimage.config/linux/arm/v7"], b"config-b");
+        let keys: Vec<&str> = result.attestations.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["linux/amd64", "linux/arm/v7"], "an SBOM per platform");
+        assert_eq!(result.attestations[1].1.result, RefId("sbom-b".into()));
+        assert_eq!(result.attestations[1].1.predicate_type, "https://spdx.dev/Document");
         let listed: serde_json::Value = serde_json::from_slice(&result.metadata["refs.platforms"]).unwrap();
         assert_eq!(listed["platforms"][1]["id"], "linux/arm/v7");
         assert_eq!(listed["platforms"][1]["platform"]["variant"], "v7");

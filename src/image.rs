@@ -54,7 +54,8 @@ pub fn creation_time(source_date_epoch: Option<i64>, closure: &Closure, flake_is
     source_date_epoch.or(last_modified).unwrap_or(0).max(0)
 }
 
-fn rfc3339(unix_seconds: i64) -> String {
+/// `1970-01-01T00:00:00Z`.
+pub fn rfc3339(unix_seconds: i64) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds.max(0) as u64);
     humantime::format_rfc3339_seconds(time).to_string()
 }

@@ -16,4 +16,5 @@ pub mod nixfile;
 pub mod options;
 pub mod plan;
 pub mod platform;
+pub mod sbom;
 pub mod subrequests;

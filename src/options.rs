@@ -17,6 +17,8 @@ const KEY_PLATFORM: &str = "platform";
 const KEY_NO_CACHE: &str = "no-cache";
 const KEY_REQUEST_ID: &str = "requestid";
 const KEY_FRONTEND_CAPS: &str = "frontend.caps";
+/// `docker buildx build --sbom=true` sends this (its value holds parameters).
+const KEY_ATTEST_SBOM: &str = "attest:sbom";
 const PREFIX_BUILD_ARG: &str = "build-arg:";
 const PREFIX_LABEL: &str = "label:";
 /// buildx passes the client's SOURCE_DATE_EPOCH as this build arg.
@@ -28,11 +30,18 @@ pub const ARG_NIX_LAYERS: &str = "NIX_LAYERS";
 pub const ARG_NIX_PERSISTENT_STORE: &str = "NIX_PERSISTENT_STORE";
 pub const ARG_NIX_VERIFY_STORE: &str = "NIX_VERIFY_STORE";
 pub const ARG_NIX_CONFIG: &str = "NIX_CONFIG";
+pub const ARG_NIX_SBOM_FILE: &str = "NIX_SBOM_FILE";
 
 /// Every build arg nixfront owns: a `NIX_*` name outside this list that the file does not
 /// declare with ARG is a typo, and an error.
-pub const NIXFRONT_ARGS: &[&str] =
-    &[ARG_NIX_IMAGE, ARG_NIX_LAYERS, ARG_NIX_PERSISTENT_STORE, ARG_NIX_VERIFY_STORE, ARG_NIX_CONFIG];
+pub const NIXFRONT_ARGS: &[&str] = &[
+    ARG_NIX_IMAGE,
+    ARG_NIX_LAYERS,
+    ARG_NIX_PERSISTENT_STORE,
+    ARG_NIX_VERIFY_STORE,
+    ARG_NIX_CONFIG,
+    ARG_NIX_SBOM_FILE,
+];
 const NIXFRONT_ARG_PREFIX: &str = "NIX_";
 
 /// The default and the bounds of `NIX_LAYERS`: overlayfs and Docker stop near 125-128.
@@ -73,6 +82,10 @@ pub struct Options {
     pub request_id: Option<String>,
     /// Frontend capabilities the client requires (`frontend.caps`).
     pub frontend_caps: Option<String>,
+    /// The client asked for an SBOM attestation (`--sbom=true`).
+    pub sbom_attestation: bool,
+    /// Write the SBOM into the image too (`NIX_SBOM_FILE`), for BuildKits without attestations.
+    pub sbom_file: bool,
 }
 
 impl Options {
@@ -118,6 +131,7 @@ impl Options {
         };
         let persistent_store = bool_arg(&build_args, ARG_NIX_PERSISTENT_STORE, true)?;
         let verify_store = bool_arg(&build_args, ARG_NIX_VERIFY_STORE, false)?;
+        let sbom_file = bool_arg(&build_args, ARG_NIX_SBOM_FILE, false)?;
         let nix_config = build_args.get(ARG_NIX_CONFIG).filter(|v| !v.trim().is_empty()).cloned();
         if let Some(config) = &nix_config {
             check_nix_config(config)?;
@@ -154,6 +168,8 @@ impl Options {
             source_date_epoch,
             request_id: get(KEY_REQUEST_ID),
             frontend_caps: get(KEY_FRONTEND_CAPS),
+            sbom_attestation: raw.get(KEY_ATTEST_SBOM).is_some_and(|v| !v.contains("disabled=true")),
+            sbom_file,
         })
     }
 
@@ -279,6 +295,8 @@ mod tests {
             "build-arg:NIX_PERSISTENT_STORE=false",
             "build-arg:NIX_VERIFY_STORE=true",
             "build-arg:SOURCE_DATE_EPOCH=1700000000",
+            "attest:sbom=",
+            "build-arg:NIX_SBOM_FILE=true",
         ])
         .unwrap();
         assert_eq!(o.filename, "flake.nix");
@@ -291,6 +309,8 @@ mod tests {
         assert!(o.no_cache);
         assert_eq!((o.max_layers, o.persistent_store, o.verify_store), (12, false, true));
         assert_eq!(o.source_date_epoch, Some(1700000000));
+        assert!(o.sbom_attestation && o.sbom_file);
+        assert!(!opts(&["attest:sbom=disabled=true"]).unwrap().sbom_attestation);
     }
 
     #[test]

@@ -25,8 +25,8 @@ pub mod caps {
     pub const FILE_BASE: &str = "file.base";
     /// Gateway `Warn`.
     pub const GATEWAY_WARNINGS: &str = "gateway.warnings";
-    /// Attestations in results.
-    pub const ATTESTATIONS: &str = "attestations";
+    /// Attestations in results (BuildKit >= 0.11).
+    pub const ATTESTATIONS: &str = "reference.attestations";
 }
 
 /// What `Ping` reported.
@@ -159,10 +159,22 @@ impl Gateway {
                 refs: refs.into_iter().map(|(k, v)| (k, v.0)).collect(),
             }),
         };
+        let mut attestations: HashMap<String, fpb::Attestations> = HashMap::new();
+        for (key, file) in result.attestations {
+            let attestation = fpb::Attestation {
+                kind: fpb::AttestationKind::InToto as i32,
+                metadata: HashMap::from([("reason".to_string(), file.reason.into_bytes())]),
+                r#ref: Some(to_ref(file.result.0)),
+                path: file.path,
+                in_toto_predicate_type: file.predicate_type,
+                in_toto_subjects: Vec::new(), // BuildKit makes the image the subject
+            };
+            attestations.entry(key).or_default().attestation.push(attestation);
+        }
         let request = fpb::ReturnRequest {
             result: Some(fpb::Result {
                 metadata: result_metadata(result.metadata),
-                attestations: HashMap::new(),
+                attestations,
                 result: Some(refs),
             }),
             error: None,
@@ -200,6 +212,18 @@ pub enum Refs {
 pub struct FrontendResult {
     pub refs: Refs,
     pub metadata: BTreeMap<String, Vec<u8>>,
+    /// In-toto attestations, by the platform key of the image they describe.
+    pub attestations: Vec<(String, InTotoFile)>,
+}
+
+/// An in-toto statement's predicate: a file in a solved result.
+#[derive(Debug, Clone)]
+pub struct InTotoFile {
+    pub result: RefId,
+    pub path: String,
+    pub predicate_type: String,
+    /// Why it is there, as BuildKit's own attestations say (`sbom`, `provenance`).
+    pub reason: String,
 }
 
 /// A gRPC status from BuildKit as an error whose text is BuildKit's message.

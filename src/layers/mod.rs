@@ -33,6 +33,8 @@ pub struct Layout {
 #[derive(Debug, Clone, Default)]
 pub struct Extras<'a> {
     pub workdir: Option<&'a str>,
+    /// The SBOM document, written to `/sbom.spdx.json` (`NIX_SBOM_FILE`).
+    pub sbom: Option<&'a [u8]>,
 }
 
 /// The tree in the build output that holds what nixfront adds (`tmp`, mode 1777).
@@ -46,7 +48,7 @@ pub struct RootFilesystem {
 }
 
 /// What the top layer is called in progress output and history.
-const TOP_LAYER: &str = "nixfront: /tmp and WORKDIR";
+const TOP_LAYER: &str = "nixfront: /tmp, WORKDIR, SBOM file";
 
 /// The root filesystem. `built` is the build's output, one tree per store path, plus
 /// [`ROOT_EXTRAS_TREE`].
@@ -86,6 +88,9 @@ fn top_layer(base: &State, built: &State, extras: &Extras) -> State {
     let mut top = FileOp::on(base).copy_contents(built, ROOT_EXTRAS_TREE, "/", FIXED_TIME_NS);
     if let Some(dir) = extras.workdir.filter(|d| *d != "/" && *d != "/tmp") {
         top = top.mkdir(dir, 0o755, FIXED_TIME_NS);
+    }
+    if let Some(document) = extras.sbom {
+        top = top.mkfile(&format!("/{}", crate::sbom::FILE_NAME), 0o444, document, FIXED_TIME_NS);
     }
     top.build(TOP_LAYER)
 }
@@ -141,7 +146,7 @@ mod tests {
     fn ops(merge: bool) -> Vec<pb::Op> {
         let built = crate::llb::source::image("docker.io/library/busybox:latest", None);
         let layout = Layout { max_layers: 100, merge };
-        let fs = root_filesystem(&closure(), &built, &Extras { workdir: Some("/srv") }, layout);
+        let fs = root_filesystem(&closure(), &built, &Extras { workdir: Some("/srv"), sbom: None }, layout);
         assert_eq!(fs.layers.len(), 3);
         decode(&fs.state.to_definition()).into_iter().map(|(_, op)| op).collect()
     }

@@ -179,3 +179,55 @@ fn platforms_map_to_nix_systems() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn the_sbom_is_the_closure() {
+    let _engines = shared_engines();
+    let fx = Fixture::new("sbom", "# syntax=org/nixfront\nFLAKE .#hello\n");
+    let closure = fx.expected_closure("hello");
+    for engine in engines() {
+        let t = tag("sbom", engine);
+        if engine == Engine::D26 {
+            // No scanner image can be pulled here: the SBOM can only be nixfront's own.
+            let built = engine.build(&fx, &t, &["--sbom=true"]);
+            assert!(built.ok, "{}", built.all());
+            let spdx: Vec<serde_json::Value> = engine
+                .attestations(&t)
+                .into_iter()
+                .filter(|(kind, _)| kind == "https://spdx.dev/Document")
+                .map(|(_, statement)| statement["predicate"].clone())
+                .collect();
+            assert_eq!(spdx.len(), 1, "one SBOM for the one platform");
+            assert_sbom_is(&spdx[0], &closure);
+        }
+        // Any BuildKit: the same document inside the image.
+        let built = engine.build(&fx, &t, &["--build-arg", "NIX_SBOM_FILE=true"]);
+        assert!(built.ok, "{engine:?}: {}", built.all());
+        let tools = closure.iter().find(|p| p.ends_with("-tools")).unwrap();
+        let busybox = format!("/nix/store/{tools}/busybox");
+        let cat = engine.docker(&["run", "--rm", "--entrypoint", &busybox, &t, "cat", "/sbom.spdx.json"]);
+        assert!(cat.ok, "{engine:?}: {}", cat.all());
+        assert_sbom_is(&serde_json::from_str(&cat.stdout).unwrap(), &closure);
+    }
+}
+
+fn assert_sbom_is(spdx: &serde_json::Value, closure: &[String]) {
+    assert_eq!(spdx["spdxVersion"], "SPDX-2.3");
+    let mut sources: Vec<String> = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["sourceInfo"].as_str().unwrap().trim_start_matches("Nix store path /nix/store/").to_string()
+        })
+        .collect();
+    sources.sort();
+    assert_eq!(sources, closure, "one package per store path");
+    let hello = spdx["packages"].as_array().unwrap().iter().find(|p| p["name"] == "hello").unwrap();
+    assert_eq!(hello["versionInfo"], "0.1");
+    assert_eq!(hello["checksums"][0]["algorithm"], "SHA256");
+    let depends =
+        spdx["relationships"].as_array().unwrap().iter().filter(|r| r["relationshipType"] == "DEPENDS_ON");
+    assert_eq!(depends.count(), 2, "hello -> greeting and hello -> tools (busybox); greeting refers to nothing");
+}

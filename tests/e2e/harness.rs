@@ -170,6 +170,39 @@ impl Engine {
         output.stdout
     }
 
+    /// The in-toto statements attached to an image (dockerd 26's `docker save`), as
+    /// `(predicate type, statement)`.
+    pub fn attestations(self, tag: &str) -> Vec<(String, Value)> {
+        let dir = tempdir("attest");
+        let archive = dir.join("image.tar");
+        std::fs::write(&archive, self.saved_bytes(tag)).unwrap();
+        let untar = Command::new("tar").arg("-xf").arg(&archive).arg("-C").arg(&dir).output().unwrap();
+        assert!(untar.status.success());
+        let blob = |digest: &str| -> Value {
+            let file = dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+            serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
+        };
+        let mut found = Vec::new();
+        let mut stack: Vec<Value> =
+            vec![serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap()];
+        while let Some(node) = stack.pop() {
+            for m in node["manifests"].as_array().into_iter().flatten() {
+                let child = blob(m["digest"].as_str().unwrap());
+                if m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest" {
+                    for layer in child["layers"].as_array().into_iter().flatten() {
+                        let statement = blob(layer["digest"].as_str().unwrap());
+                        found
+                            .push((statement["predicateType"].as_str().unwrap_or("").to_string(), statement));
+                    }
+                } else if child.get("manifests").is_some() {
+                    stack.push(child);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        found
+    }
+
     /// For each layer of `docker save`, bottom to top: its size in the saved archive and the
     /// store paths (`nix/store/<entry>`) it has files of.
     pub fn saved_layers(self, tag: &str) -> Vec<(u64, Vec<String>)> {
