@@ -10,11 +10,12 @@ use bollard_buildkit_proto::pb;
 use tracing::{error, info};
 
 use crate::closure::{self, Closure};
+use crate::context;
 use crate::gateway::{self, Capabilities, FrontendResult, Gateway, InTotoFile, RefId, Refs, caps};
 use crate::image::{self, BinEntry, ConfigInputs};
 use crate::layers::{self, Extras, Layout};
+use crate::llb;
 use crate::llb::file::FileOp;
-use crate::llb::{self, source};
 use crate::nixfile;
 use crate::options::Options;
 use crate::plan::{self, BuilderImage, NixStep, StoreSettings};
@@ -71,10 +72,13 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
     }
     let session_id = std::env::var("BUILDKIT_SESSION_ID").unwrap_or_default();
 
-    let text = read_user_file(gw, &options, &session_id, &mut timings).await?;
-    let parsed = nixfile::parse_with_args(&options.filename, &text, &options.build_args);
+    let t = Instant::now();
+    let user_file = context::read_user_file(gw, &options, &session_id).await?;
+    timings.solving_ms += t.elapsed().as_millis();
+    let text = &user_file.text;
+    let parsed = nixfile::parse_with_args(&options.filename, text, &options.build_args);
     if request == Some(subrequests::LINT) {
-        let (json, report) = subrequests::lint(&options.filename, &parsed, &text);
+        let (json, report) = subrequests::lint(&options.filename, &parsed, text);
         return Ok(metadata_only(subrequests::answer(&json, report)));
     }
     let nixfile = parsed?;
@@ -82,7 +86,7 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
     options.check_owned_args(&declared)?;
     let flake = plan::flake_ref(&nixfile, options.target.as_deref())?;
     if request == Some(subrequests::OUTLINE) {
-        let (json, report) = subrequests::outline(&nixfile, &flake.written, &text);
+        let (json, report) = subrequests::outline(&nixfile, &flake.written, text);
         return Ok(metadata_only(subrequests::answer(&json, report)));
     }
 
@@ -92,15 +96,7 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
     let targets = target_platforms(&gw.caps, &options, &build_platform)?;
     let (digest, config) = gw.resolve_image_config(&options.nix_image, Some(build_platform.clone())).await?;
     let builder = BuilderImage::from_config(&options.nix_image, &digest, &config)?;
-    let context = source::local(
-        &source::Local {
-            name: options.context_local.clone(),
-            session_id: session_id.clone(),
-            shared_key_hint: options.context_local.clone(),
-            ..Default::default()
-        },
-        "load build context",
-    );
+    let context = context::build_context(gw, &options, &session_id, &user_file, flake.uses_context).await?;
     let store = StoreSettings {
         persistent: options.persistent_store,
         verify: options.verify_store,
@@ -116,7 +112,7 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
             .with_context(|| format!("listing packages.{system} of {}", flake.written))?;
         let packages: BTreeMap<String, String> = serde_json::from_slice(&bytes)?;
         let current = flake.written.split_once('#').map(|(_, f)| f).unwrap_or("");
-        let (json, report) = subrequests::targets(&packages, current, &text);
+        let (json, report) = subrequests::targets(&packages, current, text);
         return Ok(metadata_only(subrequests::answer(&json, report)));
     }
 
@@ -266,34 +262,6 @@ async fn solve_nix_build(gw: &mut Gateway, nix: &plan::NixBuild) -> Result<(Clos
     let closure = closure::parse_manifest(&gw.read_file(&meta, plan::MANIFEST_PATH).await?)?;
     let built = gw.solve(nix.closure.to_definition()).await?;
     Ok((closure, built))
-}
-
-/// Transfers only the user's file from the `dockerfile` local and reads it.
-async fn read_user_file(
-    gw: &mut Gateway,
-    options: &Options,
-    session_id: &str,
-    timings: &mut Timings,
-) -> Result<Vec<u8>> {
-    let filename = &options.filename;
-    let local = source::local(
-        &source::Local {
-            name: options.dockerfile_local.clone(),
-            session_id: session_id.to_string(),
-            follow_paths: vec![filename.clone()],
-            shared_key_hint: options.dockerfile_local.clone(),
-            ..Default::default()
-        },
-        &format!("load build definition from {filename}"),
-    );
-    let t = Instant::now();
-    let r = gw.solve(local.to_definition()).await.context("loading the build definition")?;
-    let bytes = gw
-        .read_file(&r, filename)
-        .await
-        .map_err(|e| anyhow!("cannot read {filename}: {e:#}; pass the file with -f"))?;
-    timings.solving_ms += t.elapsed().as_millis();
-    Ok(bytes)
 }
 
 /// The platforms to build for: `--platform` (one or more), else the build platform. Several

@@ -7,6 +7,8 @@
 //! all of it and returns the image.
 
 pub mod closure;
+pub mod context;
+pub mod dockerignore;
 pub mod frontend;
 pub mod gateway;
 pub mod image;

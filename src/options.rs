@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 
+use crate::llb::source::Git;
+
 const ENV_PREFIX: &str = "BUILDKIT_FRONTEND_OPT_";
 
 const KEY_FILENAME: &str = "filename";
@@ -19,6 +21,8 @@ const KEY_REQUEST_ID: &str = "requestid";
 const KEY_FRONTEND_CAPS: &str = "frontend.caps";
 /// `docker buildx build --sbom=true` sends this (its value holds parameters).
 const KEY_ATTEST_SBOM: &str = "attest:sbom";
+/// A remote build context (`docker build <git URL>`).
+const KEY_CONTEXT: &str = "context";
 const PREFIX_BUILD_ARG: &str = "build-arg:";
 const PREFIX_LABEL: &str = "label:";
 /// buildx passes the client's SOURCE_DATE_EPOCH as this build arg.
@@ -86,6 +90,8 @@ pub struct Options {
     pub sbom_attestation: bool,
     /// Write the SBOM into the image too (`NIX_SBOM_FILE`), for BuildKits without attestations.
     pub sbom_file: bool,
+    /// The build context is this git repository rather than a local directory.
+    pub remote_context: Option<Git>,
 }
 
 impl Options {
@@ -170,6 +176,10 @@ impl Options {
             frontend_caps: get(KEY_FRONTEND_CAPS),
             sbom_attestation: raw.get(KEY_ATTEST_SBOM).is_some_and(|v| !v.contains("disabled=true")),
             sbom_file,
+            remote_context: match get(KEY_CONTEXT) {
+                Some(url) => Some(git_context(&url)?),
+                None => None,
+            },
         })
     }
 
@@ -212,6 +222,42 @@ fn check_nix_config(config: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A remote context URL as a git repository: `git://`, `ssh://`, `git@host:path`,
+/// `http(s)://...*.git`, or `github.com/...`, each with an optional `#ref`. Tarball URLs are
+/// refused with advice.
+pub fn git_context(url: &str) -> Result<Git> {
+    let (location, reference) = match url.split_once('#') {
+        Some((l, r)) if !r.is_empty() => (l, Some(r.to_string())),
+        Some((l, _)) => (l, None),
+        None => (url, None),
+    };
+    // `github.com/o/r` is git by Docker's convention, with or without `.git`.
+    let shorthand = location.starts_with("github.com/");
+    let with_scheme = if shorthand { format!("https://{location}") } else { location.to_string() };
+    let (host, path) = if let Some(scp) = with_scheme.strip_prefix("git@") {
+        scp.split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("remote context {url:?}: expected git@host:path"))?
+    } else if let Some((scheme, rest)) = with_scheme.split_once("://") {
+        let is_http = scheme == "http" || scheme == "https";
+        let git_over_http = shorthand || rest.trim_end_matches('/').ends_with(".git");
+        if !matches!(scheme, "git" | "ssh" | "http" | "https") || (is_http && !git_over_http) {
+            bail!(
+                "remote context {url:?}: only git repositories are supported (a URL ending in .git, git://, \
+                 ssh:// or git@host:path); for a tarball, unpack it and build the directory"
+            );
+        }
+        let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
+        rest.split_once('/').ok_or_else(|| anyhow::anyhow!("remote context {url:?}: no repository path"))?
+    } else {
+        bail!("remote context {url:?}: not a URL BuildKit can fetch");
+    };
+    let path = path.trim_matches('/');
+    if host.is_empty() || path.is_empty() {
+        bail!("remote context {url:?}: no host or repository path");
+    }
+    Ok(Git { remote: with_scheme.clone(), id: format!("{host}/{path}"), reference })
 }
 
 /// A true/false build arg; empty or absent gives `default`.
@@ -345,6 +391,23 @@ mod tests {
         assert!(e.contains("unknown build arg NIX_LAYER: did you mean NIX_LAYERS?"), "{e}");
         assert!(o.check_owned_args(&["NIX_LAYER"]).is_ok(), "declared by the file");
         assert!(opts(&["build-arg:OTHER=1"]).unwrap().check_owned_args(&[]).is_ok());
+    }
+
+    #[test]
+    fn remote_contexts_are_git_repositories() {
+        let g = git_context("https://example.com/o/r.git#main").unwrap();
+        assert_eq!(
+            (g.remote.as_str(), g.id.as_str(), g.reference.as_deref()),
+            ("https://example.com/o/r.git", "example.com/o/r.git", Some("main"))
+        );
+        let g = git_context("git@example.com:o/r.git").unwrap();
+        assert_eq!((g.id.as_str(), g.reference), ("example.com/o/r.git", None));
+        let g = git_context("git://127.0.0.1:9418/repo.git#v2").unwrap();
+        assert_eq!(g.id, "127.0.0.1:9418/repo.git");
+        assert_eq!(git_context("github.com/o/r").unwrap().remote, "https://github.com/o/r");
+        let e = git_context("https://example.com/ctx.tar.gz").unwrap_err().to_string();
+        assert!(e.contains("only git repositories"), "{e}");
+        assert!(opts(&["context=https://example.com/o/r.git"]).unwrap().remote_context.is_some());
     }
 
     #[test]

@@ -42,6 +42,27 @@ pub fn local(local: &Local, name: &str) -> State {
     source(format!("local://{}", local.name), attrs, None, Meta::named(name))
 }
 
+/// A git repository as BuildKit fetches it: `remote` is the URL to fetch, `id` its
+/// protocol-free identity (`host/path`), `reference` a branch, tag or commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Git {
+    pub remote: String,
+    pub id: String,
+    pub reference: Option<String>,
+}
+
+/// A git checkout (without `.git`).
+pub fn git(repo: &Git, name: &str) -> State {
+    let mut identifier = format!("git://{}", repo.id);
+    if let Some(r) = &repo.reference {
+        identifier.push('#');
+        identifier.push_str(r);
+    }
+    let mut attrs = BTreeMap::new();
+    attrs.insert("git.fullurl".to_string(), repo.remote.clone());
+    source(identifier, attrs, None, Meta::named(name))
+}
+
 fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".to_string())
 }
@@ -64,6 +85,19 @@ fn source(
 mod tests {
     use super::*;
     use crate::llb::definition::decode;
+
+    #[test]
+    fn git_sources_name_the_repository_and_the_ref() {
+        let repo = Git {
+            remote: "https://example.com/o/r.git".into(),
+            id: "example.com/o/r.git".into(),
+            reference: Some("v1".into()),
+        };
+        let ops = decode(&git(&repo, "context").to_definition());
+        let Some(pb::op::Op::Source(src)) = &ops[0].1.op else { panic!("not a source") };
+        assert_eq!(src.identifier, "git://example.com/o/r.git#v1");
+        assert_eq!(src.attrs["git.fullurl"], "https://example.com/o/r.git");
+    }
 
     #[test]
     fn local_carries_session_and_follow_paths() {

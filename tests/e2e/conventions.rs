@@ -1,6 +1,8 @@
 //! The Docker conventions users bring: build args, reproducible images, subrequests.
 
-use crate::harness::{Engine, Fixture, assert_contains, engines, exclusive_engines, shared_engines, tag};
+use crate::harness::{
+    Engine, Fixture, GitServer, assert_contains, engines, exclusive_engines, shared_engines, tag,
+};
 
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
@@ -229,5 +231,58 @@ fn assert_sbom_is(spdx: &serde_json::Value, closure: &[String]) {
     assert_eq!(hello["checksums"][0]["algorithm"], "SHA256");
     let depends =
         spdx["relationships"].as_array().unwrap().iter().filter(|r| r["relationshipType"] == "DEPENDS_ON");
-    assert_eq!(depends.count(), 2, "hello -> greeting and hello -> tools (busybox); greeting refers to nothing");
+    assert_eq!(
+        depends.count(),
+        2,
+        "hello -> greeting and hello -> tools (busybox); greeting refers to nothing"
+    );
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn the_context_honours_dockerignore_and_is_not_sent_when_unused() {
+    let _engines = shared_engines();
+    let fx = Fixture::new("ignore", "# syntax=org/nixfront\nFLAKE .#ctxfiles\n");
+    fx.write("secret.txt", "not for the image\n");
+    for engine in engines() {
+        let t = tag("ignore", engine);
+        fx.write(".dockerignore", "# keep secrets out\n/secret.txt\n");
+        let ignored = engine.build(&fx, &t, &[]);
+        assert!(ignored.ok, "{engine:?}: {}", ignored.all());
+        let listing = engine.run_image(&t, &[]).stdout;
+        assert!(listing.contains("flake.nix") && !listing.contains("secret.txt"), "{engine:?}: {listing}");
+
+        fx.remove(".dockerignore");
+        let all = engine.build(&fx, &t, &[]);
+        assert!(all.ok, "{engine:?}: {}", all.all());
+        assert!(engine.run_image(&t, &[]).stdout.contains("secret.txt"), "{engine:?}: without .dockerignore");
+    }
+    // A reference that needs no context: nothing of it is transferred (the fetch itself fails
+    // here, offline).
+    let remote = Fixture::new("nocontext", "# syntax=org/nixfront\nFLAKE github:nixfront-test/none#x\n");
+    for engine in engines() {
+        let run = engine.build(&remote, &tag("nocontext", engine), &[]);
+        assert!(!run.ok);
+        assert_contains(&run.all(), &["github:nixfront-test/none"]);
+        assert!(
+            !run.all().contains("load build context"),
+            "{engine:?} transferred the context:\n{}",
+            run.all()
+        );
+        assert!(!run.all().contains("load the context's .dockerignore"), "{engine:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn a_git_url_is_a_remote_context() {
+    let _engines = shared_engines();
+    for (i, engine) in engines().into_iter().enumerate() {
+        let fx = Fixture::new("gitctx", "# syntax=org/nixfront\nFLAKE .#bye\n");
+        let server = GitServer::serve(engine, &fx, 19418 + i as u16);
+        let t = tag("gitctx", engine);
+        let built = engine.build_context(&format!("{}#main", server.url), &t, &[]);
+        assert!(built.ok, "{engine:?}: {}", built.all());
+        assert_eq!(engine.run_image(&t, &[]).stdout, "bye from bye\n", "{engine:?}");
+    }
 }

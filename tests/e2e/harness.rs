@@ -5,6 +5,7 @@
 //! d26 runs in a chroot, so fixtures live under the chroot's /tmp, where both engines see
 //! them (the host path for d20, the chroot path for d26).
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -98,8 +99,13 @@ impl Engine {
 
     /// Builds `fixture` with `-t tag` and the test builder image; `extra` are more flags.
     pub fn build(self, fixture: &Fixture, tag: &str, extra: &[&str]) -> Run {
+        self.build_context(&fixture.path_for(self), tag, extra)
+    }
+
+    /// Builds `context` (a directory as this engine sees it, or a URL).
+    pub fn build_context(self, context: &str, tag: &str, extra: &[&str]) -> Run {
         let _ = self.docker(&["image", "rm", "-f", tag]);
-        let dir = fixture.path_for(self);
+        let dir = context.to_string();
         let mut args: Vec<&str> = match self {
             Engine::D20 => vec!["build"],
             Engine::D26 => vec!["buildx", "build", "--load"],
@@ -411,6 +417,7 @@ pub fn assert_contains(haystack: &str, needles: &[&str]) {
 ///   to every fixture (`./nonce`): an app-only edit is a change to `app/message`.
 /// - `wide`: an app with eight small dependencies, for layer limits.
 /// - `sys`: prints the Nix system it was built for (packages exist for x86_64 and i686).
+/// - `ctxfiles`: prints the names in the flake's source directory.
 pub const FLAKE: &str = r#"# syntax=org/nixfront
 {
   outputs = { self }:
@@ -460,6 +467,8 @@ pub const FLAKE: &str = r#"# syntax=org/nixfront
             (i: mk "wdep${toString i}-1.0" "${bb} mkdir -p $out; echo ${toString i} > $out/v") 8;
           wide = (app "wide-1.0" "${bb} cat ${builtins.concatStringsSep " " (map (d: "${d}/v") wdeps)}")
             // { meta.mainProgram = "wide"; };
+          # Lists the flake's own source directory: what of the context reached Nix.
+          ctxfiles = app "ctxfiles-1.0" "echo ${toString (builtins.attrNames (builtins.readDir ./.))}";
           broken = mk "broken-1.0" ''
             echo "compiling the thing"
             echo "kaboom: the build of broken failed on purpose" >&2
@@ -467,7 +476,7 @@ pub const FLAKE: &str = r#"# syntax=org/nixfront
           '';
         in {
           default = hello;
-          inherit hello bye sys multi broken greeting edited wide;
+          inherit hello bye sys multi broken greeting edited wide ctxfiles;
         };
     in {
       packages.x86_64-linux = packagesFor "x86_64-linux";
@@ -475,3 +484,59 @@ pub const FLAKE: &str = r#"# syntax=org/nixfront
     };
 }
 "#;
+
+/// A `git daemon` on loopback serving one repository made from a fixture, reachable by the
+/// engine's BuildKit (inside dockerd 26's network namespace for d26). Stops when dropped.
+pub struct GitServer {
+    child: std::process::Child,
+    _repos: PathBuf,
+    pub url: String,
+}
+
+impl GitServer {
+    pub fn serve(engine: Engine, fixture: &Fixture, port: u16) -> Self {
+        let repos = tempdir("git");
+        let repo = repos.join("ctx.git");
+        let git = |args: &[&str], dir: &std::path::Path| {
+            let out = Command::new("git").args(args).current_dir(dir).output().expect("git runs");
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let work = fixture.host_path();
+        git(&["init", "-q", "-b", "main"], &work);
+        git(&["add", "-A"], &work);
+        git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "ctx"], &work);
+        git(&["clone", "-q", "--bare", work.to_str().unwrap(), repo.to_str().unwrap()], &repos);
+        let mut cmd = match engine {
+            Engine::D20 => Command::new("git"),
+            Engine::D26 => {
+                let pid =
+                    std::fs::read_to_string(trixie().join("run/d26/docker.pid")).expect("dockerd 26 pid");
+                let mut c = Command::new("nsenter");
+                c.args(["-t", pid.trim(), "-n", "git"]);
+                c
+            }
+        };
+        let child = cmd
+            .args(["daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", repos.display()))
+            .arg(&repos)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0) // its own group, so that Drop stops every process it starts
+            .spawn()
+            .expect("git daemon starts");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        GitServer { child, _repos: repos, url: format!("git://127.0.0.1:{port}/ctx.git") }
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._repos);
+    }
+}

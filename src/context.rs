@@ -1,0 +1,102 @@
+//! What the client sends: the user's file and the build context.
+//!
+//! The file comes from the `dockerfile` local (only it, and its `<file>.dockerignore`, are
+//! transferred), or from the checkout when the context is a git URL. The context is the
+//! `context` local with `.dockerignore` applied (BuildKit's clients leave that to the
+//! frontend), or the git checkout; nothing of it is transferred unless the flake uses it.
+
+use anyhow::{Context, Result, anyhow};
+
+use crate::dockerignore;
+use crate::gateway::{Gateway, RefId};
+use crate::llb::{State, source};
+use crate::options::Options;
+
+/// The user's file and what to exclude from the context, when the file says so.
+pub struct UserFile {
+    pub text: Vec<u8>,
+    /// `<file>.dockerignore` next to the file, which wins over the context's `.dockerignore`.
+    file_ignore: Option<Vec<u8>>,
+    /// The git checkout the file came from, when the context is remote.
+    remote: Option<State>,
+}
+
+/// Reads the user's file.
+pub async fn read_user_file(gw: &mut Gateway, options: &Options, session_id: &str) -> Result<UserFile> {
+    let filename = &options.filename;
+    if let Some(repo) = &options.remote_context {
+        let checkout = source::git(repo, &format!("load remote context {}", repo.remote));
+        let r =
+            gw.solve(checkout.to_definition()).await.with_context(|| format!("fetching {}", repo.remote))?;
+        let text = gw.read_file(&r, filename).await.map_err(|e| {
+            anyhow!("cannot read {filename} from {}: {e:#}; pass the file with -f", repo.remote)
+        })?;
+        return Ok(UserFile { text, file_ignore: None, remote: Some(checkout) });
+    }
+    let file_ignore_name = format!("{filename}.dockerignore");
+    let local = source::local(
+        &source::Local {
+            name: options.dockerfile_local.clone(),
+            session_id: session_id.to_string(),
+            follow_paths: vec![filename.clone(), file_ignore_name.clone()],
+            shared_key_hint: options.dockerfile_local.clone(),
+            ..Default::default()
+        },
+        &format!("load build definition from {filename}"),
+    );
+    let r = gw.solve(local.to_definition()).await.context("loading the build definition")?;
+    let text = gw
+        .read_file(&r, filename)
+        .await
+        .map_err(|e| anyhow!("cannot read {filename}: {e:#}; pass the file with -f"))?;
+    let file_ignore = read_optional(gw, &r, &file_ignore_name).await;
+    Ok(UserFile { text, file_ignore, remote: None })
+}
+
+/// The build context: the git checkout, or the local directory with `.dockerignore`
+/// applied. `used` says whether the build needs it at all (a `github:` flake does not).
+pub async fn build_context(
+    gw: &mut Gateway,
+    options: &Options,
+    session_id: &str,
+    file: &UserFile,
+    used: bool,
+) -> Result<State> {
+    if let Some(checkout) = &file.remote {
+        return Ok(checkout.clone());
+    }
+    let local = |exclude_patterns: Vec<String>, follow_paths: Vec<String>, hint: &str, name: &str| {
+        source::local(
+            &source::Local {
+                name: options.context_local.clone(),
+                session_id: session_id.to_string(),
+                follow_paths,
+                exclude_patterns,
+                shared_key_hint: hint.to_string(),
+            },
+            name,
+        )
+    };
+    let ignore = match (&file.file_ignore, used) {
+        (Some(text), _) => Some(text.clone()),
+        (None, true) => {
+            let only_ignore = local(
+                Vec::new(),
+                vec![".dockerignore".into()],
+                "context-dockerignore",
+                "load the context's .dockerignore",
+            );
+            let r = gw.solve(only_ignore.to_definition()).await.context("loading .dockerignore")?;
+            read_optional(gw, &r, ".dockerignore").await
+        }
+        (None, false) => None,
+    };
+    let excludes =
+        ignore.map(|text| dockerignore::patterns(&String::from_utf8_lossy(&text))).unwrap_or_default();
+    Ok(local(excludes, Vec::new(), &options.context_local, "load build context"))
+}
+
+/// A file of a result, or `None` when it cannot be read (it does not exist).
+async fn read_optional(gw: &mut Gateway, r: &RefId, path: &str) -> Option<Vec<u8>> {
+    gw.read_file(r, path).await.ok()
+}
