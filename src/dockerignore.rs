@@ -12,28 +12,13 @@ pub fn patterns(text: &str) -> Vec<String> {
                 Some(rest) => (true, rest.trim()),
                 None => (false, line),
             };
-            let cleaned = clean(pattern);
+            let cleaned = crate::paths::clean_relative(pattern); // a leading `/` is the context's root
             if cleaned.is_empty() {
                 return None;
             }
             Some(if negated { format!("!{cleaned}") } else { cleaned })
         })
         .collect()
-}
-
-/// `./a//b/../c/` to `a/c`; a leading `/` means the context's root.
-fn clean(pattern: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in pattern.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
 }
 
 #[cfg(test)]

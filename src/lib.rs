@@ -16,6 +16,7 @@ pub mod layers;
 pub mod llb;
 pub mod nixfile;
 pub mod options;
+pub mod paths;
 pub mod plan;
 pub mod platform;
 pub mod sbom;

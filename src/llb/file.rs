@@ -22,33 +22,31 @@ impl FileOp {
     }
 
     /// Copies `src` of `from` to `dest`, creating `dest`'s parents; modes and owners are kept.
-    pub fn copy(mut self, from: &State, src: &str, dest: &str, timestamp: i64) -> Self {
-        let secondary = self.input_index(from);
-        let copy = pb::FileActionCopy {
-            src: src.to_string(),
-            dest: dest.to_string(),
-            mode: -1,
-            create_dest_path: true,
-            allow_wildcard: false,
-            dir_copy_contents: false,
-            follow_symlink: false,
-            timestamp,
-            ..Default::default()
-        };
-        self.actions.push((secondary, Action::Copy(copy)));
-        self
+    pub fn copy(self, from: &State, src: &str, dest: &str, timestamp: i64) -> Self {
+        self.push_copy(from, src, dest, timestamp, false)
     }
 
     /// Copies what is inside directory `src` of `from` into `dest`, merging with what is
     /// there; every copied entry, directories included, gets `timestamp`.
-    pub fn copy_contents(mut self, from: &State, src: &str, dest: &str, timestamp: i64) -> Self {
+    pub fn copy_contents(self, from: &State, src: &str, dest: &str, timestamp: i64) -> Self {
+        self.push_copy(from, src, dest, timestamp, true)
+    }
+
+    fn push_copy(
+        mut self,
+        from: &State,
+        src: &str,
+        dest: &str,
+        timestamp: i64,
+        dir_copy_contents: bool,
+    ) -> Self {
         let secondary = self.input_index(from);
         let copy = pb::FileActionCopy {
             src: src.to_string(),
             dest: dest.to_string(),
             mode: -1,
             create_dest_path: true,
-            dir_copy_contents: true,
+            dir_copy_contents,
             timestamp,
             ..Default::default()
         };

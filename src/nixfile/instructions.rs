@@ -422,17 +422,7 @@ fn parse_workdir(cx: &Ctx, previous: Option<&str>) -> Result<String, FileError> 
 
 /// `/a/./b/../c/` to `/a/c`, never above `/`.
 fn clean_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    format!("/{}", crate::paths::clean_relative(path))
 }
 
 fn parse_stop_signal(cx: &Ctx) -> Result<String, FileError> {
