@@ -69,7 +69,9 @@ start_d20() {
     if ! $D20 info >/dev/null 2>&1; then
         log "starting dockerd 20.10"
         mkdir -p "$CI_ROOT"
-        nohup dockerd >"$CI_ROOT/dockerd20.log" 2>&1 &
+        # From /: BuildKit runs git (remote contexts) in dockerd's working directory, which must
+        # outlive the caller's (a CI clone may be deleted while the daemon runs).
+        (cd / && exec nohup dockerd >"$CI_ROOT/dockerd20.log" 2>&1) &
         wait_for 60 $D20 info || { tail -20 "$CI_ROOT/dockerd20.log" >&2; exit 1; }
     fi
     if ! $D20 image inspect $NIX_IMAGE >/dev/null 2>&1; then
@@ -124,10 +126,10 @@ start_d26() {
     if ! d26 info >/dev/null 2>&1; then
         log "starting dockerd 26.1 (own network namespace)"
         rm -f "$TRIXIE$D26_SOCK" "$TRIXIE/run/d26/docker.pid"
-        nohup unshare -n sh -c "ip link set lo up; exec chroot '$TRIXIE' dockerd \
+        (cd / && exec nohup unshare -n sh -c "ip link set lo up; exec chroot '$TRIXIE' dockerd \
             --host unix://$D26_SOCK --data-root /var/lib/docker26 \
             --exec-root /run/d26/exec --pidfile /run/d26/docker.pid" \
-            >"$CI_ROOT/dockerd26.log" 2>&1 &
+            >"$CI_ROOT/dockerd26.log" 2>&1) &
         wait_for 90 d26 info || { tail -20 "$CI_ROOT/dockerd26.log" >&2; exit 1; }
     fi
     if ! d26 image inspect $NIX_IMAGE >/dev/null 2>&1; then

@@ -19,6 +19,14 @@ pub struct UserFile {
     file_ignore: Option<Vec<u8>>,
     /// The git checkout the file came from, when the context is remote.
     remote: Option<State>,
+    /// The digest of the vertex that loaded the file, for warnings about it.
+    pub vertex: String,
+}
+
+/// The digest of the op that produces `state` (the definition's last real op).
+fn vertex_of(state: &State) -> String {
+    let def = state.to_definition();
+    def.def.iter().rev().nth(1).map(|op| crate::llb::definition::digest_of(op)).unwrap_or_default()
 }
 
 /// Reads the user's file.
@@ -31,7 +39,8 @@ pub async fn read_user_file(gw: &mut Gateway, options: &Options, session_id: &st
         let text = gw.read_file(&r, filename).await.map_err(|e| {
             anyhow!("cannot read {filename} from {}: {e:#}; pass the file with -f", repo.remote)
         })?;
-        return Ok(UserFile { text, file_ignore: None, remote: Some(checkout) });
+        let vertex = vertex_of(&checkout);
+        return Ok(UserFile { text, file_ignore: None, remote: Some(checkout), vertex });
     }
     let file_ignore_name = format!("{filename}.dockerignore");
     let local = source::local(
@@ -50,7 +59,7 @@ pub async fn read_user_file(gw: &mut Gateway, options: &Options, session_id: &st
         .await
         .map_err(|e| anyhow!("cannot read {filename}: {e:#}; pass the file with -f"))?;
     let file_ignore = read_optional(gw, &r, &file_ignore_name).await;
-    Ok(UserFile { text, file_ignore, remote: None })
+    Ok(UserFile { text, file_ignore, remote: None, vertex: vertex_of(&local) })
 }
 
 /// The build context: the git checkout, or the local directory with `.dockerignore`

@@ -11,7 +11,9 @@ use tracing::{error, info};
 
 use crate::closure::{self, Closure};
 use crate::context;
-use crate::gateway::{self, Capabilities, FrontendResult, Gateway, InTotoFile, RefId, Refs, caps};
+use crate::gateway::{
+    self, Capabilities, FrontendResult, Gateway, InTotoFile, RefId, Refs, SourceWarning, caps,
+};
 use crate::image::{self, BinEntry, ConfigInputs};
 use crate::layers::{self, Extras, Layout};
 use crate::llb;
@@ -76,12 +78,22 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
     let user_file = context::read_user_file(gw, &options, &session_id).await?;
     timings.solving_ms += t.elapsed().as_millis();
     let text = &user_file.text;
-    let parsed = nixfile::parse_with_args(&options.filename, text, &options.build_args);
+    // The builder runs natively on the build platform; Nix builds for each target.
+    let build_platform =
+        gw.caps.worker_platforms.first().cloned().unwrap_or_else(|| llb::platform("linux", "amd64", ""));
+    let targets = target_platforms(&gw.caps, &options, &build_platform)?;
+    let args_for = |target: &pb::Platform| {
+        let mut args = options.build_args.clone();
+        args.extend(crate::platform::automatic_args(&build_platform, target));
+        args
+    };
+    let parsed = nixfile::parse_with_args(&options.filename, text, &args_for(&targets[0]));
     if request == Some(subrequests::LINT) {
         let (json, report) = subrequests::lint(&options.filename, &parsed, text);
         return Ok(metadata_only(subrequests::answer(&json, report)));
     }
     let nixfile = parsed?;
+    send_warnings(gw, &options.filename, &user_file, &nixfile).await;
     let declared: Vec<&str> = nixfile.args.iter().map(|a| a.name.as_str()).collect();
     options.check_owned_args(&declared)?;
     let flake = plan::flake_ref(&nixfile, options.target.as_deref())?;
@@ -90,10 +102,6 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
         return Ok(metadata_only(subrequests::answer(&json, report)));
     }
 
-    // The builder runs natively on the build platform; Nix builds for each target.
-    let build_platform =
-        gw.caps.worker_platforms.first().cloned().unwrap_or_else(|| llb::platform("linux", "amd64", ""));
-    let targets = target_platforms(&gw.caps, &options, &build_platform)?;
     let (digest, config) = gw.resolve_image_config(&options.nix_image, Some(build_platform.clone())).await?;
     let builder = BuilderImage::from_config(&options.nix_image, &digest, &config)?;
     let context = context::build_context(gw, &options, &session_id, &user_file, flake.uses_context).await?;
@@ -116,10 +124,20 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
         return Ok(metadata_only(subrequests::answer(&json, report)));
     }
 
-    let build = PlatformBuild { options: &options, nixfile: &nixfile, flake: &flake, step: &step };
+    let build = PlatformBuild { options: &options, step: &step };
     let mut images = Vec::new();
-    for target in &targets {
-        images.push(build.image(gw, target, &mut timings).await?);
+    for (i, target) in targets.iter().enumerate() {
+        // Each platform sees its own TARGET* args, as a Dockerfile stage does.
+        let per_platform;
+        let (nixfile, flake) = if i == 0 {
+            (&nixfile, &flake)
+        } else {
+            let nf = nixfile::parse_with_args(&options.filename, text, &args_for(target))?;
+            let fr = plan::flake_ref(&nf, options.target.as_deref())?;
+            per_platform = (nf, fr);
+            (&per_platform.0, &per_platform.1)
+        };
+        images.push(build.image(gw, nixfile, flake, target, &mut timings).await?);
     }
 
     let total = started.elapsed().as_millis();
@@ -142,8 +160,6 @@ struct PlatformImage {
 /// What every platform's build shares.
 struct PlatformBuild<'a> {
     options: &'a Options,
-    nixfile: &'a nixfile::Nixfile,
-    flake: &'a plan::FlakeRef,
     step: &'a NixStep<'a>,
 }
 
@@ -152,10 +168,12 @@ impl PlatformBuild<'_> {
     async fn image(
         &self,
         gw: &mut Gateway,
+        nixfile: &nixfile::Nixfile,
+        flake: &plan::FlakeRef,
         target: &pb::Platform,
         timings: &mut Timings,
     ) -> Result<PlatformImage> {
-        let (options, flake) = (self.options, self.flake);
+        let options = self.options;
         let system = crate::platform::nix_system(target)?;
         let nix = plan::nix_build(flake, &system, self.step);
         let t = Instant::now();
@@ -181,13 +199,13 @@ impl PlatformBuild<'_> {
             .transpose()?;
         let layout = Layout { max_layers: options.max_layers, merge: gw.caps.supports(caps::MERGE_OP) };
         let extras = Extras {
-            workdir: self.nixfile.workdir.as_deref(),
+            workdir: nixfile.workdir.as_deref(),
             sbom: sbom.as_deref().filter(|_| options.sbom_file),
         };
         let rootfs = layers::root_filesystem(&closure, &nix.closure, &extras, layout);
         let config = image::image_config(&ConfigInputs {
             filename: &options.filename,
-            nixfile: self.nixfile,
+            nixfile,
             closure: &closure,
             bin: &bin,
             platform: target,
@@ -249,6 +267,34 @@ fn sbom_attestation(document: RefId) -> InTotoFile {
         path: format!("/{}", sbom::FILE_NAME),
         predicate_type: sbom::SPDX_PREDICATE.to_string(),
         reason: "sbom".to_string(),
+    }
+}
+
+/// The parser's warnings, shown by BuildKit where it supports them (elsewhere they stay in the
+/// `--check` / lint answer). A warning that cannot be sent is logged, never fatal.
+async fn send_warnings(
+    gw: &mut Gateway,
+    filename: &str,
+    file: &context::UserFile,
+    nixfile: &nixfile::Nixfile,
+) {
+    if !gw.caps.supports(caps::GATEWAY_WARNINGS) {
+        return;
+    }
+    for w in &nixfile.warnings {
+        let url = format!("docs/lint.md#{}", w.rule.name.to_ascii_lowercase());
+        let short = format!("{}: {} (line {})", w.rule.name, w.detail, w.line);
+        let warning = SourceWarning {
+            filename,
+            source: &file.text,
+            line: w.line,
+            short: &short,
+            detail: w.rule.description,
+            url: &url,
+        };
+        if let Err(e) = gw.warn(&file.vertex, warning).await {
+            tracing::warn!("could not send a warning to BuildKit: {e:#}");
+        }
     }
 }
 

@@ -59,9 +59,34 @@ pub fn nix_system(p: &pb::Platform) -> Result<String> {
     Ok(format!("{cpu}-{kernel}"))
 }
 
+/// The automatic platform build args of Dockerfiles (`TARGETPLATFORM`, `TARGETOS`,
+/// `TARGETARCH`, `TARGETVARIANT` and the same for `BUILD*`), for a file that declares them
+/// with ARG. They cannot be overridden with --build-arg.
+pub fn automatic_args(build: &pb::Platform, target: &pb::Platform) -> Vec<(String, String)> {
+    let mut args = Vec::new();
+    for (prefix, p) in [("TARGET", target), ("BUILD", build)] {
+        args.push((format!("{prefix}PLATFORM"), format(p)));
+        args.push((format!("{prefix}OS"), p.os.clone()));
+        args.push((format!("{prefix}ARCH"), p.architecture.clone()));
+        args.push((format!("{prefix}VARIANT"), p.variant.clone()));
+    }
+    args
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn automatic_args_describe_both_platforms() {
+        let args = automatic_args(&parse("linux/amd64").unwrap(), &parse("linux/arm/v7").unwrap());
+        let get = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("TARGETPLATFORM"), Some("linux/arm/v7"));
+        assert_eq!(get("TARGETARCH"), Some("arm"));
+        assert_eq!(get("TARGETVARIANT"), Some("v7"));
+        assert_eq!(get("BUILDPLATFORM"), Some("linux/amd64"));
+        assert_eq!(get("BUILDOS"), Some("linux"));
+    }
 
     #[test]
     fn platforms_map_to_nix_systems() {

@@ -183,6 +183,29 @@ impl Gateway {
         Ok(())
     }
 
+    /// Shows a warning about `line` of the user's file `filename` (whose bytes are `source`)
+    /// on the vertex `digest` (BuildKit >= 0.11, `gateway.warnings`).
+    pub async fn warn(&mut self, digest: &str, warning: SourceWarning<'_>) -> Result<()> {
+        let line = warning.line as i32;
+        let position = pb::Position { line, character: 0 };
+        let request = fpb::WarnRequest {
+            digest: digest.to_string(),
+            level: 1,
+            short: warning.short.as_bytes().to_vec(),
+            detail: vec![warning.detail.as_bytes().to_vec()],
+            url: warning.url.to_string(),
+            info: Some(pb::SourceInfo {
+                filename: warning.filename.to_string(),
+                data: warning.source.to_vec(),
+                definition: None,
+                language: "Dockerfile".to_string(),
+            }),
+            ranges: vec![pb::Range { start: Some(position), end: Some(position) }],
+        };
+        self.client.warn(request).await.map_err(status_error)?;
+        Ok(())
+    }
+
     /// Returns an error to BuildKit, which shows `message` to the user.
     pub async fn return_error(&mut self, message: &str) -> Result<()> {
         let request = fpb::ReturnRequest {
@@ -196,6 +219,16 @@ impl Gateway {
 
 fn result_metadata(metadata: BTreeMap<String, Vec<u8>>) -> HashMap<String, Vec<u8>> {
     metadata.into_iter().collect()
+}
+
+/// A warning about one line of the user's file.
+pub struct SourceWarning<'a> {
+    pub filename: &'a str,
+    pub source: &'a [u8],
+    pub line: usize,
+    pub short: &'a str,
+    pub detail: &'a str,
+    pub url: &'a str,
 }
 
 /// The refs of a final result.

@@ -148,13 +148,19 @@ fn secrets_reach_nix_build_and_nothing_else() {
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn platforms_map_to_nix_systems() {
     let _engines = shared_engines();
-    let fx = Fixture::new("platforms", "# syntax=org/nixfront\nFLAKE .#sys\n");
+    let fx = Fixture::new(
+        "platforms",
+        "# syntax=org/nixfront\nARG TARGETARCH\nARG BUILDPLATFORM\nFLAKE .#sys\nLABEL arch=$TARGETARCH built-on=$BUILDPLATFORM\n",
+    );
     for engine in engines() {
         let t = tag("platforms", engine);
         let single = engine.build(&fx, &t, &["--platform", "linux/386"]);
         assert!(single.ok, "{engine:?}: {}", single.all());
         assert_contains(&single.all(), &["building for i686-linux on a x86_64-linux builder"]);
-        assert_eq!(engine.inspect(&t)["Architecture"], "386", "{engine:?}");
+        let image = engine.inspect(&t);
+        assert_eq!(image["Architecture"], "386", "{engine:?}");
+        assert_eq!(image["Config"]["Labels"]["arch"], "386", "{engine:?}: TARGETARCH");
+        assert_eq!(image["Config"]["Labels"]["built-on"], "linux/amd64", "{engine:?}: BUILDPLATFORM");
         let mut run = vec!["run", "--rm"];
         if engine == Engine::D26 {
             run.extend(["--platform", "linux/386"]);
@@ -284,5 +290,20 @@ fn a_git_url_is_a_remote_context() {
         let built = engine.build_context(&format!("{}#main", server.url), &t, &[]);
         assert!(built.ok, "{engine:?}: {}", built.all());
         assert_eq!(engine.run_image(&t, &[]).stdout, "bye from bye\n", "{engine:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn parser_warnings_reach_the_build_output_where_buildkit_shows_them() {
+    let _engines = shared_engines();
+    let fx = Fixture::new("warn", "# syntax=org/nixfront\nFLAKE .#bye\nCMD [\"a\"]\nCMD [\"b\"]\n");
+    for engine in engines() {
+        let built = engine.build(&fx, &tag("warn", engine), &[]);
+        assert!(built.ok, "{engine:?}: {}", built.all());
+        if engine == Engine::D26 {
+            // BuildKit 0.13 has gateway.warnings; buildx lists them after the build.
+            assert_contains(&built.all(), &["RepeatedInstruction", "CMD is also given on line 3"]);
+        }
     }
 }
