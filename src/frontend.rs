@@ -66,6 +66,7 @@ async fn build(gw: &mut Gateway) -> Result<FrontendResult> {
     let started = Instant::now();
     let mut timings = Timings::default();
     let options = Options::from_env()?;
+    gw.ignore_cache = options.no_cache;
     subrequests::check_caps(options.frontend_caps.as_deref())?;
     let request = subrequests::requested(options.request_id.as_deref())?;
     if request == Some(subrequests::DESCRIBE) {

@@ -56,6 +56,8 @@ pub struct RefId(pub String);
 pub struct Gateway {
     client: LlbBridgeClient<Channel>,
     pub caps: Capabilities,
+    /// `--no-cache`: every solve runs its ops again.
+    pub ignore_cache: bool,
 }
 
 impl Gateway {
@@ -65,7 +67,7 @@ impl Gateway {
         let client = LlbBridgeClient::new(channel)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
-        let mut gateway = Gateway { client, caps: Capabilities::default() };
+        let mut gateway = Gateway { client, caps: Capabilities::default(), ignore_cache: false };
         gateway.caps = gateway.ping().await?;
         Ok(gateway)
     }
@@ -84,7 +86,10 @@ impl Gateway {
     }
 
     /// Solves `definition` and returns a reference to its result.
-    pub async fn solve(&mut self, definition: pb::Definition) -> Result<RefId> {
+    pub async fn solve(&mut self, mut definition: pb::Definition) -> Result<RefId> {
+        if self.ignore_cache {
+            crate::llb::definition::ignore_cache(&mut definition);
+        }
         let request = fpb::SolveRequest {
             definition: Some(definition),
             allow_result_return: true,

@@ -66,6 +66,14 @@ impl State {
     }
 }
 
+/// Marks every op of `def` to be run again rather than taken from BuildKit's cache
+/// (`--no-cache`); the ops and their digests stay the same.
+pub fn ignore_cache(def: &mut pb::Definition) {
+    for op in &def.def {
+        def.metadata.entry(digest_of(op)).or_default().ignore_cache = true;
+    }
+}
+
 /// Decodes a definition back into ops, for tests and debugging.
 #[cfg(test)]
 pub fn decode(def: &pb::Definition) -> Vec<(String, pb::Op)> {
@@ -113,6 +121,22 @@ mod tests {
             FileOp::on(&image).mkdir("/x", 0o700, 0).build("mkdir").to_definition()
         };
         assert_eq!(build(), build());
+    }
+
+    #[test]
+    fn no_cache_marks_every_op_and_keeps_the_names() {
+        let image = source::image("docker.io/library/busybox:latest", None);
+        let mut def = FileOp::on(&image).mkdir("/x", 0o700, 0).build("mkdir").to_definition();
+        let ops = def.def.clone();
+        ignore_cache(&mut def);
+        assert_eq!(def.def, ops);
+        assert_eq!(def.metadata.len(), ops.len());
+        assert!(def.metadata.values().all(|m| m.ignore_cache));
+        assert!(
+            def.metadata
+                .values()
+                .any(|m| m.description.get("llb.customname").map(String::as_str) == Some("mkdir"))
+        );
     }
 
     #[test]

@@ -13,26 +13,13 @@ use super::{Meta, Node, Output, State};
 #[derive(Debug, Clone)]
 pub enum MountKind {
     /// A state, read-only or writable.
-    Bind {
-        readonly: bool,
-        output: bool,
-    },
+    Bind { readonly: bool, output: bool },
     /// A persistent BuildKit cache directory, seeded from the source state the first time.
-    Cache {
-        id: String,
-        sharing: pb::CacheSharingOpt,
-    },
+    Cache { id: String, sharing: pb::CacheSharingOpt },
     /// A secret file from the client's session.
-    Secret {
-        id: String,
-        optional: bool,
-    },
+    Secret { id: String, optional: bool },
     /// An SSH agent socket from the client's session.
-    Ssh {
-        id: String,
-        optional: bool,
-    },
-    Tmpfs,
+    Ssh { id: String, optional: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -52,11 +39,6 @@ impl Mount {
     /// A read-only view of `source`.
     pub fn readonly(dest: &str, source: &State) -> Self {
         Self::bind(dest, source, true, false)
-    }
-
-    /// A writable mount whose changes are thrown away.
-    pub fn scratch_space(dest: &str, source: &State) -> Self {
-        Self::bind(dest, source, false, false)
     }
 
     fn bind(dest: &str, source: &State, readonly: bool, output: bool) -> Self {
@@ -203,10 +185,6 @@ impl Exec {
                     pm.mount_type = pb::MountType::Ssh as i32;
                     pm.ssh_opt =
                         Some(pb::SshOpt { id: id.clone(), uid: 0, gid: 0, mode: 0o600, optional: *optional });
-                }
-                MountKind::Tmpfs => {
-                    pm.input = -1;
-                    pm.mount_type = pb::MountType::Tmpfs as i32;
                 }
             }
             pb_mounts.push(pm);

@@ -30,32 +30,17 @@ pub(crate) struct Node {
 pub struct Meta {
     /// What BuildKit's progress output shows for this vertex.
     pub name: Option<String>,
-    /// Vertices with the same group id are folded together in progress output.
-    pub progress_group: Option<(String, String)>,
 }
 
 impl Meta {
     pub fn named(name: impl Into<String>) -> Self {
-        Meta { name: Some(name.into()), progress_group: None }
+        Meta { name: Some(name.into()) }
     }
 
     pub(crate) fn to_pb(&self) -> Option<pb::OpMetadata> {
-        if self.name.is_none() && self.progress_group.is_none() {
-            return None;
-        }
-        let mut description = BTreeMap::new();
-        if let Some(name) = &self.name {
-            description.insert("llb.customname".to_string(), name.clone());
-        }
-        Some(pb::OpMetadata {
-            description,
-            progress_group: self.progress_group.as_ref().map(|(id, name)| pb::ProgressGroup {
-                id: id.clone(),
-                name: name.clone(),
-                weak: false,
-            }),
-            ..Default::default()
-        })
+        let name = self.name.as_ref()?;
+        let description = BTreeMap::from([("llb.customname".to_string(), name.clone())]);
+        Some(pb::OpMetadata { description, ..Default::default() })
     }
 }
 
@@ -74,10 +59,6 @@ impl State {
     /// The empty filesystem.
     pub fn scratch() -> Self {
         State(None)
-    }
-
-    pub fn is_scratch(&self) -> bool {
-        self.0.is_none()
     }
 
     pub(crate) fn from_node(node: Node, index: i64) -> Self {

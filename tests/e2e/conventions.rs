@@ -307,3 +307,22 @@ fn parser_warnings_reach_the_build_output_where_buildkit_shows_them() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn no_cache_runs_the_build_again() {
+    let _engines = shared_engines();
+    let fx = Fixture::new("nocache", "# syntax=org/nixfront\nFLAKE .#bye\n");
+    for engine in engines() {
+        let t = tag("nocache", engine);
+        assert!(engine.build(&fx, &t, &[]).ok);
+        let cached = engine.build(&fx, &t, &[]);
+        assert!(
+            cached.ok && !cached.all().contains("store paths copied"),
+            "{engine:?}: the nix step was cached"
+        );
+        let again = engine.build(&fx, &t, &["--no-cache"]);
+        assert!(again.ok, "{engine:?}: {}", again.all());
+        assert_contains(&again.all(), &["nixfront: closure of 2 store paths copied"]);
+    }
+}
