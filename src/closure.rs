@@ -26,8 +26,13 @@ pub struct StorePath {
 impl StorePath {
     /// `<hash>-<name>`, the entry under /nix/store.
     pub fn base_name(&self) -> &str {
-        self.path.rsplit('/').next().unwrap_or(&self.path)
+        base_name(&self.path)
     }
+}
+
+/// `<hash>-<name>` of `/nix/store/<hash>-<name>`.
+pub fn base_name(store_path: &str) -> &str {
+    store_path.rsplit('/').next().unwrap_or(store_path)
 }
 
 /// What the build produced and everything it needs at run time.

@@ -6,6 +6,7 @@
 //! frontend), or the git checkout; nothing of it is transferred unless the flake uses it.
 
 use anyhow::{Context, Result, anyhow};
+use bollard_buildkit_proto::pb;
 
 use crate::dockerignore;
 use crate::gateway::{Gateway, RefId};
@@ -23,9 +24,8 @@ pub struct UserFile {
     pub vertex: String,
 }
 
-/// The digest of the op that produces `state` (the definition's last real op).
-fn vertex_of(state: &State) -> String {
-    let def = state.to_definition();
+/// The digest of the op a definition produces (its last op before the terminal one).
+fn vertex_of(def: &pb::Definition) -> String {
     def.def.iter().rev().nth(1).map(|op| crate::llb::definition::digest_of(op)).unwrap_or_default()
 }
 
@@ -34,12 +34,12 @@ pub async fn read_user_file(gw: &mut Gateway, options: &Options, session_id: &st
     let filename = &options.filename;
     if let Some(repo) = &options.remote_context {
         let checkout = source::git(repo, &format!("load remote context {}", repo.remote));
-        let r =
-            gw.solve(checkout.to_definition()).await.with_context(|| format!("fetching {}", repo.remote))?;
+        let def = checkout.to_definition();
+        let vertex = vertex_of(&def);
+        let r = gw.solve(def).await.with_context(|| format!("fetching {}", repo.remote))?;
         let text = gw.read_file(&r, filename).await.map_err(|e| {
             anyhow!("cannot read {filename} from {}: {e:#}; pass the file with -f", repo.remote)
         })?;
-        let vertex = vertex_of(&checkout);
         return Ok(UserFile { text, file_ignore: None, remote: Some(checkout), vertex });
     }
     let file_ignore_name = format!("{filename}.dockerignore");
@@ -53,13 +53,15 @@ pub async fn read_user_file(gw: &mut Gateway, options: &Options, session_id: &st
         },
         &format!("load build definition from {filename}"),
     );
-    let r = gw.solve(local.to_definition()).await.context("loading the build definition")?;
+    let def = local.to_definition();
+    let vertex = vertex_of(&def);
+    let r = gw.solve(def).await.context("loading the build definition")?;
     let text = gw
         .read_file(&r, filename)
         .await
         .map_err(|e| anyhow!("cannot read {filename}: {e:#}; pass the file with -f"))?;
     let file_ignore = read_optional(gw, &r, &file_ignore_name).await;
-    Ok(UserFile { text, file_ignore, remote: None, vertex: vertex_of(&local) })
+    Ok(UserFile { text, file_ignore, remote: None, vertex })
 }
 
 /// The build context: the git checkout, or the local directory with `.dockerignore`

@@ -341,8 +341,7 @@ fn target_platforms(
 /// The main result's `bin/`, empty when it has none.
 async fn bin_entries(gw: &mut Gateway, built: &RefId, closure: &Closure) -> Result<Vec<BinEntry>> {
     let main = closure.main_result();
-    let base = main.rsplit('/').next().unwrap_or(main);
-    let dir = format!("/{base}{main}/bin"); // the build output holds each path as /<base>/nix/store/<base>
+    let dir = format!("{}{main}/bin", plan::output_tree(main));
     let entries = match gw.read_dir(built, &dir).await {
         Ok(entries) => entries,
         Err(_) => return Ok(Vec::new()),

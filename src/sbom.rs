@@ -99,7 +99,7 @@ pub fn document(closure: &Closure, flake: &str, created: &str) -> Value {
         }
     }
     let main = closure.main_result();
-    let namespace_key = main.rsplit('/').next().unwrap_or(main);
+    let namespace_key = crate::closure::base_name(main);
     json!({
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",

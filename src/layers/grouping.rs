@@ -120,7 +120,7 @@ fn popularity(closure: &Closure) -> BTreeMap<&str, usize> {
 /// the path whatever else the closure holds.
 fn bucket_of(path: &str, buckets: usize) -> usize {
     const ALPHABET: &str = "0123456789abcdfghijklmnpqrsvwxyz";
-    let base = path.rsplit('/').next().unwrap_or(path);
+    let base = crate::closure::base_name(path);
     let value = base.chars().take(6).fold(0usize, |acc, c| acc * 32 + ALPHABET.find(c).unwrap_or(0));
     value % buckets
 }

@@ -78,8 +78,7 @@ pub fn root_filesystem(closure: &Closure, built: &State, extras: &Extras, layout
 
 fn copy_group(base: &State, built: &State, group: &Group) -> FileOp {
     group.paths.iter().fold(FileOp::on(base), |op, path| {
-        let tree = format!("/{}", path.rsplit('/').next().unwrap_or(path));
-        op.copy_contents(built, &tree, "/", FIXED_TIME_NS)
+        op.copy_contents(built, &crate::plan::output_tree(path), "/", FIXED_TIME_NS)
     })
 }
 

@@ -18,7 +18,8 @@ use crate::nixfile::Nixfile;
 
 /// Where the build context is mounted in the builder.
 pub const CONTEXT_DIR: &str = "/nixfront/src";
-/// The exec's output holding the closure, each path as `<base>/nix/store/<base>`.
+/// The exec's output holding the closure, each path as `<base>/nix/store/<base>`
+/// (see [`output_tree`]).
 pub const OUT_DIR: &str = "/nixfront/out";
 /// The exec's output holding the manifest.
 pub const META_DIR: &str = "/nixfront/meta";
@@ -191,6 +192,12 @@ impl NixStep<'_> {
         exec.platform = Some(self.platform.clone());
         exec
     }
+}
+
+/// Where store path `/nix/store/<base>` lies in the build's output: the tree `/<base>`,
+/// holding `nix/store/<base>` (as build.sh writes it).
+pub fn output_tree(store_path: &str) -> String {
+    format!("/{}", crate::closure::base_name(store_path))
 }
 
 /// The reference without its `#fragment`.
@@ -408,6 +415,14 @@ mod tests {
         let ssh = exec.mounts.iter().find_map(|m| m.ssh_opt.as_ref()).expect("an ssh mount");
         assert!(ssh.optional && ssh.id == "default");
         assert!(exec.meta.unwrap().env.contains(&format!("SSH_AUTH_SOCK={SSH_SOCKET}")));
+    }
+
+    #[test]
+    fn each_store_path_has_its_own_tree_in_the_output() {
+        let path = "/nix/store/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1";
+        assert_eq!(output_tree(path), "/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1");
+        // build.sh writes the same layout.
+        assert!(BUILD_SCRIPT.contains(r#"tree="$out/${p##*/}/nix/store""#));
     }
 
     #[test]
