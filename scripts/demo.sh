@@ -4,8 +4,7 @@
 # `docker buildx build` and `# syntax=org/nixfront`, and run the image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CI_ROOT=${NIXFRONT_CI_ROOT:-/var/lib/nixfront-ci}
-TRIXIE=$CI_ROOT/trixie
+. scripts/lib.sh
 
 bash scripts/engines.sh all
 bash scripts/frontend-image.sh all
@@ -15,12 +14,12 @@ mkdir -p examples/hello/tools
 cp /bin/busybox examples/hello/tools/busybox
 
 # dockerd 26 runs in a chroot: give it a copy of the example.
-rm -rf --one-file-system "$TRIXIE/tmp/nixfront-demo"
-cp -r examples/hello "$TRIXIE/tmp/nixfront-demo"
-d26() { chroot "$TRIXIE" docker -H unix:///run/d26/docker.sock "$@"; }
+demo=$TRIXIE/tmp/nixfront-demo
+rm -rf --one-file-system "$demo"
+cp -r examples/hello "$demo"
 
-echo "+ docker buildx build --build-arg NIX_IMAGE=localnix/nix:2.8 -t hello --load examples/hello" >&2
-d26 buildx build --build-arg NIX_IMAGE=localnix/nix:2.8 -t hello --load /tmp/nixfront-demo
+echo "+ docker buildx build --build-arg NIX_IMAGE=$NIX_IMAGE -t hello --load examples/hello" >&2
+d26 buildx build --build-arg NIX_IMAGE="$NIX_IMAGE" -t hello --load /tmp/nixfront-demo
 echo "+ docker run --rm hello" >&2
 d26 run --rm hello
 d26 image ls hello

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Runs every check and test: format, lints, unit tests, and the end-to-end tests on both real
-# engines (dockerd 20.10 / BuildKit 0.8 and dockerd 26.1 + buildx / BuildKit 0.13), which it
-# installs and starts first. Works on a fresh machine of ours, as root.
+# Runs every check and test: format, lints and unit tests first (they need nothing), then the
+# end-to-end tests on both real engines (dockerd 20.10 / BuildKit 0.8 and dockerd 26.1 +
+# buildx / BuildKit 0.13), which it installs and starts, then a bounded fuzzing run of the
+# parsers (NIXFRONT_FUZZ_SECONDS per target, default 60; 0 skips it). Works on a fresh
+# machine of ours, as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/engines.sh all
-bash scripts/frontend-image.sh all
-
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked --all-targets -- --include-ignored
+cargo test --locked --lib --bins --test regressions
+
+bash scripts/engines.sh all
+bash scripts/frontend-image.sh all
+cargo test --locked --test e2e -- --include-ignored
+
+bash scripts/fuzz.sh "${NIXFRONT_FUZZ_SECONDS:-60}"

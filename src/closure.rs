@@ -40,7 +40,6 @@ pub fn base_name(store_path: &str) -> &str {
 pub struct Closure {
     /// The built outputs (`result`, `result-dev`, ...), the first being the main one.
     pub results: Vec<String>,
-    pub package_name: Option<String>,
     pub main_program: Option<String>,
     /// The flake's `lastModified` (Unix seconds), when Nix knows it.
     pub flake_last_modified: Option<i64>,
@@ -78,8 +77,6 @@ struct RawFlake {
 
 #[derive(Deserialize)]
 struct RawPackage {
-    #[serde(default)]
-    name: Option<String>,
     #[serde(default, rename = "mainProgram")]
     main_program: Option<String>,
 }
@@ -145,10 +142,9 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Closure> {
             bail!("{} refers to {missing}, which is missing from the closure", p.path);
         }
     }
-    let package = raw.package.unwrap_or(RawPackage { name: None, main_program: None });
+    let package = raw.package.unwrap_or(RawPackage { main_program: None });
     Ok(Closure {
         results: raw.results,
-        package_name: package.name,
         main_program: package.main_program,
         flake_last_modified: raw.flake.and_then(|f| f.last_modified),
         paths: paths.into_values().collect(),

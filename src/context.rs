@@ -10,12 +10,15 @@ use bollard_buildkit_proto::pb;
 
 use crate::dockerignore;
 use crate::gateway::{Gateway, RefId};
+use crate::limits::MAX_FILE_BYTES;
+use crate::llb::definition::SourceFile;
 use crate::llb::{State, source};
 use crate::options::Options;
 
 /// The user's file and what to exclude from the context, when the file says so.
 pub struct UserFile {
-    pub text: Vec<u8>,
+    /// Its name and bytes, as errors and warnings show it.
+    pub source: SourceFile,
     /// `<file>.dockerignore` next to the file, which wins over the context's `.dockerignore`.
     file_ignore: Option<Vec<u8>>,
     /// The git checkout the file came from, when the context is remote.
@@ -24,23 +27,39 @@ pub struct UserFile {
     pub vertex: String,
 }
 
+impl UserFile {
+    /// The file as errors carry it: whole, or only its first line when it is over
+    /// [`MAX_FILE_BYTES`] (an error carrying many MiB breaks the client's connection).
+    pub fn source_for_errors(&self) -> SourceFile {
+        if self.source.data.len() <= MAX_FILE_BYTES {
+            return self.source.clone();
+        }
+        let first_line = self.source.data.split(|&b| b == b'\n').next().unwrap_or_default();
+        let head = first_line[..first_line.len().min(4096)].to_vec();
+        SourceFile { filename: self.source.filename.clone(), data: head }
+    }
+}
+
 /// The digest of the op a definition produces (its last op before the terminal one).
 fn vertex_of(def: &pb::Definition) -> String {
     def.def.iter().rev().nth(1).map(|op| crate::llb::definition::digest_of(op)).unwrap_or_default()
 }
 
-/// Reads the user's file.
-pub async fn read_user_file(gw: &mut Gateway, options: &Options, session_id: &str) -> Result<UserFile> {
+/// Reads the user's file: at most [`MAX_FILE_BYTES`] and one byte more, so that parsing can
+/// tell an oversized file.
+pub async fn read_user_file(gw: &mut Gateway, options: &Options) -> Result<UserFile> {
     let filename = &options.filename;
+    let session_id = &options.session_id;
+    let source_file = |data: Vec<u8>| SourceFile { filename: filename.clone(), data };
     if let Some(repo) = &options.remote_context {
         let checkout = source::git(repo, &format!("load remote context {}", repo.remote));
         let def = checkout.to_definition();
         let vertex = vertex_of(&def);
         let r = gw.solve(def).await.with_context(|| format!("fetching {}", repo.remote))?;
-        let text = gw.read_file(&r, filename).await.map_err(|e| {
+        let text = gw.read_file_head(&r, filename, MAX_FILE_BYTES + 1).await.map_err(|e| {
             anyhow!("cannot read {filename} from {}: {e:#}; pass the file with -f", repo.remote)
         })?;
-        return Ok(UserFile { text, file_ignore: None, remote: Some(checkout), vertex });
+        return Ok(UserFile { source: source_file(text), file_ignore: None, remote: Some(checkout), vertex });
     }
     let file_ignore_name = format!("{filename}.dockerignore");
     let local = source::local(
@@ -57,11 +76,11 @@ pub async fn read_user_file(gw: &mut Gateway, options: &Options, session_id: &st
     let vertex = vertex_of(&def);
     let r = gw.solve(def).await.context("loading the build definition")?;
     let text = gw
-        .read_file(&r, filename)
+        .read_file_head(&r, filename, MAX_FILE_BYTES + 1)
         .await
         .map_err(|e| anyhow!("cannot read {filename}: {e:#}; pass the file with -f"))?;
     let file_ignore = read_optional(gw, &r, &file_ignore_name).await;
-    Ok(UserFile { text, file_ignore, remote: None, vertex })
+    Ok(UserFile { source: source_file(text), file_ignore, remote: None, vertex })
 }
 
 /// The build context: the git checkout, or the local directory with `.dockerignore`
@@ -69,10 +88,10 @@ pub async fn read_user_file(gw: &mut Gateway, options: &Options, session_id: &st
 pub async fn build_context(
     gw: &mut Gateway,
     options: &Options,
-    session_id: &str,
     file: &UserFile,
     used: bool,
 ) -> Result<State> {
+    let session_id = &options.session_id;
     if let Some(checkout) = &file.remote {
         return Ok(checkout.clone());
     }
@@ -109,5 +128,5 @@ pub async fn build_context(
 
 /// A file of a result, or `None` when it cannot be read (it does not exist).
 async fn read_optional(gw: &mut Gateway, r: &RefId, path: &str) -> Option<Vec<u8>> {
-    gw.read_file(r, path).await.ok()
+    gw.read_file(r, path, MAX_FILE_BYTES, "MAX_FILE_BYTES").await.ok()
 }

@@ -11,7 +11,7 @@ use bollard_buildkit_proto::pb;
 use serde_json::{Map, Value, json};
 
 use crate::closure::Closure;
-use crate::nixfile::{FileError, Nixfile, Spanned};
+use crate::nixfile::{FileError, Lines, Nixfile, Spanned};
 
 /// The PATH tail after the package's own `bin`, as Docker's default PATH.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -38,6 +38,9 @@ pub struct ConfigInputs<'a> {
     pub platform: &'a pb::Platform,
     /// The flake reference as written, for the label.
     pub flake: &'a str,
+    /// The lines of the user's file that name the flake (FLAKE, else the first line), for
+    /// errors about the package.
+    pub flake_lines: Lines,
     /// `--label` values from the client.
     pub extra_labels: &'a BTreeMap<String, String>,
     /// Unix seconds for `created` and the history: never the time of the build.
@@ -166,7 +169,7 @@ fn resolve(inputs: &ConfigInputs, list: &Spanned<Vec<String>>, keyword: &str) ->
         let main = inputs.closure.main_result();
         let err = FileError::at(
             inputs.filename,
-            list.line,
+            list.lines,
             Some(keyword),
             format!(
                 "`{first}` is not an executable in {main}/bin ({}); name one of those or give an absolute path",
@@ -193,14 +196,19 @@ fn default_program(inputs: &ConfigInputs) -> Result<String> {
     let executables: Vec<&BinEntry> = inputs.bin.iter().filter(|b| b.executable).collect();
     match executables.as_slice() {
         [only] => Ok(format!("{main}/bin/{}", only.name)),
-        _ => anyhow::bail!(
-            "{}: cannot tell which program the image runs: the package sets no meta.mainProgram and \
-             {main}/bin has {} executables ({}); add ENTRYPOINT [\"<program>\"] to {}",
+        _ => Err(FileError::at(
             inputs.filename,
-            executables.len(),
-            available(inputs.bin),
-            inputs.filename
-        ),
+            inputs.flake_lines,
+            Some("FLAKE"),
+            format!(
+                "cannot tell which program the image runs: the package sets no meta.mainProgram and \
+                 {main}/bin has {} executables ({}); add ENTRYPOINT [\"<program>\"] to {}",
+                executables.len(),
+                available(inputs.bin),
+                inputs.filename
+            ),
+        )
+        .into()),
     }
 }
 
@@ -215,7 +223,6 @@ mod tests {
     fn closure(main_program: Option<&str>) -> Closure {
         Closure {
             results: vec![MAIN.into()],
-            package_name: Some("hello-0.1".into()),
             main_program: main_program.map(str::to_string),
             flake_last_modified: None,
             paths: vec![StorePath { path: MAIN.into(), nar_size: 1, nar_hash: None, references: vec![] }],
@@ -227,7 +234,7 @@ mod tests {
     }
 
     fn config(file: &str, main_program: Option<&str>, bins: &[&str]) -> Result<Value> {
-        let nixfile = parse("Dockerfile", file.as_bytes()).unwrap();
+        let nixfile = parse("Dockerfile", file.as_bytes(), &BTreeMap::new()).result.unwrap();
         let closure = closure(main_program);
         let bin = bin(bins);
         let platform = crate::llb::platform("linux", "arm64", "v8");
@@ -242,6 +249,7 @@ mod tests {
             bin: &bin,
             platform: &platform,
             flake: ".#hello",
+            flake_lines: Lines::one(1),
             extra_labels: &labels,
         };
         Ok(serde_json::from_slice(&image_config(&inputs)?)?)
@@ -307,6 +315,7 @@ mod tests {
         assert_eq!(c["config"]["Entrypoint"], json!([format!("{MAIN}/bin/only")]));
         let e = config("", None, &["a", "b"]).unwrap_err().to_string();
         assert!(e.contains("add ENTRYPOINT") && e.contains("a, b"), "{e}");
+        assert!(e.starts_with("Dockerfile:1: FLAKE: "), "points at the flake: {e}");
         let e = config("", None, &[]).unwrap_err().to_string();
         assert!(e.contains("it has none"), "{e}");
     }

@@ -10,8 +10,15 @@ use crate::closure::{Closure, StorePath};
 
 /// The in-toto predicate type BuildKit recognises as an SBOM.
 pub const SPDX_PREDICATE: &str = "https://spdx.dev/Document";
-/// The file name of the document, in the attestation and in the image (`NIX_SBOM=file`).
+/// The file name of the document, in the attestation and in the image (`NIX_SBOM_FILE`).
 pub const FILE_NAME: &str = "sbom.spdx.json";
+
+/// The document as the one file of a state: what an SBOM attestation points at.
+pub fn attestation_file(document: &[u8], paths: usize) -> crate::llb::State {
+    crate::llb::file::FileOp::on(&crate::llb::State::scratch())
+        .mkfile(&format!("/{FILE_NAME}"), 0o444, document, crate::plan::output::FIXED_TIME_NS)
+        .build(&format!("nixfront: SBOM of {paths} store paths"))
+}
 
 /// Name and version of a store path's name part, as `builtins.parseDrvName`: the version
 /// starts at the first `-` followed by a non-letter.
@@ -29,7 +36,7 @@ pub fn name_and_version(base_name: &str) -> (&str, &str) {
 /// A NAR hash (`sha256:<nix base-32>` or SRI `sha256-<base64>`) as lowercase hex.
 pub fn nar_hash_hex(hash: &str) -> Option<String> {
     let bytes = if let Some(b32) = hash.strip_prefix("sha256:") {
-        nix_base32::from_nix_base32(b32)?
+        from_nix_base32(b32, 32)?
     } else if let Some(b64) = hash.strip_prefix("sha256-") {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.decode(b64).ok()?
@@ -37,6 +44,30 @@ pub fn nar_hash_hex(hash: &str) -> Option<String> {
         return None;
     };
     (bytes.len() == 32).then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Nix's base-32 (its own alphabet, least significant digit last) to `size` bytes, as Nix's
+/// `parseHash32` reads it; `None` for a wrong length or character, or bits beyond `size`.
+/// (The nix-base32 crate panics on some 52-character strings; fuzzing found it.)
+fn from_nix_base32(text: &str, size: usize) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
+    if text.len() != (size * 8).div_ceil(5) {
+        return None;
+    }
+    let mut bytes = vec![0u8; size];
+    for (n, c) in text.bytes().rev().enumerate() {
+        let digit = ALPHABET.iter().position(|&a| a == c)? as u16;
+        let (i, j) = (n * 5 / 8, n * 5 % 8);
+        let shifted = digit << j;
+        bytes[i] |= shifted as u8;
+        let carry = (shifted >> 8) as u8;
+        if i + 1 < size {
+            bytes[i + 1] |= carry;
+        } else if carry != 0 {
+            return None;
+        }
+    }
+    Some(bytes)
 }
 
 fn spdx_id(path: &StorePath) -> String {
@@ -155,6 +186,28 @@ mod tests {
         let sri = format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(&bytes));
         assert_eq!(nar_hash_hex(&sri).unwrap(), hex);
         assert_eq!(nar_hash_hex("md5:abc"), None);
+        // Found by fuzzing: the nix-base32 crate panicked on this one; it is 52 valid
+        // characters whose top bits overflow 32 bytes.
+        assert_eq!(nar_hash_hex("sha256:1b8m03r63zqh5njf7l5wnldhh7c134ip5vpj0850ymkq1iyzi2cy5s"), None);
+        assert_eq!(nar_hash_hex("sha256:short"), None);
+        // Known values, from `nix hash to-base32 --type sha256 <hex>`.
+        let known = [
+            (
+                "094qif9n4cq4fdg459qzbhg1c6wywawwaaivx0k0x8xhbyx4vwic",
+                "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+            ),
+            (
+                "0080000000000000000000000000000000000000000000000000",
+                "0000000000000000000000000000000000000000000000000000000000000001",
+            ),
+            (
+                "000000000000000000000000000000000000000000000000007z",
+                "ff00000000000000000000000000000000000000000000000000000000000000",
+            ),
+        ];
+        for (b32, hex) in known {
+            assert_eq!(nar_hash_hex(&format!("sha256:{b32}")).as_deref(), Some(hex), "{b32}");
+        }
     }
 
     #[test]

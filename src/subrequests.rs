@@ -8,57 +8,29 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use crate::nixfile::{FileError, Nixfile, Warning};
-use crate::options::{
-    ARG_NIX_CONFIG, ARG_NIX_IMAGE, ARG_NIX_LAYERS, ARG_NIX_PERSISTENT_STORE, ARG_NIX_VERIFY_STORE,
-    DEFAULT_MAX_LAYERS, DEFAULT_NIX_IMAGE,
-};
+use crate::nixfile::{Lines, Nixfile, Parsed, Warning};
+use crate::options::Request;
+use crate::options::args::{self, NIX_ARGS};
+use crate::plan::secrets::{SECRETS, SSH_ID};
 
-pub const DESCRIBE: &str = "frontend.subrequests.describe";
-pub const OUTLINE: &str = "frontend.outline";
-pub const TARGETS: &str = "frontend.targets";
-pub const LINT: &str = "frontend.lint";
+/// Every subrequest nixfront answers, by the id clients send.
+pub const ALL: &[(&str, Request)] = &[
+    ("frontend.subrequests.describe", Request::Describe),
+    ("frontend.outline", Request::Outline),
+    ("frontend.targets", Request::Targets),
+    ("frontend.lint", Request::Lint),
+];
 
 /// The frontend capability a client checks before sending subrequests.
 pub const CAP_SUBREQUESTS: &str = "moby.buildkit.frontend.subrequests";
 
-const VERSION: &str = "1.0.0";
+/// The version of the answers' format.
+pub const VERSION: &str = "1.0.0";
 
-/// Which subrequest, if any, `requestid` asks for; an unknown one is an error naming the
-/// known ones.
-pub fn requested(request_id: Option<&str>) -> Result<Option<&'static str>> {
-    let Some(id) = request_id.filter(|v| !v.is_empty()) else { return Ok(None) };
-    match [DESCRIBE, OUTLINE, TARGETS, LINT].into_iter().find(|known| *known == id) {
-        Some(known) => Ok(Some(known)),
-        None => {
-            bail!("unsupported subrequest {id:?}; nixfront answers {DESCRIBE}, {OUTLINE}, {TARGETS}, {LINT}")
-        }
-    }
-}
-
-/// Refuses a `frontend.caps` the client requires that nixfront lacks.
-pub fn check_caps(frontend_caps: Option<&str>) -> Result<()> {
-    let Some(caps) = frontend_caps else { return Ok(()) };
-    // buildx may add `+forward` ("forward to a newer frontend if unsupported"): the base
-    // capability is what counts.
-    for cap in caps.split(',').map(|c| c.trim().split('+').next().unwrap_or("")).filter(|c| !c.is_empty()) {
-        if cap != CAP_SUBREQUESTS {
-            bail!("unsupported frontend capability {cap:?}; nixfront supports {CAP_SUBREQUESTS}");
-        }
-    }
-    Ok(())
-}
-
-/// A subrequest's answer: metadata for the Return.
-pub fn answer(json_value: &Value, text: String) -> BTreeMap<String, Vec<u8>> {
-    let mut meta = BTreeMap::new();
-    meta.insert("result.json".to_string(), serde_json::to_vec_pretty(json_value).unwrap_or_default());
-    meta.insert("result.txt".to_string(), text.into_bytes());
-    meta.insert("version".to_string(), VERSION.as_bytes().to_vec());
-    meta
+fn name_of(request: Request) -> &'static str {
+    ALL.iter().find(|(_, r)| *r == request).map_or("", |(n, _)| n)
 }
 
 fn request(name: &str, description: &str, opts: Value) -> Value {
@@ -77,14 +49,14 @@ fn request(name: &str, description: &str, opts: Value) -> Value {
 /// `frontend.subrequests.describe`: what this frontend answers.
 pub fn describe() -> (Value, String) {
     let list = json!([
-        request(DESCRIBE, "List available subrequest types", json!([])),
+        request(name_of(Request::Describe), "List available subrequest types", json!([])),
         request(
-            OUTLINE,
+            name_of(Request::Outline),
             "List the build args, secrets and SSH the build uses",
             json!([{ "name": "target", "description": "Flake attribute" }])
         ),
-        request(TARGETS, "List the flake's packages for the target platform", json!([])),
-        request(LINT, "Check the Nixfile for likely mistakes", json!([])),
+        request(name_of(Request::Targets), "List the flake's packages for the target platform", json!([])),
+        request(name_of(Request::Lint), "Check the Nixfile for likely mistakes", json!([])),
     ]);
     let mut text = String::from("NAME                   VERSION DESCRIPTION\n");
     for r in list.as_array().into_iter().flatten() {
@@ -94,52 +66,40 @@ pub fn describe() -> (Value, String) {
     (list, text)
 }
 
-/// A BuildKit `pb.Location` for one line of source 0, as JSON.
-fn location(line: usize) -> Value {
-    let line = line as i64;
-    json!({ "ranges": [{ "start": { "line": line }, "end": { "line": line } }] })
+/// A BuildKit `pb.Location` for lines of source 0, as JSON.
+fn location(lines: Lines) -> Value {
+    json!({ "ranges": [{ "start": { "line": lines.start }, "end": { "line": lines.end } }] })
 }
 
-/// nixfront's own build args with their defaults and meaning.
-fn nixfront_args() -> Vec<(&'static str, String, &'static str)> {
-    vec![
-        (ARG_NIX_IMAGE, DEFAULT_NIX_IMAGE.to_string(), "Builder image with nix on its PATH"),
-        (ARG_NIX_LAYERS, DEFAULT_MAX_LAYERS.to_string(), "Most layers in the image (2-125)"),
-        (ARG_NIX_PERSISTENT_STORE, "true".to_string(), "Keep /nix in a cache mount between builds"),
-        (ARG_NIX_VERIFY_STORE, "false".to_string(), "Verify the persistent store before building"),
-        (ARG_NIX_CONFIG, String::new(), "Extra nix.conf lines for nix build"),
-    ]
-}
-
-/// The secrets and SSH sockets `nix build` can use, all optional.
-pub const SECRETS: &[(&str, &str)] = &[
-    ("netrc", "netrc file for private binary caches and fetches"),
-    ("access-tokens", "Nix access-tokens (host=token ...) for private flake inputs"),
-];
-
-/// `frontend.outline`: the build args (the file's and nixfront's), secrets and SSH.
-pub fn outline(nixfile: &Nixfile, target: &str, source: &[u8]) -> (Value, String) {
+/// `frontend.outline`: the build args (the file's and nixfront's) with the values this build
+/// uses, the secrets and SSH.
+pub fn outline(
+    nixfile: &Nixfile,
+    target: &str,
+    source: &[u8],
+    build_args: &BTreeMap<String, String>,
+) -> (Value, String) {
     let mut args: Vec<Value> = nixfile
         .args
         .iter()
         .map(|a| {
-            let mut v = json!({ "name": a.name, "location": location(a.line) });
-            if let Some(d) = &a.default {
-                v["value"] = json!(d);
+            let mut v = json!({ "name": a.name, "location": location(a.lines) });
+            if let Some(value) = &a.value {
+                v["value"] = json!(value);
             }
             v
         })
         .collect();
-    args.extend(nixfront_args().into_iter().map(
-        |(name, value, description)| json!({ "name": name, "value": value, "description": description }),
-    ));
-    let secrets: Vec<Value> = SECRETS.iter().map(|(name, _)| json!({ "name": name })).collect();
+    args.extend(NIX_ARGS.iter().map(|spec| {
+        json!({ "name": spec.name, "value": args::effective(build_args, spec), "description": spec.doc })
+    }));
+    let secrets: Vec<Value> = SECRETS.iter().map(|s| json!({ "name": s.id })).collect();
     let outline = json!({
         "name": target,
         "description": format!("Nix flake reference {target}"),
         "args": args,
         "secrets": secrets,
-        "ssh": [{ "name": "default" }],
+        "ssh": [{ "name": SSH_ID }],
         "sources": [base64(source)],
     });
     let mut text = format!(
@@ -150,10 +110,10 @@ pub fn outline(nixfile: &Nixfile, target: &str, source: &[u8]) -> (Value, String
         text.push_str(&format!("{name:<22} {value:<30} {}\n", a["description"].as_str().unwrap_or("")));
     }
     text.push_str("\nSECRET                 REQUIRED\n");
-    for (name, _) in SECRETS {
-        text.push_str(&format!("{name:<22} false\n"));
+    for s in SECRETS {
+        text.push_str(&format!("{:<22} false\n", s.id));
     }
-    text.push_str("\nSSH                    REQUIRED\ndefault                false\n");
+    text.push_str(&format!("\nSSH                    REQUIRED\n{SSH_ID:<22} false\n"));
     (outline, text)
 }
 
@@ -183,40 +143,36 @@ pub fn targets(packages: &BTreeMap<String, String>, current: &str, source: &[u8]
     (json!({ "targets": list, "sources": [base64(source)] }), text)
 }
 
-/// `frontend.lint`: warnings with their rule and line, or the parse error.
-pub fn lint(filename: &str, parsed: &Result<Nixfile, FileError>, source: &[u8]) -> (Value, String) {
+/// `frontend.lint`: warnings with their rule and lines, and the parse error if there is one
+/// (BuildKit reports both).
+pub fn lint(filename: &str, parsed: &Parsed, source: &[u8]) -> (Value, String) {
     let warning = |w: &Warning| {
         json!({
             "ruleName": w.rule.name,
             "description": w.rule.description,
-            "url": format!("docs/lint.md#{}", w.rule.name.to_ascii_lowercase()),
+            "url": w.url(),
             "detail": w.detail,
-            "location": location(w.line),
+            "location": location(w.lines),
         })
     };
-    let (warnings, error) = match parsed {
-        Ok(f) => (f.warnings.iter().map(warning).collect::<Vec<_>>(), None),
-        Err(e) => (Vec::new(), Some(json!({ "message": e.to_string(), "location": location(e.line) }))),
-    };
     let mut result = json!({
-        "warnings": warnings,
+        "warnings": parsed.warnings.iter().map(warning).collect::<Vec<_>>(),
         "sources": [{ "filename": filename, "language": "Dockerfile", "data": base64(source) }],
     });
     let mut text = String::new();
-    if let Ok(f) = parsed {
-        for w in &f.warnings {
-            text.push_str(&format!(
-                "{} - {}\n{filename}:{}: {}\n\n",
-                w.rule.name, w.rule.description, w.line, w.detail
-            ));
-        }
-        if f.warnings.is_empty() {
-            text.push_str("Check complete, no warnings found.\n");
-        }
+    for w in &parsed.warnings {
+        text.push_str(&format!(
+            "{} - {}\n{filename}:{}: {}\n\n",
+            w.rule.name, w.rule.description, w.lines.start, w.detail
+        ));
     }
-    if let Some(e) = error {
-        text.push_str(&format!("{}\n", e["message"].as_str().unwrap_or("")));
-        result["buildError"] = e;
+    match &parsed.result {
+        Err(e) => {
+            text.push_str(&format!("{e}\n"));
+            result["buildError"] = json!({ "message": e.to_string(), "location": location(e.lines) });
+        }
+        Ok(_) if parsed.warnings.is_empty() => text.push_str("Check complete, no warnings found.\n"),
+        Ok(_) => {}
     }
     (result, text)
 }
@@ -232,36 +188,42 @@ mod tests {
     use super::*;
     use crate::nixfile::parse;
 
-    #[test]
-    fn request_ids_and_caps() {
-        assert_eq!(requested(None).unwrap(), None);
-        assert_eq!(requested(Some("frontend.outline")).unwrap(), Some(OUTLINE));
-        assert!(requested(Some("frontend.nope")).unwrap_err().to_string().contains("unsupported"));
-        assert!(check_caps(Some(CAP_SUBREQUESTS)).is_ok());
-        assert!(check_caps(Some("moby.buildkit.frontend.subrequests+forward")).is_ok());
-        assert!(check_caps(Some("moby.buildkit.frontend.contexts")).is_err());
+    fn parsed(src: &[u8]) -> Parsed {
+        parse("Dockerfile", src, &BTreeMap::new())
     }
 
     #[test]
     fn describe_lists_every_subrequest() {
         let (v, text) = describe();
         let names: Vec<&str> = v.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert_eq!(names, [DESCRIBE, OUTLINE, TARGETS, LINT]);
+        let all: Vec<&str> = ALL.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, all);
         assert!(text.contains("outline") && text.contains("1.0.0"));
     }
 
     #[test]
-    fn outline_lists_file_args_nixfront_args_and_secrets() {
+    fn outline_lists_the_values_this_build_uses() {
         let src = b"ARG APP=hello\nFLAKE .#$APP\n";
-        let nf = parse("Dockerfile", src).unwrap();
-        let (v, text) = outline(&nf, ".#hello", src);
+        let given: BTreeMap<String, String> = [("APP", "bye"), ("NIX_LAYERS", "40")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let nf = parse("Dockerfile", src, &given).result.unwrap();
+        let (v, text) = outline(&nf, ".#bye", src, &given);
         assert_eq!(v["args"][0]["name"], "APP");
-        assert_eq!(v["args"][0]["value"], "hello");
+        assert_eq!(v["args"][0]["value"], "bye", "the --build-arg, not the default");
         assert_eq!(v["args"][0]["location"]["ranges"][0]["start"]["line"], 1);
-        assert!(v["args"].as_array().unwrap().iter().any(|a| a["name"] == "NIX_IMAGE"));
+        let value_of = |name: &str| {
+            v["args"].as_array().unwrap().iter().find(|a| a["name"] == name).unwrap()["value"].clone()
+        };
+        assert_eq!(value_of("NIX_LAYERS"), "40");
+        assert_eq!(value_of("NIX_SBOM_FILE"), "false");
+        for spec in NIX_ARGS {
+            assert!(text.contains(spec.name), "{} missing from the outline", spec.name);
+        }
         assert_eq!(v["secrets"][0]["name"], "netrc");
         assert_eq!(v["sources"][0], base64(src));
-        assert!(text.contains("NIX_LAYERS") && text.contains("access-tokens"));
+        assert!(text.contains("access-tokens"));
     }
 
     #[test]
@@ -275,24 +237,19 @@ mod tests {
     }
 
     #[test]
-    fn lint_reports_warnings_or_the_error() {
+    fn lint_reports_warnings_and_the_error_together() {
         let src = b"FLAKE github:o/r#x\nCMD [\"a\"]\nCMD [\"b\"]\n";
-        let (v, text) = lint("Dockerfile", &parse("Dockerfile", src), src);
+        let (v, text) = lint("Dockerfile", &parsed(src), src);
         let rules: Vec<&str> =
             v["warnings"].as_array().unwrap().iter().map(|w| w["ruleName"].as_str().unwrap()).collect();
         assert_eq!(rules, ["UnpinnedFlakeReference", "RepeatedInstruction"]);
         assert_eq!(v["warnings"][1]["location"]["ranges"][0]["start"]["line"], 3);
         assert!(text.contains("Dockerfile:3: CMD is also given on line 2"));
-        let bad = b"FLAK x\n";
-        let (v, _) = lint("Dockerfile", &parse("Dockerfile", bad), bad);
+        let bad = b"CMD [\"a\"]\nCMD [\"b\"]\nFLAK x\n";
+        let (v, text) = lint("Dockerfile", &parsed(bad), bad);
         assert!(v["buildError"]["message"].as_str().unwrap().contains("did you mean FLAKE"));
-    }
-
-    #[test]
-    fn every_lint_rule_has_a_doc_section() {
-        let doc = include_str!("../docs/lint.md");
-        for rule in crate::nixfile::RULES {
-            assert!(doc.contains(&format!("## {}\n", rule.name)), "docs/lint.md lacks ## {}", rule.name);
-        }
+        assert_eq!(v["buildError"]["location"]["ranges"][0]["start"]["line"], 3);
+        assert_eq!(v["warnings"][0]["ruleName"], "RepeatedInstruction", "warnings beside the error");
+        assert!(text.contains("RepeatedInstruction") && text.contains("did you mean FLAKE"));
     }
 }

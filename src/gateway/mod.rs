@@ -2,18 +2,24 @@
 //! files from results, resolving image configs, and returning the final result or error.
 //!
 //! This module speaks protocol only; what to solve and what to return is decided elsewhere.
+//! BuildKit's errors keep their typed details ([`BuildKitError`]), so a failing step's source
+//! location reaches the client when the error is returned.
 
+pub mod errors;
 mod stdio;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
+use std::time::{Duration, Instant};
+
 use bollard_buildkit_proto::fsutil::types::Stat;
-use bollard_buildkit_proto::google::rpc::Status;
 use bollard_buildkit_proto::moby::buildkit::v1::frontend as fpb;
 use bollard_buildkit_proto::pb;
 use fpb::llb_bridge_client::LlbBridgeClient;
 use tonic::transport::Channel;
+
+pub use errors::{BuildKitError, ErrorDetail};
 
 /// Capability ids this frontend branches on.
 pub mod caps {
@@ -21,8 +27,6 @@ pub mod caps {
     pub const MERGE_OP: &str = "mergeop";
     /// Results may carry `Ref` messages rather than bare ids.
     pub const PROTO_REF_ARRAY: &str = "proto.refarray";
-    /// FileOp itself.
-    pub const FILE_BASE: &str = "file.base";
     /// Gateway `Warn`.
     pub const GATEWAY_WARNINGS: &str = "gateway.warnings";
     /// Attestations in results (BuildKit >= 0.11).
@@ -43,6 +47,7 @@ impl Capabilities {
     }
 
     /// Capabilities as a BuildKit with exactly `caps` enabled would report them.
+    #[cfg(test)]
     pub fn with(caps: &[&str]) -> Self {
         Capabilities { enabled: caps.iter().map(|c| c.to_string()).collect(), worker_platforms: Vec::new() }
     }
@@ -56,20 +61,66 @@ pub struct RefId(pub String);
 pub struct Gateway {
     client: LlbBridgeClient<Channel>,
     pub caps: Capabilities,
-    /// `--no-cache`: every solve runs its ops again.
-    pub ignore_cache: bool,
+    /// `--cache-from` sources, given to every solve as the Dockerfile frontend gives them.
+    pub cache_imports: Vec<fpb::CacheOptionsEntry>,
+    /// Time spent waiting for BuildKit's answers.
+    waited: Duration,
 }
+
+/// An entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub is_dir: bool,
+    pub is_symlink: bool,
+    /// Permission bits.
+    pub permissions: u32,
+}
+
+impl DirEntry {
+    /// fsutil sends Go's `os.FileMode` bits, or Unix `S_IFMT` bits from other implementations.
+    fn from_stat(stat: &Stat) -> Self {
+        const GO_DIR: u32 = 1 << 31;
+        const GO_SYMLINK: u32 = 1 << 27;
+        let unix = stat.mode & 0o170000;
+        DirEntry {
+            name: stat.path.clone(),
+            is_dir: stat.mode & GO_DIR != 0 || unix == 0o040000,
+            is_symlink: stat.mode & GO_SYMLINK != 0 || unix == 0o120000,
+            permissions: stat.mode & 0o7777,
+        }
+    }
+}
+
+/// What can still return a result or an error when the build itself has gone (a panic):
+/// a second handle on the same connection.
+#[derive(Clone)]
+pub struct Returner {
+    client: LlbBridgeClient<Channel>,
+}
+
+/// The largest message this client sends or receives.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 impl Gateway {
     /// Connects over stdin/stdout and pings.
     pub async fn connect_stdio() -> Result<Self> {
         let channel = stdio::channel().await?;
         let client = LlbBridgeClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
-        let mut gateway = Gateway { client, caps: Capabilities::default(), ignore_cache: false };
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut gateway = Gateway {
+            client,
+            caps: Capabilities::default(),
+            cache_imports: Vec::new(),
+            waited: Duration::ZERO,
+        };
         gateway.caps = gateway.ping().await?;
         Ok(gateway)
+    }
+
+    pub fn returner(&self) -> Returner {
+        Returner { client: self.client.clone() }
     }
 
     async fn ping(&mut self) -> Result<Capabilities> {
@@ -86,17 +137,18 @@ impl Gateway {
     }
 
     /// Solves `definition` and returns a reference to its result.
-    pub async fn solve(&mut self, mut definition: pb::Definition) -> Result<RefId> {
-        if self.ignore_cache {
-            crate::llb::definition::ignore_cache(&mut definition);
-        }
+    pub async fn solve(&mut self, definition: pb::Definition) -> Result<RefId> {
         let request = fpb::SolveRequest {
             definition: Some(definition),
             allow_result_return: true,
             allow_result_array_ref: self.caps.supports(caps::PROTO_REF_ARRAY),
+            cache_imports: self.cache_imports.clone(),
             ..Default::default()
         };
-        let response = self.client.solve(request).await.map_err(status_error)?.into_inner();
+        let started = Instant::now();
+        let response = self.client.solve(request).await.map_err(status_error);
+        self.waited += started.elapsed();
+        let response = response?.into_inner();
         let id = match response.result.and_then(|r| r.result) {
             Some(fpb::result::Result::Ref(r)) => r.id,
             Some(fpb::result::Result::RefDeprecated(id)) => id,
@@ -109,20 +161,50 @@ impl Gateway {
         Ok(RefId(id))
     }
 
-    /// Reads a whole file from a solved result.
-    pub async fn read_file(&mut self, r: &RefId, path: &str) -> Result<Vec<u8>> {
-        let request =
-            fpb::ReadFileRequest { r#ref: r.0.clone(), file_path: path.to_string(), ..Default::default() };
-        let response = self.client.read_file(request).await.map_err(status_error)?;
-        Ok(response.into_inner().data)
+    /// Reads a file of a solved result, or fails if it is larger than `limit` bytes (only
+    /// `limit + 1` bytes are ever transferred); `limit_name` names the limit in that error.
+    pub async fn read_file(
+        &mut self,
+        r: &RefId,
+        path: &str,
+        limit: usize,
+        limit_name: &str,
+    ) -> Result<Vec<u8>> {
+        let data = self.read_file_head(r, path, limit + 1).await?;
+        if data.len() > limit {
+            bail!("{path} is larger than {limit} bytes (limit {limit_name})");
+        }
+        Ok(data)
+    }
+
+    /// Reads at most the first `max` bytes of a file of a solved result.
+    pub async fn read_file_head(&mut self, r: &RefId, path: &str, max: usize) -> Result<Vec<u8>> {
+        let range = fpb::FileRange { offset: 0, length: max as i64 };
+        let request = fpb::ReadFileRequest {
+            r#ref: r.0.clone(),
+            file_path: path.to_string(),
+            range: Some(range),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let response = self.client.read_file(request).await.map_err(status_error);
+        self.waited += started.elapsed();
+        Ok(response?.into_inner().data)
     }
 
     /// Lists a directory of a solved result.
-    pub async fn read_dir(&mut self, r: &RefId, path: &str) -> Result<Vec<Stat>> {
+    pub async fn read_dir(&mut self, r: &RefId, path: &str) -> Result<Vec<DirEntry>> {
         let request =
             fpb::ReadDirRequest { r#ref: r.0.clone(), dir_path: path.to_string(), ..Default::default() };
-        let response = self.client.read_dir(request).await.map_err(status_error)?;
-        Ok(response.into_inner().entries)
+        let started = Instant::now();
+        let response = self.client.read_dir(request).await.map_err(status_error);
+        self.waited += started.elapsed();
+        Ok(response?.into_inner().entries.iter().map(DirEntry::from_stat).collect())
+    }
+
+    /// Time spent waiting for BuildKit's answers since connecting.
+    pub fn time_in_buildkit(&self) -> Duration {
+        self.waited
     }
 
     /// Resolves an image to its digest and config JSON.
@@ -138,19 +220,38 @@ impl Gateway {
             log_name: format!("resolve image config for {reference}"),
             ..Default::default()
         };
-        let response = self
-            .client
-            .resolve_image_config(request)
-            .await
-            .map_err(status_error)
-            .with_context(|| format!("resolving the builder image {reference}"))?
-            .into_inner();
+        let started = Instant::now();
+        let response = self.client.resolve_image_config(request).await.map_err(status_error);
+        self.waited += started.elapsed();
+        let response =
+            response.with_context(|| format!("resolving the builder image {reference}"))?.into_inner();
         Ok((response.digest, response.config))
     }
 
+    /// Shows a warning about `lines` of the user's file `filename` (whose bytes are `source`)
+    /// on the vertex `digest` (BuildKit >= 0.11, `gateway.warnings`).
+    pub async fn warn(&mut self, digest: &str, warning: SourceWarning<'_>) -> Result<()> {
+        let request = fpb::WarnRequest {
+            digest: digest.to_string(),
+            level: 1,
+            short: warning.short.as_bytes().to_vec(),
+            detail: vec![warning.detail.as_bytes().to_vec()],
+            url: warning.url.to_string(),
+            info: Some(warning.source.info()),
+            ranges: vec![crate::llb::definition::line_range(warning.lines.0, warning.lines.1)],
+        };
+        let started = Instant::now();
+        let response = self.client.warn(request).await.map_err(status_error);
+        self.waited += started.elapsed();
+        response?;
+        Ok(())
+    }
+}
+
+impl Returner {
     /// Returns the final result: one ref (an image) or one ref per platform, with metadata.
-    pub async fn return_result(&mut self, result: FrontendResult) -> Result<()> {
-        let array = self.caps.supports(caps::PROTO_REF_ARRAY);
+    pub async fn return_result(&mut self, result: FrontendResult, array_refs: bool) -> Result<()> {
+        let array = array_refs;
         let to_ref = |id: String| fpb::Ref { id, def: None };
         let refs = match result.refs {
             Refs::None if array => fpb::result::Result::Ref(to_ref(String::new())),
@@ -188,35 +289,10 @@ impl Gateway {
         Ok(())
     }
 
-    /// Shows a warning about `line` of the user's file `filename` (whose bytes are `source`)
-    /// on the vertex `digest` (BuildKit >= 0.11, `gateway.warnings`).
-    pub async fn warn(&mut self, digest: &str, warning: SourceWarning<'_>) -> Result<()> {
-        let line = warning.line as i32;
-        let position = pb::Position { line, character: 0 };
-        let request = fpb::WarnRequest {
-            digest: digest.to_string(),
-            level: 1,
-            short: warning.short.as_bytes().to_vec(),
-            detail: vec![warning.detail.as_bytes().to_vec()],
-            url: warning.url.to_string(),
-            info: Some(pb::SourceInfo {
-                filename: warning.filename.to_string(),
-                data: warning.source.to_vec(),
-                definition: None,
-                language: "Dockerfile".to_string(),
-            }),
-            ranges: vec![pb::Range { start: Some(position), end: Some(position) }],
-        };
-        self.client.warn(request).await.map_err(status_error)?;
-        Ok(())
-    }
-
-    /// Returns an error to BuildKit, which shows `message` to the user.
-    pub async fn return_error(&mut self, message: &str) -> Result<()> {
-        let request = fpb::ReturnRequest {
-            result: None,
-            error: Some(Status { code: 2, message: message.to_string(), details: Vec::new() }),
-        };
+    /// Returns an error to BuildKit, which shows `message` to the user, with typed details
+    /// (the source lines to highlight, BuildKit's own details of a failed step).
+    pub async fn return_error(&mut self, message: &str, details: Vec<ErrorDetail>) -> Result<()> {
+        let request = fpb::ReturnRequest { result: None, error: Some(errors::status(message, details)) };
         self.client.r#return(request).await.map_err(status_error)?;
         Ok(())
     }
@@ -226,11 +302,11 @@ fn result_metadata(metadata: BTreeMap<String, Vec<u8>>) -> HashMap<String, Vec<u
     metadata.into_iter().collect()
 }
 
-/// A warning about one line of the user's file.
+/// A warning about lines of the user's file.
 pub struct SourceWarning<'a> {
-    pub filename: &'a str,
-    pub source: &'a [u8],
-    pub line: usize,
+    pub source: &'a crate::llb::definition::SourceFile,
+    /// First and last line, 1-based.
+    pub lines: (usize, usize),
     pub short: &'a str,
     pub detail: &'a str,
     pub url: &'a str,
@@ -264,7 +340,26 @@ pub struct InTotoFile {
     pub reason: String,
 }
 
-/// A gRPC status from BuildKit as an error whose text is BuildKit's message.
+/// A gRPC status from BuildKit as an error whose text is BuildKit's message and which keeps
+/// BuildKit's typed details.
 fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow!("{}", status.message())
+    BuildKitError::from_status(&status).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_kinds_from_both_mode_encodings() {
+        let kind = |mode: u32| {
+            let e = DirEntry::from_stat(&Stat { path: "x".into(), mode, ..Default::default() });
+            (e.is_dir, e.is_symlink, e.permissions)
+        };
+        assert_eq!(kind((1 << 31) | 0o755), (true, false, 0o755));
+        assert_eq!(kind((1 << 27) | 0o777), (false, true, 0o777));
+        assert_eq!(kind(0o040755), (true, false, 0o755));
+        assert_eq!(kind(0o120777), (false, true, 0o777));
+        assert_eq!(kind(0o100755), (false, false, 0o755));
+    }
 }

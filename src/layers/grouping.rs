@@ -158,13 +158,7 @@ mod tests {
             references: deps.iter().map(|(n, _, _)| sp(n)).collect(),
         });
         paths.sort_by(|a, b| a.path.cmp(&b.path));
-        Closure {
-            results: vec![sp(app)],
-            package_name: None,
-            main_program: None,
-            flake_last_modified: None,
-            paths,
-        }
+        Closure { results: vec![sp(app)], main_program: None, flake_last_modified: None, paths }
     }
 
     fn names(g: &Group) -> Vec<String> {

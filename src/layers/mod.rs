@@ -13,12 +13,9 @@ pub mod grouping;
 
 use crate::closure::{Closure, StorePath};
 use crate::llb::file::FileOp;
-use crate::llb::{State, merge};
+use crate::llb::{Location, State, merge};
+use crate::plan::output::{self, FIXED_TIME_NS};
 use grouping::{Group, GroupKind};
-
-/// The time given to everything nixfront writes: 1 s after the epoch, as Nix gives store
-/// files, in nanoseconds.
-pub const FIXED_TIME_NS: i64 = 1_000_000_000;
 
 /// How to lay the layers out.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +24,8 @@ pub struct Layout {
     pub max_layers: usize,
     /// Build each layer on scratch and merge them (BuildKit's `mergeop` capability).
     pub merge: bool,
+    /// The lines of the user's file the layers come from (FLAKE).
+    pub location: Option<Location>,
 }
 
 /// What the top layer holds, besides the closure.
@@ -37,9 +36,6 @@ pub struct Extras<'a> {
     pub sbom: Option<&'a [u8]>,
 }
 
-/// The tree in the build output that holds what nixfront adds (`tmp`, mode 1777).
-pub const ROOT_EXTRAS_TREE: &str = "/.nixfront-root";
-
 /// The root filesystem and what each of its layers holds, bottom to top.
 pub struct RootFilesystem {
     pub state: State,
@@ -47,54 +43,61 @@ pub struct RootFilesystem {
     pub layers: Vec<String>,
 }
 
-/// What the top layer is called in progress output and history.
-const TOP_LAYER: &str = "nixfront: /tmp, WORKDIR, SBOM file";
-
-/// The root filesystem. `built` is the build's output, one tree per store path, plus
-/// [`ROOT_EXTRAS_TREE`].
+/// The root filesystem. `built` is the build's output, one tree per store path, plus the
+/// extras tree ([`output::extras_tree`]).
 pub fn root_filesystem(closure: &Closure, built: &State, extras: &Extras, layout: Layout) -> RootFilesystem {
     let groups = grouping::group(closure, layout.max_layers.saturating_sub(1));
     let total = groups.len();
     let name = |i: usize, g: &Group| format!("layer {}/{total}: {}", i + 1, describe(closure, g));
     let mut layers: Vec<String> = groups.iter().enumerate().map(|(i, g)| name(i, g)).collect();
-    layers.push(TOP_LAYER.to_string());
+    let top_name = top_layer_name(extras);
+    layers.push(top_name.clone());
+    let copy =
+        |base: &State, i: usize, g: &Group| copy_group(base, built, g).at(layout.location).build(&name(i, g));
+    let top = |base: &State| top_layer(base, built, extras).at(layout.location).build(&top_name);
     let state = if layout.merge {
-        let mut states: Vec<State> = groups
-            .iter()
-            .enumerate()
-            .map(|(i, g)| copy_group(&State::scratch(), built, g).build(&name(i, g)))
-            .collect();
-        states.push(top_layer(&State::scratch(), built, extras));
-        merge::merge(&states, &format!("merge {} layers", states.len()))
+        let mut states: Vec<State> =
+            groups.iter().enumerate().map(|(i, g)| copy(&State::scratch(), i, g)).collect();
+        states.push(top(&State::scratch()));
+        merge::merge(&states, &format!("merge {} layers", states.len()), layout.location)
     } else {
-        let store = groups
-            .iter()
-            .enumerate()
-            .fold(State::scratch(), |below, (i, g)| copy_group(&below, built, g).build(&name(i, g)));
-        top_layer(&store, built, extras)
+        let store = groups.iter().enumerate().fold(State::scratch(), |below, (i, g)| copy(&below, i, g));
+        top(&store)
     };
     RootFilesystem { state, layers }
 }
 
 fn copy_group(base: &State, built: &State, group: &Group) -> FileOp {
     group.paths.iter().fold(FileOp::on(base), |op, path| {
-        op.copy_contents(built, &crate::plan::output_tree(path), "/", FIXED_TIME_NS)
+        op.copy_contents(built, &output::output_tree(path), "/", FIXED_TIME_NS)
     })
 }
 
-fn top_layer(base: &State, built: &State, extras: &Extras) -> State {
+fn top_layer(base: &State, built: &State, extras: &Extras) -> FileOp {
     // /tmp comes from the build output: BuildKit's mkdir drops the sticky bit, a copy keeps it.
-    let mut top = FileOp::on(base).copy_contents(built, ROOT_EXTRAS_TREE, "/", FIXED_TIME_NS);
+    let mut top = FileOp::on(base).copy_contents(built, &output::extras_tree(), "/", FIXED_TIME_NS);
     if let Some(dir) = extras.workdir.filter(|d| *d != "/" && *d != "/tmp") {
         top = top.mkdir(dir, 0o755, FIXED_TIME_NS);
     }
     if let Some(document) = extras.sbom {
         top = top.mkfile(&format!("/{}", crate::sbom::FILE_NAME), 0o444, document, FIXED_TIME_NS);
     }
-    top.build(TOP_LAYER)
+    top
 }
 
-/// `glibc-2.38 (31.2 MB)`, `12 small paths (148 kB)`, for progress output.
+/// What the top layer is called in progress output and the history: what it holds.
+fn top_layer_name(extras: &Extras) -> String {
+    let mut parts = vec!["/tmp".to_string()];
+    if let Some(dir) = extras.workdir.filter(|d| *d != "/" && *d != "/tmp") {
+        parts.push(format!("{dir} (WORKDIR)"));
+    }
+    if extras.sbom.is_some() {
+        parts.push(format!("/{}", crate::sbom::FILE_NAME));
+    }
+    format!("nixfront: {}", parts.join(", "))
+}
+
+/// `glibc-2.38 (31.2 MiB)`, `12 small paths (148.0 KiB)`, for progress output.
 fn describe(closure: &Closure, group: &Group) -> String {
     let size = human_size(group.size);
     let name_of = |p: &str| {
@@ -117,8 +120,9 @@ fn describe(closure: &Closure, group: &Group) -> String {
 
 fn human_size(bytes: u64) -> String {
     match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} kB", b as f64 / (1 << 10) as f64),
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / (1 << 10) as f64),
         b => format!("{b} B"),
     }
 }
@@ -144,8 +148,9 @@ mod tests {
 
     fn ops(merge: bool) -> Vec<pb::Op> {
         let built = crate::llb::source::image("docker.io/library/busybox:latest", None);
-        let layout = Layout { max_layers: 100, merge };
+        let layout = Layout { max_layers: 100, merge, location: Some((2, 2)) };
         let fs = root_filesystem(&closure(), &built, &Extras { workdir: Some("/srv"), sbom: None }, layout);
+        assert_eq!(fs.layers[2], "nixfront: /tmp, /srv (WORKDIR)");
         assert_eq!(fs.layers.len(), 3);
         decode(&fs.state.to_definition()).into_iter().map(|(_, op)| op).collect()
     }
@@ -175,7 +180,7 @@ mod tests {
         let dep_tree = format!("/{}", &DEP[11..]);
         assert_eq!(layer_copies[0], [(dep_tree, "/".to_string(), true, FIXED_TIME_NS)]);
         let top = layer_copies.last().unwrap();
-        assert_eq!(top[0].0, ROOT_EXTRAS_TREE, "the top layer copies /tmp from the build");
+        assert_eq!(top[0].0, output::extras_tree(), "the top layer copies /tmp from the build");
     }
 
     #[test]
@@ -183,14 +188,19 @@ mod tests {
         let ops = ops(false);
         assert!(ops.iter().all(|op| !matches!(op.op, Some(pb::op::Op::Merge(_)))));
         let order: Vec<String> = ops.iter().flat_map(copies).map(|c| c.0).collect();
-        assert_eq!(order, [format!("/{}", &DEP[11..]), format!("/{}", &APP[11..]), ROOT_EXTRAS_TREE.into()]);
+        assert_eq!(order, [format!("/{}", &DEP[11..]), format!("/{}", &APP[11..]), output::extras_tree()]);
     }
 
     #[test]
     fn progress_names_say_what_each_layer_holds() {
         let c = closure();
         let groups = grouping::group(&c, 99);
-        assert_eq!(describe(&c, &groups[0]), "libdemo-1.0 (1.9 MB)");
+        assert_eq!(describe(&c, &groups[0]), "libdemo-1.0 (1.9 MiB)");
         assert_eq!(describe(&c, &groups[1]), "hello-0.1 (600 B)");
+        assert_eq!(human_size(3 << 30), "3.0 GiB");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(top_layer_name(&Extras::default()), "nixfront: /tmp");
+        let all = Extras { workdir: Some("/w"), sbom: Some(b"{}") };
+        assert_eq!(top_layer_name(&all), "nixfront: /tmp, /w (WORKDIR), /sbom.spdx.json");
     }
 }

@@ -3,7 +3,9 @@
 //! Each op is encoded with its input digests filled in; prost writes fields in tag order and
 //! every map in the LLB protos is a `BTreeMap`, so the bytes, and with them the digests, are
 //! deterministic. Ops are listed children-first and once each; the last entry is the bare op
-//! that names the returned output, as BuildKit expects.
+//! that names the returned output, as BuildKit expects. [`Marshal`] adds what is not part of
+//! an op's digest: `--no-cache` (every op marked to run again) and the user's file, so that
+//! BuildKit points a failing op's error at the lines it came from.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -19,6 +21,39 @@ pub fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
+/// How to marshal: what goes beside the ops.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Marshal<'a> {
+    /// `--no-cache`: every op is run again rather than taken from BuildKit's cache.
+    pub ignore_cache: bool,
+    /// The user's file, for the ops that carry a location in it.
+    pub source: Option<&'a SourceFile>,
+}
+
+/// The user's file as BuildKit shows it in errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    pub filename: String,
+    pub data: Vec<u8>,
+}
+
+impl SourceFile {
+    pub fn info(&self) -> pb::SourceInfo {
+        pb::SourceInfo {
+            filename: self.filename.clone(),
+            data: self.data.clone(),
+            definition: None,
+            language: "Dockerfile".to_string(),
+        }
+    }
+}
+
+/// A BuildKit range over whole lines `start..=end` (1-based).
+pub fn line_range(start: usize, end: usize) -> pb::Range {
+    let at = |line: usize| Some(pb::Position { line: line as i32, character: 0 });
+    pb::Range { start: at(start), end: at(end) }
+}
+
 #[derive(Default)]
 struct Marshaller {
     /// Digest of each node already marshalled, keyed by its address.
@@ -26,6 +61,7 @@ struct Marshaller {
     seen: HashSet<String>,
     ops: Vec<Vec<u8>>,
     metadata: BTreeMap<String, pb::OpMetadata>,
+    locations: BTreeMap<String, super::Location>,
 }
 
 impl Marshaller {
@@ -43,6 +79,9 @@ impl Marshaller {
             if let Some(meta) = node.meta.to_pb() {
                 self.metadata.insert(digest.clone(), meta);
             }
+            if let Some(location) = node.meta.location {
+                self.locations.insert(digest.clone(), location);
+            }
         }
         self.digests.insert(key, digest.clone());
         digest
@@ -54,23 +93,38 @@ impl Marshaller {
 }
 
 impl State {
-    /// The definition that solves to this state. Scratch has an empty definition.
+    /// The definition that solves to this state, with nothing beside the ops. Scratch has an
+    /// empty definition.
     pub fn to_definition(&self) -> pb::Definition {
+        self.marshal(Marshal::default())
+    }
+
+    /// The definition that solves to this state, marshalled as `how` says.
+    pub fn marshal(&self, how: Marshal) -> pb::Definition {
         let mut m = Marshaller::default();
         if let Some(output) = &self.0 {
             let input = m.input(output);
             let terminal = pb::Op { inputs: vec![input], ..Default::default() };
             m.ops.push(terminal.encode_to_vec());
         }
-        pb::Definition { def: m.ops, metadata: m.metadata, source: None }
-    }
-}
-
-/// Marks every op of `def` to be run again rather than taken from BuildKit's cache
-/// (`--no-cache`); the ops and their digests stay the same.
-pub fn ignore_cache(def: &mut pb::Definition) {
-    for op in &def.def {
-        def.metadata.entry(digest_of(op)).or_default().ignore_cache = true;
+        let mut def = pb::Definition { def: m.ops, metadata: m.metadata, source: None };
+        if how.ignore_cache {
+            for op in &def.def {
+                def.metadata.entry(digest_of(op)).or_default().ignore_cache = true;
+            }
+        }
+        if let Some(file) = how.source.filter(|_| !m.locations.is_empty()) {
+            let locations = m
+                .locations
+                .into_iter()
+                .map(|(digest, (start, end))| {
+                    let location = pb::Location { source_index: 0, ranges: vec![line_range(start, end)] };
+                    (digest, pb::Locations { locations: vec![location] })
+                })
+                .collect();
+            def.source = Some(pb::Source { locations, infos: vec![file.info()] });
+        }
+        def
     }
 }
 
@@ -98,7 +152,7 @@ mod tests {
     fn shared_inputs_are_listed_once_children_first() {
         let image = source::image("docker.io/library/busybox:latest", None);
         let a = FileOp::on(&image).mkdir("/a", 0o755, -1).build("mkdir a");
-        let b = FileOp::on(&a).copy(&image, "/bin", "/bin2", -1).build("copy bin");
+        let b = FileOp::on(&a).copy_contents(&image, "/bin", "/bin2", -1).build("copy bin");
         let def = b.to_definition();
         let ops = decode(&def);
         // image, mkdir, copy, terminal: the image appears once though used twice.
@@ -126,9 +180,9 @@ mod tests {
     #[test]
     fn no_cache_marks_every_op_and_keeps_the_names() {
         let image = source::image("docker.io/library/busybox:latest", None);
-        let mut def = FileOp::on(&image).mkdir("/x", 0o700, 0).build("mkdir").to_definition();
-        let ops = def.def.clone();
-        ignore_cache(&mut def);
+        let state = FileOp::on(&image).mkdir("/x", 0o700, 0).build("mkdir");
+        let ops = state.to_definition().def;
+        let def = state.marshal(Marshal { ignore_cache: true, ..Default::default() });
         assert_eq!(def.def, ops);
         assert_eq!(def.metadata.len(), ops.len());
         assert!(def.metadata.values().all(|m| m.ignore_cache));
@@ -137,6 +191,22 @@ mod tests {
                 .values()
                 .any(|m| m.description.get("llb.customname").map(String::as_str) == Some("mkdir"))
         );
+    }
+
+    #[test]
+    fn located_ops_point_into_the_source_file() {
+        let image = source::image("docker.io/library/busybox:latest", None);
+        let state = FileOp::on(&image).mkdir("/x", 0o700, 0).at(Some((3, 4))).build("mkdir");
+        let file = SourceFile { filename: "Dockerfile".into(), data: b"a\nb\nFLAKE .\n".to_vec() };
+        assert!(state.to_definition().source.is_none(), "no source unless asked");
+        let def = state.marshal(Marshal { source: Some(&file), ..Default::default() });
+        let source = def.source.expect("a source map");
+        assert_eq!(source.infos[0].filename, "Dockerfile");
+        assert_eq!(source.infos[0].language, "Dockerfile");
+        let (digest, locations) = source.locations.iter().next().unwrap();
+        assert_eq!(digest, &digest_of(&def.def[def.def.len() - 2]), "the mkdir op carries it");
+        assert_eq!(locations.locations[0].ranges[0], line_range(3, 4));
+        assert_eq!(source.locations.len(), 1, "the image op has no location");
     }
 
     #[test]

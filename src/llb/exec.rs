@@ -3,11 +3,12 @@
 //! Mounts are sorted by destination (as BuildKit's own client does, so nested mounts land in
 //! order) and every writable bind mount that asks for it becomes an output, numbered in that
 //! order. The root mount is always an output (index 0): BuildKit mounts a root whose output
-//! is skipped read-only.
+//! is skipped read-only. An output is asked for with [`Exec::output`], which returns a handle
+//! that [`Built::state`] turns into its state: an output cannot be missing.
 
 use bollard_buildkit_proto::pb;
 
-use super::{Meta, Node, Output, State};
+use super::{Location, Meta, Node, Output, State};
 
 /// How a mount is backed.
 #[derive(Debug, Clone)]
@@ -32,7 +33,7 @@ pub struct Mount {
 
 impl Mount {
     /// A writable mount of `source` whose result is one of the exec's outputs.
-    pub fn output(dest: &str, source: &State) -> Self {
+    fn output(dest: &str, source: &State) -> Self {
         Self::bind(dest, source, false, true)
     }
 
@@ -48,6 +49,12 @@ impl Mount {
             selector: String::new(),
             kind: MountKind::Bind { readonly, output },
         }
+    }
+
+    /// A writable empty directory whose changes are discarded (BuildKit's
+    /// `exec.mount.bind.readwrite-nooutput`).
+    pub fn scratch(dest: &str) -> Self {
+        Self::bind(dest, &State::scratch(), false, false)
     }
 
     pub fn cache(dest: &str, id: &str, sharing: pb::CacheSharingOpt, seed: &State) -> Self {
@@ -92,21 +99,29 @@ pub struct Exec {
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
-    pub user: String,
     pub mounts: Vec<Mount>,
     pub platform: Option<pb::Platform>,
-    pub network: pb::NetMode,
+    /// The lines of the user's file this step comes from.
+    pub location: Option<Location>,
 }
 
-/// The outputs of a built exec, found by their mount destination.
-pub struct ExecOutputs {
+/// An output of an exec, asked for before it is built: the mount at `dest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputHandle(String);
+
+/// A built exec: the state of each output it was asked for.
+pub struct Built {
     outputs: Vec<(String, State)>,
 }
 
-impl ExecOutputs {
-    /// The state of the output mount at `dest`, if there is one.
-    pub fn get(&self, dest: &str) -> Option<State> {
-        self.outputs.iter().find(|(d, _)| d == dest).map(|(_, s)| s.clone())
+impl Built {
+    /// The state of an output of this exec. Handles come from [`Exec::output`] of the exec
+    /// that was built, so the output exists.
+    pub fn state(&self, handle: &OutputHandle) -> State {
+        match self.outputs.iter().find(|(dest, _)| *dest == handle.0) {
+            Some((_, state)) => state.clone(),
+            None => unreachable!("output handle {} of another exec", handle.0),
+        }
     }
 }
 
@@ -117,10 +132,9 @@ impl Exec {
             args,
             env: Vec::new(),
             cwd: "/".to_string(),
-            user: String::new(),
             mounts: vec![Mount::output("/", root)],
             platform: None,
-            network: pb::NetMode::Unset,
+            location: None,
         }
     }
 
@@ -129,8 +143,14 @@ impl Exec {
         self
     }
 
+    /// A writable mount of `source` at `dest` whose result is an output, and its handle.
+    pub fn output(&mut self, dest: &str, source: &State) -> OutputHandle {
+        self.mounts.push(Mount::output(dest, source));
+        OutputHandle(dest.to_string())
+    }
+
     /// Marshals the exec; `name` is what progress output shows.
-    pub fn build(mut self, name: &str) -> ExecOutputs {
+    pub fn build(mut self, name: &str) -> Built {
         self.mounts.sort_by(|a, b| a.dest.cmp(&b.dest));
         let mut inputs: Vec<Output> = Vec::new();
         let mut pb_mounts = Vec::new();
@@ -190,25 +210,19 @@ impl Exec {
             pb_mounts.push(pm);
         }
         let exec = pb::ExecOp {
-            meta: Some(pb::Meta {
-                args: self.args,
-                env: self.env,
-                cwd: self.cwd,
-                user: self.user,
-                ..Default::default()
-            }),
+            meta: Some(pb::Meta { args: self.args, env: self.env, cwd: self.cwd, ..Default::default() }),
             mounts: pb_mounts,
-            network: self.network as i32,
             ..Default::default()
         };
         let op = pb::Op { op: Some(pb::op::Op::Exec(exec)), platform: self.platform, ..Default::default() };
-        let node = std::sync::Arc::new(Node { op, inputs, meta: Meta::named(name) });
+        let meta = Meta { name: Some(name.to_string()), location: self.location };
+        let node = std::sync::Arc::new(Node { op, inputs, meta });
         let outputs = out_dests
             .into_iter()
             .enumerate()
             .map(|(i, dest)| (dest, State(Some(Output { node: node.clone(), index: i as i64 }))))
             .collect();
-        ExecOutputs { outputs }
+        Built { outputs }
     }
 }
 
@@ -221,12 +235,13 @@ mod tests {
     #[test]
     fn mounts_are_sorted_and_outputs_numbered_in_that_order() {
         let image = source::image("docker.io/library/busybox:latest", None);
-        let outs = Exec::new(&image, vec!["true".into()])
-            .mount(Mount::output("/z", &State::scratch()))
-            .mount(Mount::readonly("/src", &image))
-            .mount(Mount::output("/a", &State::scratch()))
-            .build("run");
-        let z = outs.get("/z").unwrap();
+        let mut exec = Exec::new(&image, vec!["true".into()]);
+        let z = exec.output("/z", &State::scratch());
+        exec = exec.mount(Mount::readonly("/src", &image));
+        let a = exec.output("/a", &State::scratch());
+        let built = exec.build("run");
+        assert_eq!(built.state(&a).0.unwrap().index, 1);
+        let z = built.state(&z);
         let ops = decode(&z.to_definition());
         let (_, op) = &ops[ops.len() - 2];
         let Some(pb::op::Op::Exec(exec)) = &op.op else { panic!("not an exec") };

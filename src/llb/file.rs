@@ -7,46 +7,38 @@
 use bollard_buildkit_proto::pb;
 use pb::file_action::Action;
 
-use super::{Meta, Node, Output, State};
+use super::{Location, Meta, Node, Output, State};
 
 /// A FileOp being built on top of `base`.
 pub struct FileOp {
     base: State,
     inputs: Vec<Output>,
     actions: Vec<(i64, Action)>, // (secondary input index, action)
+    location: Option<Location>,
 }
 
 impl FileOp {
     pub fn on(base: &State) -> Self {
-        FileOp { base: base.clone(), inputs: Vec::new(), actions: Vec::new() }
+        FileOp { base: base.clone(), inputs: Vec::new(), actions: Vec::new(), location: None }
     }
 
-    /// Copies `src` of `from` to `dest`, creating `dest`'s parents; modes and owners are kept.
-    pub fn copy(self, from: &State, src: &str, dest: &str, timestamp: i64) -> Self {
-        self.push_copy(from, src, dest, timestamp, false)
+    /// The lines of the user's file this op comes from.
+    pub fn at(mut self, location: Option<Location>) -> Self {
+        self.location = location;
+        self
     }
 
     /// Copies what is inside directory `src` of `from` into `dest`, merging with what is
-    /// there; every copied entry, directories included, gets `timestamp`.
-    pub fn copy_contents(self, from: &State, src: &str, dest: &str, timestamp: i64) -> Self {
-        self.push_copy(from, src, dest, timestamp, true)
-    }
-
-    fn push_copy(
-        mut self,
-        from: &State,
-        src: &str,
-        dest: &str,
-        timestamp: i64,
-        dir_copy_contents: bool,
-    ) -> Self {
+    /// there and creating `dest`'s parents; modes and owners are kept, and every copied entry,
+    /// directories included, gets `timestamp`.
+    pub fn copy_contents(mut self, from: &State, src: &str, dest: &str, timestamp: i64) -> Self {
         let secondary = self.input_index(from);
         let copy = pb::FileActionCopy {
             src: src.to_string(),
             dest: dest.to_string(),
             mode: -1,
             create_dest_path: true,
-            dir_copy_contents,
+            dir_copy_contents: true,
             timestamp,
             ..Default::default()
         };
@@ -108,7 +100,8 @@ impl FileOp {
             })
             .collect();
         let op = pb::Op { op: Some(pb::op::Op::File(pb::FileOp { actions })), ..Default::default() };
-        State::from_node(Node { op, inputs: self.inputs, meta: Meta::named(name) }, 0)
+        let meta = Meta { name: Some(name.to_string()), location: self.location };
+        State::from_node(Node { op, inputs: self.inputs, meta }, 0)
     }
 }
 
@@ -129,7 +122,7 @@ mod tests {
     fn actions_chain_on_scratch_and_reference_their_predecessor() {
         let image = source::image("docker.io/library/busybox:latest", None);
         let state = FileOp::on(&State::scratch())
-            .copy(&image, "/bin", "/bin", 1)
+            .copy_contents(&image, "/bin", "/bin", 1)
             .mkdir("/tmp", 0o1777, 1)
             .build("two actions");
         let (inputs, file) = file_op(&state);

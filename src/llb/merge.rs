@@ -2,11 +2,12 @@
 
 use bollard_buildkit_proto::pb;
 
-use super::{Meta, Node, State};
+use super::{Location, Meta, Node, State};
 
 /// Merges `states` in order (later ones win on conflicts). Scratch states are dropped; one
-/// state is returned as is, none gives scratch.
-pub fn merge(states: &[State], name: &str) -> State {
+/// state is returned as is, none gives scratch. `location`: the lines of the user's file
+/// the merge comes from.
+pub fn merge(states: &[State], name: &str, location: Option<Location>) -> State {
     let outputs: Vec<_> = states.iter().filter_map(|s| s.0.clone()).collect();
     match outputs.len() {
         0 => State::scratch(),
@@ -14,7 +15,8 @@ pub fn merge(states: &[State], name: &str) -> State {
         n => {
             let inputs = (0..n as i64).map(|input| pb::MergeInput { input }).collect();
             let op = pb::Op { op: Some(pb::op::Op::Merge(pb::MergeOp { inputs })), ..Default::default() };
-            State::from_node(Node { op, inputs: outputs, meta: Meta::named(name) }, 0)
+            let meta = Meta { name: Some(name.to_string()), location };
+            State::from_node(Node { op, inputs: outputs, meta }, 0)
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Typed, immutable builders for BuildKit's LLB graph.
 //!
 //! A [`State`] is a filesystem: scratch, or one output of an op. Builders for each op kind
-//! ([`source`], [`exec`], [`file`], [`merge`]) take states and return new ones; nothing is
-//! mutated. [`definition`] marshals a state into the `pb::Definition` that `Solve` takes:
-//! ops children-first, de-duplicated, each named by the sha256 of its deterministic protobuf
-//! bytes. This module knows nothing about Nix or the user's file.
+//! ([`source`], [`exec`], [`file`], [`merge`]) are consumed by `build`, which returns new
+//! states; a built state never changes. [`definition`] marshals a state into the
+//! `pb::Definition` that `Solve` takes: ops children-first, de-duplicated, each named by the
+//! sha256 of its deterministic protobuf bytes, with `--no-cache` and source locations as
+//! marshalling options. This module knows nothing about Nix or the user's file's meaning.
 
 pub mod definition;
 pub mod exec;
@@ -30,11 +31,13 @@ pub(crate) struct Node {
 pub struct Meta {
     /// What BuildKit's progress output shows for this vertex.
     pub name: Option<String>,
+    /// The lines of the user's file this vertex comes from: BuildKit points its errors there.
+    pub location: Option<(usize, usize)>,
 }
 
 impl Meta {
     pub fn named(name: impl Into<String>) -> Self {
-        Meta { name: Some(name.into()) }
+        Meta { name: Some(name.into()), location: None }
     }
 
     pub(crate) fn to_pb(&self) -> Option<pb::OpMetadata> {
@@ -43,6 +46,10 @@ impl Meta {
         Some(pb::OpMetadata { description, ..Default::default() })
     }
 }
+
+/// Where a step comes from: the first and last line (1-based) of the instruction that asks
+/// for it, in the user's file given when marshalling.
+pub type Location = (usize, usize);
 
 /// One output of one op.
 #[derive(Debug, Clone)]

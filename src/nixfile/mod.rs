@@ -1,37 +1,53 @@
 //! The user's file (the Nixfile): parsing it into a typed [`Nixfile`], with errors that name
-//! the file, the line and the instruction.
+//! the file, the lines and the instruction, and lint warnings beside the result.
 //!
-//! Two phases, each testable alone: [`syntax`] cuts bytes into keyword nodes with line
-//! ranges; [`instructions`] turns nodes into typed values. A `flake.nix` given as the
-//! Dockerfile (its first line `# syntax=...` is a Nix comment) is recognised here and means
-//! "build `.#default` of the context". This module knows nothing of LLB or Nix evaluation.
+//! Phases, each testable alone: [`syntax`] cuts bytes into keyword nodes with line ranges;
+//! [`lex`] reads words, quotes and `$NAME` as Dockerfiles do; [`keywords`] is the one table of
+//! instructions; [`instructions`] turns nodes into typed values; [`lint`] owns the rules. A
+//! `flake.nix` given as the Dockerfile (its first code is a Nix expression) is recognised here
+//! and means "build `.#default` of the context". This module knows nothing of LLB or Nix.
 
-mod expand;
 pub mod instructions;
+pub mod keywords;
+pub mod lex;
+pub mod lint;
 pub mod syntax;
-mod words;
 
 use std::collections::BTreeMap;
-
 use std::fmt;
 
-pub use instructions::{ArgDecl, Nixfile, Port, RULES, Rule, Spanned, Warning};
+pub use instructions::{ArgDecl, Nixfile, Port, Spanned};
+pub use lint::{RULES, Rule, Warning};
+
+use crate::limits;
+
+/// First and last line (1-based, inclusive) of an instruction or a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lines {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Lines {
+    pub fn one(line: usize) -> Self {
+        Lines { start: line, end: line }
+    }
+}
 
 /// A problem in the user's file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileError {
     pub file: String,
-    /// 1-based line of the instruction (its first line when it spans several).
-    pub line: usize,
+    pub lines: Lines,
     pub instruction: Option<String>,
     pub message: String,
 }
 
 impl FileError {
-    pub fn at(file: &str, line: usize, instruction: Option<&str>, message: impl Into<String>) -> Self {
+    pub fn at(file: &str, lines: Lines, instruction: Option<&str>, message: impl Into<String>) -> Self {
         FileError {
             file: file.to_string(),
-            line,
+            lines,
             instruction: instruction.map(str::to_string),
             message: message.into(),
         }
@@ -40,7 +56,7 @@ impl FileError {
 
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: ", self.file, self.line)?;
+        write!(f, "{}:{}: ", self.file, self.lines.start)?;
         if let Some(instruction) = &self.instruction {
             write!(f, "{instruction}: ")?;
         }
@@ -50,60 +66,211 @@ impl fmt::Display for FileError {
 
 impl std::error::Error for FileError {}
 
-/// Whether `filename`/`text` is a flake.nix used as the Dockerfile rather than a Nixfile.
-pub fn is_flake_file(filename: &str, text: &str) -> bool {
-    if filename.ends_with(".nix") {
-        return true;
-    }
-    // A Nix expression's first code character is `{` (or `let`/`rec` before it), never a keyword.
-    let first_code = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'));
-    matches!(first_code, Some(l) if l.starts_with('{'))
+/// User text as a message quotes it: in backticks, control characters escaped (so an
+/// invisible character shows), cut to [`limits::MAX_QUOTED_CHARS`] characters.
+pub fn show(text: &str) -> String {
+    let escaped: String = text.chars().flat_map(|c| c.escape_debug()).collect();
+    let mut chars = escaped.chars();
+    let head: String = chars.by_ref().take(limits::MAX_QUOTED_CHARS).collect();
+    if chars.next().is_some() { format!("`{head}…`") } else { format!("`{head}`") }
 }
 
-/// Parses the user's file with no build args.
-pub fn parse(filename: &str, bytes: &[u8]) -> Result<Nixfile, FileError> {
-    parse_with_args(filename, bytes, &BTreeMap::new())
+/// What parsing the user's file gave: the typed file or the first error, and every lint
+/// warning found before the error (BuildKit reports both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub result: Result<Nixfile, FileError>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Whether `text` is a flake.nix used as the Dockerfile rather than a Nixfile: its first code
+/// is a Nix expression (`{`, `(`, `let`, `rec`, `with`, `import`), never an instruction.
+/// Only a file named `flake.nix` with no code at all counts as one by its name.
+pub fn is_flake_file(filename: &str, text: &str) -> bool {
+    match syntax::first_code_line(text) {
+        Some(line) => {
+            let word = line.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+            line.starts_with(['{', '(']) || ["let", "rec", "with", "import"].contains(&word)
+        }
+        None => filename.rsplit('/').next() == Some("flake.nix"),
+    }
 }
 
 /// Parses the user's file. `filename` is used in errors and to recognise `flake.nix`;
 /// `build_args` give declared ARGs their values.
-pub fn parse_with_args(
-    filename: &str,
-    bytes: &[u8],
-    build_args: &BTreeMap<String, String>,
-) -> Result<Nixfile, FileError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
-        FileError::at(filename, line, None, "the file is not valid UTF-8 text")
-    })?;
-    if is_flake_file(filename, text) {
-        return Ok(Nixfile { from_flake_file: true, ..Nixfile::default() });
+pub fn parse(filename: &str, bytes: &[u8], build_args: &BTreeMap<String, String>) -> Parsed {
+    match text_of(filename, bytes) {
+        Ok(text) if is_flake_file(filename, text) => Parsed {
+            result: Ok(Nixfile { from_flake_file: true, ..Nixfile::default() }),
+            warnings: Vec::new(),
+        },
+        Ok(text) => match syntax::parse_nodes(filename, text) {
+            Ok(syntax) => instructions::from_syntax(filename, &syntax, build_args),
+            Err(e) => Parsed { result: Err(e), warnings: Vec::new() },
+        },
+        Err(e) => Parsed { result: Err(e), warnings: Vec::new() },
     }
-    let nodes = syntax::parse_nodes(filename, text)?;
-    instructions::from_nodes(filename, &nodes, build_args)
+}
+
+/// The file as text: within [`limits::MAX_FILE_BYTES`], UTF-8, and without NUL bytes (which
+/// no image config can hold).
+fn text_of<'a>(filename: &str, bytes: &'a [u8]) -> Result<&'a str, FileError> {
+    let line_of = |offset: usize| bytes[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+    if bytes.len() > limits::MAX_FILE_BYTES {
+        return Err(FileError::at(
+            filename,
+            Lines::one(1),
+            None,
+            format!(
+                "the file is larger than {} bytes (limit MAX_FILE_BYTES); a Nixfile names a flake and a few settings",
+                limits::MAX_FILE_BYTES
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        FileError::at(
+            filename,
+            Lines::one(line_of(e.valid_up_to())),
+            None,
+            "the file is not valid UTF-8 text",
+        )
+    })?;
+    if let Some(offset) = text.find('\0') {
+        let line = line_of(offset);
+        let column = text[..offset].rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        return Err(FileError::at(
+            filename,
+            Lines::one(line),
+            None,
+            format!("the file contains a NUL byte (line {line}, column {column}); remove it"),
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_flake_nix_is_recognised_by_name_and_by_content() {
-        let flake = b"# syntax=org/nixfront\n{\n  outputs = { self }: { };\n}\n";
-        assert!(parse("flake.nix", flake).unwrap().from_flake_file);
-        assert!(parse("Dockerfile", flake).unwrap().from_flake_file);
-        assert!(!parse("Dockerfile", b"# syntax=org/nixfront\nFLAKE .\n").unwrap().from_flake_file);
+    fn parse_plain(filename: &str, text: &[u8]) -> Result<Nixfile, FileError> {
+        parse(filename, text, &BTreeMap::new()).result
     }
 
     #[test]
-    fn invalid_utf8_names_its_line() {
-        let err = parse("Dockerfile", b"FLAKE .\nLABEL a=\xff\n").unwrap_err();
-        assert_eq!((err.line, err.message.as_str()), (2, "the file is not valid UTF-8 text"));
+    fn a_flake_nix_is_recognised_by_content_not_by_name() {
+        let flake = b"# syntax=org/nixfront\n{\n  outputs = { self }: { };\n}\n";
+        assert!(parse_plain("flake.nix", flake).unwrap().from_flake_file);
+        assert!(parse_plain("Dockerfile", flake).unwrap().from_flake_file);
+        let nixfile = b"# syntax=org/nixfront\nFLAKE .#hello\n";
+        assert!(!parse_plain("Dockerfile", nixfile).unwrap().from_flake_file);
+        let named_nix = parse_plain("deploy/Dockerfile.nix", nixfile).unwrap();
+        assert!(!named_nix.from_flake_file, "a .nix name does not make a Nixfile a flake");
+        assert_eq!(named_nix.flake.unwrap().value, ".#hello");
+        assert!(is_flake_file("x", "let a = 1; in {}\n"));
+        assert!(is_flake_file("sub/flake.nix", "# only comments\n"));
+        assert!(!is_flake_file("Dockerfile", "# only comments\n"));
+    }
+
+    #[test]
+    fn invalid_utf8_and_nul_bytes_name_their_line() {
+        let err = parse_plain("Dockerfile", b"FLAKE .\nLABEL a=\xff\n").unwrap_err();
+        assert_eq!((err.lines.start, err.message.as_str()), (2, "the file is not valid UTF-8 text"));
+        let err = parse_plain("Dockerfile", b"FLAKE .\nLABEL a=b\0c\n").unwrap_err();
+        assert_eq!(err.lines.start, 2);
+        assert!(err.message.contains("NUL byte (line 2, column 10)"), "{err}");
+        let err = parse_plain("Dockerfile", b"\0FLAKE .\n").unwrap_err();
+        assert!(err.message.contains("line 1, column 1"), "{err}");
+    }
+
+    #[test]
+    fn an_oversized_file_names_the_limit() {
+        let big = vec![b'#'; limits::MAX_FILE_BYTES + 1];
+        let err = parse_plain("Dockerfile", &big).unwrap_err();
+        assert!(err.message.contains("MAX_FILE_BYTES"), "{err}");
     }
 
     #[test]
     fn errors_print_file_line_and_instruction() {
-        let err = FileError::at("Dockerfile", 3, Some("CMD"), "bad");
+        let err = FileError::at("Dockerfile", Lines::one(3), Some("CMD"), "bad");
         assert_eq!(err.to_string(), "Dockerfile:3: CMD: bad");
+    }
+
+    #[test]
+    fn shown_text_escapes_control_characters_and_is_cut() {
+        assert_eq!(show("\0FLAKE"), "`\\0FLAKE`");
+        assert_eq!(show("a\tb"), "`a\\tb`");
+        let long = show(&"x".repeat(500));
+        assert_eq!(long.chars().count(), limits::MAX_QUOTED_CHARS + 3);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! Property: whatever lines a file is made of, parsing gives a file or an error that
+    //! names the file and lines inside it, and never panics.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Lines of a Nixfile, plausible and not: instructions, comments, continuations,
+    /// quotes, expansions, control characters.
+    fn line() -> impl Strategy<Value = String> {
+        let keyword = prop_oneof![
+            Just("FLAKE"),
+            Just("ARG"),
+            Just("ENV"),
+            Just("LABEL"),
+            Just("CMD"),
+            Just("ENTRYPOINT"),
+            Just("EXPOSE"),
+            Just("USER"),
+            Just("WORKDIR"),
+            Just("STOPSIGNAL"),
+            Just("VOLUME"),
+            Just("RUN"),
+            Just("flake"),
+            Just("FLAK"),
+            Just("#"),
+            Just("# escape=`"),
+            Just(""),
+        ];
+        let word = prop_oneof![
+            Just(".#hello".to_string()),
+            Just("$A".to_string()),
+            Just("${A:-x}".to_string()),
+            Just("${A".to_string()),
+            Just("\"q w\"".to_string()),
+            Just("'s'".to_string()),
+            Just("A=1".to_string()),
+            Just("=".to_string()),
+            Just("[\"a\"]".to_string()),
+            Just("[".to_string()),
+            Just("\\".to_string()),
+            Just("`".to_string()),
+            Just("80/udp".to_string()),
+            "[ -~]{0,12}".prop_map(|s| s),
+            "\\PC{0,4}".prop_map(|s| s),
+        ];
+        (keyword, prop::collection::vec(word, 0..4)).prop_map(|(k, words)| format!("{k} {}", words.join(" ")))
+    }
+
+    proptest! {
+        #[test]
+        fn every_error_names_the_file_and_a_line_inside_it(
+            lines in prop::collection::vec(line(), 0..12),
+            args in prop::collection::btree_map("[A-Z]{1,3}", "[ -~]{0,6}", 0..3),
+        ) {
+            let text = lines.join("\n");
+            let parsed = parse("Nixfile", text.as_bytes(), &args);
+            let count = text.split('\n').count();
+            if let Err(e) = &parsed.result {
+                prop_assert_eq!(&e.file, "Nixfile");
+                prop_assert!(e.lines.start >= 1 && e.lines.start <= e.lines.end && e.lines.end <= count, "{:?} of {}", e, count);
+                let prefix = format!("Nixfile:{}: ", e.lines.start);
+                prop_assert!(e.to_string().starts_with(&prefix), "{} lacks {}", e, prefix);
+            }
+            for w in &parsed.warnings {
+                prop_assert!(w.lines.start >= 1 && w.lines.end <= count);
+            }
+        }
     }
 }

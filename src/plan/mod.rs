@@ -1,41 +1,30 @@
 //! The Nix plan: a parsed Nixfile and the options become the flake reference to build and
-//! the LLB exec that runs `nix build` in the builder image.
+//! the LLB execs that run Nix in the builder image.
 //!
-//! The exec writes two outputs: the runtime closure (`/nixfront/out`, laid out as
-//! `nix/store/...`) and a manifest (`/nixfront/meta/manifest.json`) that the frontend reads
-//! to lay out layers and the image config. The flake reference reaches Nix as one argv
-//! element of a fixed script, never as shell text.
+//! [`output`] is the contract of those steps (where they read and write), [`secrets`] the
+//! client secrets they may use, and `scripts/` the fixed shell scripts they run, one set of
+//! Nix flags shared by all (`common.sh`). The flake reference reaches Nix as one argv element
+//! of a fixed script, never as shell text.
+
+pub mod output;
+pub mod secrets;
 
 use anyhow::{Result, bail};
 use bollard_buildkit_proto::pb;
 use serde::Deserialize;
 
-use crate::layers::FIXED_TIME_NS;
 use crate::llb::exec::{Exec, Mount};
 use crate::llb::file::FileOp;
-use crate::llb::{State, source};
+use crate::llb::{Location, State, source};
 use crate::nixfile::Nixfile;
+use output::{CONTEXT_DIR, FIXED_TIME_NS, META_DIR, OUT_DIR, SCRIPT_DIR, TMP_DIR};
 
-/// Where the build context is mounted in the builder.
-pub const CONTEXT_DIR: &str = "/nixfront/src";
-/// The exec's output holding the closure, each path as `<base>/nix/store/<base>`
-/// (see [`output_tree`]).
-pub const OUT_DIR: &str = "/nixfront/out";
-/// The exec's output holding the manifest.
-pub const META_DIR: &str = "/nixfront/meta";
-pub const MANIFEST_PATH: &str = "/manifest.json";
-/// Where the client's secrets appear for `nix build`, by id (see [`crate::subrequests::SECRETS`]).
-pub const SECRETS_DIR: &str = "/run/secrets";
-/// Where the client's default SSH agent appears for `nix build` (`--ssh default`).
-pub const SSH_SOCKET: &str = "/run/buildkit/ssh_agent.0";
-
-/// Where the build script is mounted (read-only) in the builder.
-pub const SCRIPT_DIR: &str = "/nixfront/bin";
-
-const BUILD_SCRIPT: &str = include_str!("build.sh");
-const PACKAGES_SCRIPT: &str = include_str!("packages.sh");
-/// Where `nix_packages` writes `{"name": "description", ...}` in its output.
-pub const PACKAGES_PATH: &str = "/packages.json";
+const COMMON_SCRIPT: &str = include_str!("scripts/common.sh");
+const BUILD_SCRIPT: &str = include_str!("scripts/build.sh");
+const PACKAGES_SCRIPT: &str = include_str!("scripts/packages.sh");
+/// The scripts, as files in the scripts directory of a step.
+const SCRIPTS: &[(&str, &str)] =
+    &[("common.sh", COMMON_SCRIPT), ("build.sh", BUILD_SCRIPT), ("packages.sh", PACKAGES_SCRIPT)];
 
 /// The flake reference as the user wrote it and as Nix gets it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +111,8 @@ impl BuilderImage {
 
 /// The states the build exec produces.
 pub struct NixBuild {
-    /// The closure, each store path as its own tree `<base>/nix/store/<base>`.
+    /// The closure, each store path as its own tree `<base>/nix/store/<base>`, and the
+    /// extras tree.
     pub closure: State,
     /// The manifest directory.
     pub meta: State,
@@ -147,27 +137,32 @@ pub struct StoreSettings {
     pub nix_config: Option<String>,
 }
 
-/// Where a Nix step runs: the builder, the platform, the context and the store settings.
+/// Where a Nix step runs: the builder, the platform, the context, the store settings, and the
+/// lines of the user's file the steps come from.
 pub struct NixStep<'a> {
     pub builder: &'a BuilderImage,
     pub platform: &'a pb::Platform,
     pub context: &'a State,
     pub store: &'a StoreSettings,
+    pub location: Option<Location>,
 }
 
 impl NixStep<'_> {
-    /// An exec of `/bin/sh <script> <args>` in the builder; `script` is a fixed file of this
-    /// frontend, mounted read-only, and `args` are data.
-    fn exec(&self, flake: &FlakeRef, script_name: &str, script: &str, args: Vec<String>) -> Exec {
+    /// An exec of `/bin/sh <script> <args>` in the builder, with the client's secrets; the
+    /// scripts are fixed files of this frontend, mounted read-only, and `args` are data.
+    fn exec(&self, flake: &FlakeRef, script_name: &str, args: Vec<String>) -> Exec {
         let root = source::image(&self.builder.reference, Some(self.platform.clone()));
-        let script_file = FileOp::on(&State::scratch())
-            .mkfile(&format!("/{script_name}"), 0o555, script.as_bytes(), FIXED_TIME_NS)
-            .build(&format!("nixfront {script_name}"));
+        let scripts = SCRIPTS
+            .iter()
+            .fold(FileOp::on(&State::scratch()), |op, (name, text)| {
+                op.mkfile(&format!("/{name}"), 0o444, text.as_bytes(), FIXED_TIME_NS)
+            })
+            .build("nixfront scripts");
         let mut argv = vec!["/bin/sh".to_string(), format!("{SCRIPT_DIR}/{script_name}")];
         argv.extend(args);
         let mut exec = Exec::new(&root, argv)
-            .mount(Mount::readonly(SCRIPT_DIR, &script_file))
-            .mount(Mount::output(META_DIR, &State::scratch()));
+            .mount(Mount::readonly(SCRIPT_DIR, &scripts))
+            .mount(Mount::scratch(TMP_DIR));
         if self.store.persistent {
             // Images whose store starts empty may lack /nix; where it exists this changes nothing.
             let seed =
@@ -182,6 +177,7 @@ impl NixStep<'_> {
             exec.cwd = CONTEXT_DIR.to_string();
         }
         exec.env = builder_env(&self.builder.env);
+        exec.env.extend(output::contract_env());
         if self.store.verify {
             exec.env.push("NIXFRONT_VERIFY_STORE=1".to_string());
         }
@@ -190,14 +186,9 @@ impl NixStep<'_> {
             exec.env.push(format!("NIX_CONFIG={config}"));
         }
         exec.platform = Some(self.platform.clone());
-        exec
+        exec.location = self.location;
+        secrets::mount_all(exec)
     }
-}
-
-/// Where store path `/nix/store/<base>` lies in the build's output: the tree `/<base>`,
-/// holding `nix/store/<base>` (as build.sh writes it).
-pub fn output_tree(store_path: &str) -> String {
-    format!("/{}", crate::closure::base_name(store_path))
 }
 
 /// The reference without its `#fragment`.
@@ -209,30 +200,20 @@ fn without_fragment(reference: &str) -> &str {
 /// manifest.
 pub fn nix_build(flake: &FlakeRef, system: &str, step: &NixStep) -> NixBuild {
     let args = vec![flake.for_nix.clone(), without_fragment(&flake.for_nix).to_string(), system.to_string()];
-    let mut exec =
-        step.exec(flake, "build.sh", BUILD_SCRIPT, args).mount(Mount::output(OUT_DIR, &State::scratch()));
-    // Secrets and SSH are optional and exist only for this step; BuildKit keeps them out of
-    // the cache key, the layers and the definition (only their ids are in it).
-    for (id, _) in crate::subrequests::SECRETS {
-        exec = exec.mount(Mount::secret(&format!("{SECRETS_DIR}/{id}"), id, true));
-    }
-    exec = exec.mount(Mount::ssh(SSH_SOCKET, "default", true));
-    exec.env.push(format!("SSH_AUTH_SOCK={SSH_SOCKET}"));
-    let outputs = exec.build(&format!("nix build {} ({system})", flake.written));
-    NixBuild {
-        closure: outputs.get(OUT_DIR).unwrap_or_default(),
-        meta: outputs.get(META_DIR).unwrap_or_default(),
-    }
+    let mut exec = step.exec(flake, "build.sh", args);
+    let closure = exec.output(OUT_DIR, &State::scratch());
+    let meta = exec.output(META_DIR, &State::scratch());
+    let built = exec.build(&format!("nix build {} ({system})", flake.written));
+    NixBuild { closure: built.state(&closure), meta: built.state(&meta) }
 }
 
 /// The exec that lists the flake's `packages.<system>` with their descriptions into
-/// [`PACKAGES_PATH`] of its output.
+/// [`output::PACKAGES_FILE`] of its output.
 pub fn nix_packages(flake: &FlakeRef, system: &str, step: &NixStep) -> State {
     let attr = format!("{}#packages.{system}", without_fragment(&flake.for_nix));
-    let exec = step.exec(flake, "packages.sh", PACKAGES_SCRIPT, vec![attr]);
-    exec.build(&format!("list packages.{system} of {}", without_fragment(&flake.written)))
-        .get(META_DIR)
-        .unwrap_or_default()
+    let mut exec = step.exec(flake, "packages.sh", vec![attr]);
+    let meta = exec.output(META_DIR, &State::scratch());
+    exec.build(&format!("list packages.{system} of {}", without_fragment(&flake.written))).state(&meta)
 }
 
 /// The builder's own environment, with a PATH and HOME Nix can work with.
@@ -252,10 +233,13 @@ fn builder_env(image_env: &[String]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::llb::definition::decode;
-    use crate::nixfile::Spanned;
+    use crate::nixfile::{Lines, Spanned};
 
     fn with_flake(reference: &str) -> Nixfile {
-        Nixfile { flake: Some(Spanned { value: reference.to_string(), line: 2 }), ..Default::default() }
+        Nixfile {
+            flake: Some(Spanned { value: reference.to_string(), lines: Lines::one(2) }),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -312,8 +296,13 @@ mod tests {
             &source::Local { name: "context".into(), session_id: "s".into(), ..Default::default() },
             "context",
         );
-        let step =
-            NixStep { builder: &builder(), platform: &platform, context: &context, store: &PERSISTENT };
+        let step = NixStep {
+            builder: &builder(),
+            platform: &platform,
+            context: &context,
+            store: &PERSISTENT,
+            location: Some((2, 2)),
+        };
         nix_build(&flake, "x86_64-linux", &step).closure.to_definition()
     }
 
@@ -346,18 +335,20 @@ mod tests {
         assert_eq!(meta.args.iter().filter(|a| a.contains("pwned")).count(), 1);
         assert_eq!(meta.args[..2], ["/bin/sh", "/nixfront/bin/build.sh"]);
         assert!(meta.env.iter().all(|e| !e.contains("pwned")));
-        // The script is a fixed file; nothing the user wrote is in it.
-        let script = decode(&def)
+        // The scripts are fixed files; nothing the user wrote is in them.
+        let scripts: Vec<Vec<u8>> = decode(&def)
             .into_iter()
-            .find_map(|(_, op)| match op.op {
-                Some(pb::op::Op::File(f)) => match &f.actions[0].action {
-                    Some(pb::file_action::Action::Mkfile(m)) => Some(m.data.clone()),
-                    _ => None,
-                },
+            .flat_map(|(_, op)| match op.op {
+                Some(pb::op::Op::File(f)) => f.actions,
+                _ => Vec::new(),
+            })
+            .filter_map(|a| match a.action {
+                Some(pb::file_action::Action::Mkfile(m)) => Some(m.data),
                 _ => None,
             })
-            .expect("the script file");
-        assert_eq!(script, BUILD_SCRIPT.as_bytes());
+            .collect();
+        let fixed: Vec<&[u8]> = SCRIPTS.iter().map(|(_, text)| text.as_bytes()).collect();
+        assert_eq!(scripts, fixed);
     }
 
     #[test]
@@ -374,6 +365,7 @@ mod tests {
                 ("/nixfront/meta", false, 1),
                 ("/nixfront/out", false, 2),
                 ("/nixfront/src", true, -1),
+                ("/nixfront/tmp", false, -1),
                 ("/run/buildkit/ssh_agent.0", false, -1),
                 ("/run/secrets/access-tokens", false, -1),
                 ("/run/secrets/netrc", false, -1),
@@ -394,7 +386,10 @@ mod tests {
         assert_eq!(store.selector, "/nix", "seeded from the builder's /nix");
         let meta = exec.meta.unwrap();
         assert!(meta.env.contains(&"HOME=/root".to_string()));
+        assert!(meta.env.contains(&"TMPDIR=/nixfront/tmp".to_string()), "no need for the image's /tmp");
         assert_eq!(meta.cwd, CONTEXT_DIR);
+        let location = def.source.as_ref().map(|s| s.locations.len());
+        assert_eq!(location, None, "marshalled without the file: no source map");
     }
 
     #[test]
@@ -414,15 +409,7 @@ mod tests {
         );
         let ssh = exec.mounts.iter().find_map(|m| m.ssh_opt.as_ref()).expect("an ssh mount");
         assert!(ssh.optional && ssh.id == "default");
-        assert!(exec.meta.unwrap().env.contains(&format!("SSH_AUTH_SOCK={SSH_SOCKET}")));
-    }
-
-    #[test]
-    fn each_store_path_has_its_own_tree_in_the_output() {
-        let path = "/nix/store/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1";
-        assert_eq!(output_tree(path), "/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1");
-        // build.sh writes the same layout.
-        assert!(BUILD_SCRIPT.contains(r#"tree="$out/${p##*/}/nix/store""#));
+        assert!(exec.meta.unwrap().env.contains(&format!("SSH_AUTH_SOCK={}", secrets::SSH_SOCKET)));
     }
 
     #[test]
@@ -430,8 +417,13 @@ mod tests {
         let flake = flake_ref(&with_flake(".#hello"), None).unwrap();
         let platform = crate::llb::platform("linux", "amd64", "");
         let (builder, store) = (builder(), StoreSettings::default());
-        let step =
-            NixStep { builder: &builder, platform: &platform, context: &State::scratch(), store: &store };
+        let step = NixStep {
+            builder: &builder,
+            platform: &platform,
+            context: &State::scratch(),
+            store: &store,
+            location: None,
+        };
         let def = nix_build(&flake, "x86_64-linux", &step).closure.to_definition();
         assert!(the_exec(&def).mounts.iter().all(|m| m.mount_type != pb::MountType::Cache as i32));
     }

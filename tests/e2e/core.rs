@@ -2,7 +2,7 @@
 //! closure and runs; every instruction reaches the config; bad input fails clearly and
 //! leaves no image.
 
-use crate::harness::{Fixture, assert_contains, engines, shared_engines, tag};
+use crate::harness::{Fixture, assert_contains, engines, image, shared_engines, tag};
 
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
@@ -18,7 +18,7 @@ fn the_image_runs_and_holds_exactly_the_closure() {
         let run = engine.run_image(&t, &["a", "b"]);
         assert!(run.ok, "{engine:?} run failed: {}", run.all());
         assert_eq!(run.stdout, "hello from the greeting dependency\nargs:a b\n", "{engine:?}");
-        assert_eq!(engine.store_entries(&t), expected, "{engine:?}: /nix/store must be the closure");
+        assert_eq!(image::store_entries(engine, &t), expected, "{engine:?}: /nix/store must be the closure");
         // The closure carries busybox (the fixture's builder): use it to look at /tmp.
         let tools = expected.iter().find(|p| p.ends_with("-tools")).unwrap();
         let busybox = format!("/nix/store/{tools}/busybox");
@@ -104,19 +104,9 @@ fn a_flake_nix_can_be_the_dockerfile() {
     fx.remove("Dockerfile");
     for engine in engines() {
         let t = tag("flakefile", engine);
-        let build = engine.build(&fx, &t, &["-f", &format!("{}/flake.nix", fx_path(&fx, engine))]);
+        let build = engine.build(&fx, &t, &["-f", &fx.file_for(engine, "flake.nix")]);
         assert!(build.ok, "{engine:?}: {}", build.all());
         assert_eq!(engine.run_image(&t, &[]).stdout, "hello from the greeting dependency\nargs:\n");
-    }
-}
-
-fn fx_path(fx: &Fixture, engine: crate::harness::Engine) -> String {
-    match engine {
-        crate::harness::Engine::D20 => fx.host_path().display().to_string(),
-        crate::harness::Engine::D26 => {
-            let host = fx.host_path().display().to_string();
-            host[host.find("/tmp/nixfront-e2e").unwrap()..].to_string()
-        }
     }
 }
 
@@ -136,7 +126,7 @@ fn bad_input_fails_clearly_and_leaves_no_image() {
             name: "unknown-instruction",
             dockerfile: "# syntax=org/nixfront\nFLAKE .#hello\nEXPOS 80\n",
             no_flake: false,
-            expect: &["Dockerfile:3: EXPOS: unknown instruction; did you mean EXPOSE?"],
+            expect: &["Dockerfile:3: EXPOS: unknown instruction `EXPOS`; did you mean EXPOSE?"],
         },
         Case {
             name: "missing-flake",

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::harness::{Engine, Fixture, assert_contains, engines, exclusive_engines, shared_engines, tag};
+use crate::harness::{
+    Engine, Fixture, assert_contains, engines, exclusive_engines, image, shared_engines, tag,
+};
 
 const FILE_EDITED: &str = "# syntax=org/nixfront\nFLAKE .#edited\n";
 
@@ -31,16 +33,24 @@ fn an_app_edit_rebuilds_only_the_app_and_changes_one_small_layer() {
         assert_eq!(before.len(), after.len());
         let new: Vec<usize> = (0..after.len()).filter(|&i| !before.contains(&after[i])).collect();
         assert_eq!(new.len(), 1, "{engine:?}: one new layer, got {new:?}");
-        let layers = engine.saved_layers(&t);
+        let layers = image::saved_layers(engine, &t);
         let (size, paths) = &layers[new[0]];
         assert!(paths.len() == 1 && paths[0].ends_with("-edited-1.0"), "{engine:?}: {paths:?}");
         assert!(*size < 16 * 1024, "{engine:?}: the changed layer is {size} bytes");
     }
 }
 
+/// When a build's nix step ran, from its log (`the build step ran from A to B`, in ns).
+fn step_interval(log: &str) -> (u128, u128) {
+    let line = log.lines().find_map(|l| l.split_once("the build step ran from ").map(|(_, rest)| rest));
+    let (from, to) = line.and_then(|rest| rest.split_once(" to ")).expect("the step's interval in its log");
+    let number = |s: &str| s.trim().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+    (number(from), number(to))
+}
+
 /// Every store path lies wholly in one layer, and there are no more layers than allowed.
 fn assert_whole_paths(engine: Engine, t: &str, expected: &[String], limit: usize) {
-    let layers = engine.saved_layers(t);
+    let layers = image::saved_layers(engine, t);
     assert!(layers.len() <= limit, "{engine:?}: {} layers for NIX_LAYERS={limit}", layers.len());
     for path in expected {
         let holders: Vec<usize> = (0..layers.len()).filter(|&i| layers[i].1.contains(path)).collect();
@@ -108,6 +118,9 @@ fn concurrent_builds_share_the_store_safely() {
         assert!(ra.ok && rb.ok, "{engine:?}:\n{}\n{}", ra.all(), rb.all());
         assert_contains(&ra.all(), &["building slowdep"]);
         assert_contains(&rb.all(), &["building slowdep"]);
+        // The store is locked: one nix step ran entirely before the other.
+        let (a, b) = (step_interval(&ra.all()), step_interval(&rb.all()));
+        assert!(a.1 <= b.0 || b.1 <= a.0, "{engine:?}: the nix steps overlapped: {a:?} and {b:?}");
 
         let check = Fixture::new("conc-verify", "# syntax=org/nixfront\nFLAKE .#hello\n");
         let tc = tag("conc-verify", engine);

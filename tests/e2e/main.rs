@@ -6,4 +6,5 @@
 mod conventions;
 mod core;
 mod harness;
+mod input;
 mod layers;

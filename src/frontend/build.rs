@@ -1,0 +1,256 @@
+//! One platform's image, built the same way for every platform: the file read with that
+//! platform's build args, the flake reference, the `nix build` step, its closure, the layers,
+//! the config and the SBOM. What all platforms share (the builder image, the context, the
+//! store settings) is resolved once in [`Shared`].
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, anyhow};
+use bollard_buildkit_proto::pb;
+use tracing::info;
+
+use super::at_lines;
+use super::result::PlatformImage;
+use crate::closure::{self, Closure};
+use crate::context::{self, UserFile};
+use crate::gateway::{BuildKitError, Gateway, InTotoFile, RefId, caps};
+use crate::image::{self, BinEntry, ConfigInputs};
+use crate::layers::{self, Extras, Layout};
+use crate::limits::MAX_MANIFEST_BYTES;
+use crate::llb::State;
+use crate::llb::definition::{Marshal, SourceFile};
+use crate::nixfile::{self, Lines, Nixfile};
+use crate::options::Options;
+use crate::plan::output::{self, EXIT_NO_NIX, MANIFEST_FILE, PACKAGES_FILE};
+use crate::plan::{self, BuilderImage, FlakeRef, NixStep, StoreSettings};
+use crate::sbom;
+
+/// The build args one platform's build sees: the client's and the platform's own
+/// (`TARGETARCH`, `BUILDPLATFORM`, ...), as a Dockerfile stage sees them.
+pub fn args_for(options: &Options, build: &pb::Platform, target: &pb::Platform) -> BTreeMap<String, String> {
+    let mut args = options.build_args.clone();
+    args.extend(crate::platform::automatic_args(build, target));
+    args
+}
+
+/// What one platform builds: the file as that platform reads it and the flake reference.
+pub struct PlatformPlan {
+    pub target: pb::Platform,
+    pub system: String,
+    pub nixfile: Nixfile,
+    pub flake: FlakeRef,
+    /// The lines that name the flake (FLAKE, else the first line, the syntax line): where a
+    /// failing build points.
+    pub flake_lines: Lines,
+}
+
+impl PlatformPlan {
+    pub fn new(
+        options: &Options,
+        file: &SourceFile,
+        build: &pb::Platform,
+        target: &pb::Platform,
+    ) -> Result<Self> {
+        let nixfile =
+            nixfile::parse(&options.filename, &file.data, &args_for(options, build, target)).result?;
+        let flake_lines = nixfile.flake.as_ref().map_or(Lines::one(1), |f| f.lines);
+        let flake = at_lines(plan::flake_ref(&nixfile, options.target.as_deref()), flake_lines)?;
+        let system = crate::platform::nix_system(target)?;
+        Ok(PlatformPlan { target: target.clone(), system, nixfile, flake, flake_lines })
+    }
+}
+
+/// What every platform's build shares, resolved once.
+pub struct Shared<'a> {
+    options: &'a Options,
+    file: &'a UserFile,
+    build_platform: pb::Platform,
+    builder: BuilderImage,
+    context: State,
+    store: StoreSettings,
+    merge: bool,
+    attestations: bool,
+}
+
+impl<'a> Shared<'a> {
+    /// Resolves the builder image's config for the build platform and the context (only
+    /// transferred when a plan's flake uses it).
+    pub async fn resolve(
+        gw: &mut Gateway,
+        options: &'a Options,
+        file: &'a UserFile,
+        build_platform: &pb::Platform,
+        plans: &[PlatformPlan],
+    ) -> Result<Shared<'a>> {
+        let image = &options.nix.image;
+        let (digest, config) = gw.resolve_image_config(image, Some(build_platform.clone())).await?;
+        let builder = BuilderImage::from_config(image, &digest, &config)?;
+        let uses_context = plans.iter().any(|p| p.flake.uses_context);
+        let context = context::build_context(gw, options, file, uses_context).await?;
+        let store = StoreSettings {
+            persistent: options.nix.persistent_store,
+            verify: options.nix.verify_store,
+            nix_config: options.nix.nix_config.clone(),
+        };
+        Ok(Shared {
+            options,
+            file,
+            build_platform: build_platform.clone(),
+            builder,
+            context,
+            store,
+            merge: gw.caps.supports(caps::MERGE_OP),
+            attestations: gw.caps.supports(caps::ATTESTATIONS),
+        })
+    }
+
+    fn step(&self, plan: &PlatformPlan) -> NixStep<'_> {
+        NixStep {
+            builder: &self.builder,
+            platform: &self.build_platform,
+            context: &self.context,
+            store: &self.store,
+            location: Some((plan.flake_lines.start, plan.flake_lines.end)),
+        }
+    }
+
+    /// Solves `state`, marshalled with `--no-cache` and the user's file for locations.
+    async fn solve(&self, gw: &mut Gateway, state: &State) -> Result<RefId> {
+        let marshal = Marshal { ignore_cache: self.options.no_cache, source: Some(&self.file.source) };
+        gw.solve(state.marshal(marshal)).await
+    }
+
+    /// The flake's `packages.<system>` and their descriptions, for the targets subrequest.
+    pub async fn packages(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<BTreeMap<String, String>> {
+        let listing = plan::nix_packages(&plan.flake, &plan.system, &self.step(plan));
+        let what = || format!("listing packages.{} of {}", plan.system, plan.flake.written);
+        let solved =
+            self.solve(gw, &listing).await.map_err(|e| self.step_failure(e, plan)).with_context(what);
+        let listing = at_lines(solved, plan.flake_lines)?;
+        let bytes = gw
+            .read_file(&listing, &output::meta_path(PACKAGES_FILE), MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES")
+            .await?;
+        serde_json::from_slice(&bytes).with_context(what)
+    }
+
+    /// Builds the flake's package for the plan's platform and lays it out as an image.
+    pub async fn image(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<PlatformImage> {
+        let options = self.options;
+        let nix = plan::nix_build(&plan.flake, &plan.system, &self.step(plan));
+        // Solves are lazy: the build may run, and fail, in any of these calls.
+        let solved = self.solve_build(gw, &nix).await.map_err(|e| {
+            self.step_failure(e, plan).context(format!(
+                "`nix build {}` failed (for {}); its log is above",
+                plan.flake.written, plan.system
+            ))
+        });
+        let (closure, built) = at_lines(solved, plan.flake_lines)?;
+        info!(
+            paths = closure.paths.len(),
+            bytes = closure.total_size(),
+            "closure of {}",
+            closure.main_result()
+        );
+
+        let bin = bin_entries(gw, &built, &closure).await?;
+        let created = image::creation_time(options.source_date_epoch, &closure, plan.flake.uses_context);
+        let attest = options.sbom_attestation && self.attestations;
+        let sbom = (attest || options.nix.sbom_file)
+            .then(|| {
+                serde_json::to_vec(&sbom::document(&closure, &plan.flake.written, &image::rfc3339(created)))
+            })
+            .transpose()?;
+        let location = Some((plan.flake_lines.start, plan.flake_lines.end));
+        let layout = Layout { max_layers: options.nix.max_layers, merge: self.merge, location };
+        let extras = Extras {
+            workdir: plan.nixfile.workdir.as_deref(),
+            sbom: sbom.as_deref().filter(|_| options.nix.sbom_file),
+        };
+        let rootfs = layers::root_filesystem(&closure, &built_state(&nix), &extras, layout);
+        let config = image::image_config(&ConfigInputs {
+            filename: &options.filename,
+            nixfile: &plan.nixfile,
+            closure: &closure,
+            bin: &bin,
+            platform: &plan.target,
+            flake: &plan.flake.written,
+            flake_lines: plan.flake_lines,
+            extra_labels: &options.labels,
+            created,
+            layers: &rootfs.layers,
+        })?;
+        let rootfs =
+            at_lines(self.solve(gw, &rootfs.state).await.context("assembling the image"), plan.flake_lines)?;
+        let sbom = match sbom.filter(|_| attest) {
+            Some(document) => {
+                let file = sbom::attestation_file(&document, closure.paths.len());
+                let result = self.solve(gw, &file).await.context("writing the SBOM")?;
+                Some(InTotoFile {
+                    result,
+                    path: format!("/{}", sbom::FILE_NAME),
+                    predicate_type: sbom::SPDX_PREDICATE.to_string(),
+                    reason: "sbom".to_string(),
+                })
+            }
+            None => None,
+        };
+        Ok(PlatformImage { platform: plan.target.clone(), rootfs, config, created, sbom })
+    }
+
+    /// Runs the build exec and reads its manifest; the closure and the built output.
+    async fn solve_build(&self, gw: &mut Gateway, nix: &plan::NixBuild) -> Result<(Closure, RefId)> {
+        let meta = self.solve(gw, &nix.meta).await?;
+        let manifest = gw
+            .read_file(&meta, &output::meta_path(MANIFEST_FILE), MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES")
+            .await?;
+        let closure = closure::parse_manifest(&manifest)?;
+        let built = self.solve(gw, &nix.closure).await?;
+        Ok((closure, built))
+    }
+
+    /// A failed step's error, with what the builder image lacks when that is the cause.
+    fn step_failure(&self, e: anyhow::Error, plan: &PlatformPlan) -> anyhow::Error {
+        let Some(buildkit) = e.downcast_ref::<BuildKitError>() else { return e };
+        let image = &self.options.nix.image;
+        let lacks = if buildkit.exit_code() == Some(EXIT_NO_NIX) {
+            Some("no `nix` on its PATH")
+        } else if buildkit.message.contains("/bin/sh")
+            && (buildkit.message.contains("no such file") || buildkit.message.contains("not found"))
+        {
+            Some("no /bin/sh, which runs nixfront's build step")
+        } else {
+            None
+        };
+        match lacks {
+            Some(what) => e.context(anyhow!(
+                "the builder image {image} has {what}; set NIX_IMAGE to an image with Nix and a shell \
+                 (default {}), e.g. --build-arg NIX_IMAGE=nixos/nix (building {} for {})",
+                crate::options::args::DEFAULT_NIX_IMAGE,
+                plan.flake.written,
+                plan.system
+            )),
+            None => e,
+        }
+    }
+}
+
+fn built_state(nix: &plan::NixBuild) -> State {
+    nix.closure.clone()
+}
+
+/// The main result's `bin/`, empty when it has none.
+async fn bin_entries(gw: &mut Gateway, built: &RefId, closure: &Closure) -> Result<Vec<BinEntry>> {
+    let main = closure.main_result();
+    let dir = format!("{}{main}/bin", output::output_tree(main));
+    let entries = match gw.read_dir(built, &dir).await {
+        Ok(entries) => entries,
+        Err(_) => return Ok(Vec::new()),
+    };
+    Ok(entries
+        .into_iter()
+        .map(|e| BinEntry {
+            executable: e.is_symlink || (!e.is_dir && e.permissions & 0o111 != 0),
+            name: e.name,
+        })
+        .collect())
+}

@@ -1,0 +1,127 @@
+//! The one table of instructions: every keyword nixfront reads, what kind of value it sets,
+//! whether `$NAME` expands in it, and the Dockerfile instructions it refuses with a reason.
+//! Parsing, did-you-mean hints, lints and the README all read this table.
+
+/// What an instruction is, for the parser's dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instr {
+    Arg,
+    Flake,
+    Entrypoint,
+    Cmd,
+    Env,
+    Label,
+    Expose,
+    User,
+    Workdir,
+    StopSignal,
+    Volume,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyword {
+    pub name: &'static str,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An instruction of nixfront's files.
+    Nixfront {
+        instr: Instr,
+        /// `$NAME` expands in its arguments (as in Dockerfiles: not in exec forms).
+        expands: bool,
+        /// It sets one value: given twice, only the last counts (a lint warning).
+        single: bool,
+        /// A correct use, for "missing argument" errors.
+        example: &'static str,
+    },
+    /// A Dockerfile instruction that makes no sense here, and why.
+    DockerfileOnly(&'static str),
+}
+
+const fn ours(
+    name: &'static str,
+    instr: Instr,
+    expands: bool,
+    single: bool,
+    example: &'static str,
+) -> Keyword {
+    Keyword { name, role: Role::Nixfront { instr, expands, single, example } }
+}
+
+const fn refused(name: &'static str, why: &'static str) -> Keyword {
+    Keyword { name, role: Role::DockerfileOnly(why) }
+}
+
+/// Every keyword, nixfront's first in the order the README lists them.
+pub const KEYWORDS: &[Keyword] = &[
+    ours("ARG", Instr::Arg, true, false, "ARG VERSION=1.0"),
+    ours("FLAKE", Instr::Flake, true, true, "FLAKE .#hello"),
+    ours("ENTRYPOINT", Instr::Entrypoint, false, true, "ENTRYPOINT [\"hello\", \"--flag\"]"),
+    ours("CMD", Instr::Cmd, false, true, "CMD [\"--port\", \"8080\"]"),
+    ours("ENV", Instr::Env, true, false, "ENV NAME=value"),
+    ours("LABEL", Instr::Label, true, false, "LABEL key=value"),
+    ours("EXPOSE", Instr::Expose, true, false, "EXPOSE 8080/tcp"),
+    ours("USER", Instr::User, true, true, "USER 1000:1000"),
+    ours("WORKDIR", Instr::Workdir, true, false, "WORKDIR /data"),
+    ours("STOPSIGNAL", Instr::StopSignal, true, true, "STOPSIGNAL SIGTERM"),
+    ours("VOLUME", Instr::Volume, true, false, "VOLUME /data"),
+    refused("FROM", "the image is always built from scratch; name the package with FLAKE"),
+    refused("RUN", "the build happens in the flake; put build steps in a derivation"),
+    refused("COPY", "the image holds exactly the flake's runtime closure; add files in a derivation"),
+    refused("ADD", "the image holds exactly the flake's runtime closure; add files in a derivation"),
+    refused("SHELL", "the image has no shell; use exec-form ENTRYPOINT and CMD"),
+    refused("ONBUILD", "images built by nixfront are not used as bases for Dockerfiles"),
+    refused("HEALTHCHECK", "it is not supported yet"),
+    refused("MAINTAINER", "use LABEL org.opencontainers.image.authors=\"...\" instead"),
+];
+
+/// The row for an upper-cased keyword.
+pub fn find(keyword: &str) -> Option<&'static Keyword> {
+    KEYWORDS.iter().find(|k| k.name == keyword)
+}
+
+/// nixfront's own keywords.
+pub fn nixfront() -> impl Iterator<Item = &'static str> {
+    KEYWORDS.iter().filter(|k| matches!(k.role, Role::Nixfront { .. })).map(|k| k.name)
+}
+
+/// The known keyword closest to a misspelt one, if one is close enough to be meant.
+pub fn nearest(word: &str) -> Option<&'static str> {
+    nixfront()
+        .map(|k| (strsim::damerau_levenshtein(word, k), k))
+        .filter(|(distance, k)| *distance <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_keyword_only_when_close() {
+        assert_eq!(nearest("EXPOS"), Some("EXPOSE"));
+        assert_eq!(nearest("LABLE"), Some("LABEL"));
+        assert_eq!(nearest("XYZZYQ"), None);
+        assert_eq!(nearest("FRMO"), None, "refused Dockerfile keywords are never suggested");
+    }
+
+    #[test]
+    fn every_keyword_is_listed_once_and_upper_case() {
+        for (i, k) in KEYWORDS.iter().enumerate() {
+            assert_eq!(k.name, k.name.to_ascii_uppercase());
+            assert!(KEYWORDS[i + 1..].iter().all(|o| o.name != k.name), "{} twice", k.name);
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_instruction() {
+        let readme = include_str!("../../README.md");
+        for name in nixfront() {
+            assert!(readme.contains(&format!("`{name}")), "README.md does not mention {name}");
+        }
+    }
+}

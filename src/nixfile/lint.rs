@@ -1,0 +1,118 @@
+//! Lint rules: data, with a section each in docs/lint.md. A warning marks something legal
+//! but likely wrong, with the line it is on; warnings never stop a build.
+
+use super::Lines;
+use super::syntax::Node;
+
+/// A lint rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+pub const REPEATED_INSTRUCTION: Rule = Rule {
+    name: "RepeatedInstruction",
+    description: "An instruction that sets one value is given more than once; only the last counts",
+};
+pub const LEGACY_KEY_VALUE: Rule =
+    Rule { name: "LegacyKeyValueFormat", description: "`ENV key value` is ambiguous; write `ENV key=value`" };
+pub const INCONSISTENT_CASING: Rule = Rule {
+    name: "ConsistentInstructionCasing",
+    description: "Instructions should be all upper case or all lower case",
+};
+pub const UNDEFINED_VAR: Rule = Rule {
+    name: "UndefinedVar",
+    description: "A variable is used that no ARG or ENV defines before it; it expands to nothing",
+};
+pub const UNPINNED_FLAKE: Rule = Rule {
+    name: "UnpinnedFlakeReference",
+    description: "A remote flake reference names no revision, so the image can change without the file changing",
+};
+
+/// Every lint rule, for documentation and the lint subrequest.
+pub const RULES: &[Rule] =
+    &[REPEATED_INSTRUCTION, LEGACY_KEY_VALUE, INCONSISTENT_CASING, UNDEFINED_VAR, UNPINNED_FLAKE];
+
+/// A finding: the rule, where, and what exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub rule: Rule,
+    pub lines: Lines,
+    pub detail: String,
+}
+
+impl Warning {
+    pub fn new(rule: Rule, lines: Lines, detail: impl Into<String>) -> Self {
+        Warning { rule, lines, detail: detail.into() }
+    }
+
+    /// The rule's section in docs/lint.md.
+    pub fn url(&self) -> String {
+        format!("docs/lint.md#{}", self.rule.name.to_ascii_lowercase())
+    }
+}
+
+/// A remote reference (`github:`, `git+https:`, ...) without `rev=` or a commit in its path.
+pub fn is_unpinned(reference: &str) -> bool {
+    let base = reference.split('#').next().unwrap_or(reference);
+    let remote = ["github:", "gitlab:", "sourcehut:", "git+", "http:", "https:", "tarball+", "flake:"];
+    if !remote.iter().any(|p| base.starts_with(p)) {
+        return false;
+    }
+    let has_rev = base.contains("rev=");
+    // github:owner/repo/<40-hex commit>
+    let commit_in_path = base.rsplit('/').next().is_some_and(|last| {
+        let last = last.split('?').next().unwrap_or(last);
+        last.len() == 40 && last.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    !has_rev && !commit_in_path
+}
+
+/// One warning when keywords mix upper and lower case, at the first that differs from the
+/// majority.
+pub fn casing(nodes: &[Node]) -> Option<Warning> {
+    let cases: Vec<(bool, Lines)> =
+        nodes.iter().filter_map(|n| original_case_is_upper(n).map(|upper| (upper, n.lines))).collect();
+    let uppers = cases.iter().filter(|(u, _)| *u).count();
+    let majority_upper = uppers * 2 >= cases.len();
+    let (_, lines) = cases.iter().find(|(u, _)| *u != majority_upper)?;
+    let want = if majority_upper { "upper" } else { "lower" };
+    Some(Warning::new(
+        INCONSISTENT_CASING,
+        *lines,
+        format!("most instructions are {want} case; write this one the same way"),
+    ))
+}
+
+fn original_case_is_upper(node: &Node) -> Option<bool> {
+    let word = node.original_keyword.as_str();
+    if word.chars().all(|c| !c.is_ascii_lowercase()) {
+        Some(true)
+    } else if word.chars().all(|c| !c.is_ascii_uppercase()) {
+        Some(false)
+    } else {
+        None // mixed within one word: counts as neither
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_lint_rule_has_a_doc_section() {
+        let doc = include_str!("../../docs/lint.md");
+        for rule in RULES {
+            assert!(doc.contains(&format!("## {}\n", rule.name)), "docs/lint.md lacks ## {}", rule.name);
+        }
+    }
+
+    #[test]
+    fn pinned_references_are_recognised() {
+        assert!(is_unpinned("github:o/r#x"));
+        assert!(!is_unpinned("github:o/r/0123456789abcdef0123456789abcdef01234567#x"));
+        assert!(!is_unpinned("github:o/r?rev=abc#x"));
+        assert!(!is_unpinned(".#x"));
+    }
+}

@@ -1,0 +1,257 @@
+//! nixfront's own build args: one table (name, default, parser, one-line doc) that the
+//! option parser, the outline subrequest, the did-you-mean hint and a README check all read.
+//! A default is parsed by the same function as a given value, so the two never disagree.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, anyhow, bail};
+
+/// The builder image used when `NIX_IMAGE` is not given: a released nixos/nix tag.
+pub const DEFAULT_NIX_IMAGE: &str = "docker.io/nixos/nix:2.24.10";
+
+/// `NIX_LAYERS` bounds: overlayfs and Docker stop near 125-128 layers.
+pub const LAYERS_RANGE: std::ops::RangeInclusive<usize> = 2..=125;
+
+/// The typed values of nixfront's build args.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NixArgs {
+    /// The builder image, normalised (`NIX_IMAGE`).
+    pub image: String,
+    /// The most layers the image may have (`NIX_LAYERS`).
+    pub max_layers: usize,
+    /// Keep /nix in a BuildKit cache mount between builds (`NIX_PERSISTENT_STORE`).
+    pub persistent_store: bool,
+    /// Check every store path's contents before building (`NIX_VERIFY_STORE`).
+    pub verify_store: bool,
+    /// Extra nix.conf lines for Nix (`NIX_CONFIG`), `name = value` lines.
+    pub nix_config: Option<String>,
+    /// Write the SBOM into the image too (`NIX_SBOM_FILE`).
+    pub sbom_file: bool,
+}
+
+/// One of nixfront's build args.
+pub struct ArgSpec {
+    pub name: &'static str,
+    pub default: &'static str,
+    /// What the outline and the README say of it.
+    pub doc: &'static str,
+    /// Sets the typed value from a given (or the default) string; the error says what is
+    /// expected, without the name (the caller adds it).
+    parse: fn(&mut NixArgs, &str) -> Result<(), String>,
+}
+
+/// Every build arg nixfront owns, in the order the README lists them.
+pub const NIX_ARGS: &[ArgSpec] = &[
+    ArgSpec {
+        name: "NIX_IMAGE",
+        default: DEFAULT_NIX_IMAGE,
+        doc: "Builder image with nix on its PATH",
+        parse: |a, v| {
+            a.image = normalize_image_ref(v)?;
+            Ok(())
+        },
+    },
+    ArgSpec {
+        name: "NIX_LAYERS",
+        default: "100",
+        doc: "Most layers in the image, the top layer included (2-125)",
+        parse: |a, v| {
+            a.max_layers = v.parse().ok().filter(|n| LAYERS_RANGE.contains(n)).ok_or_else(|| {
+                format!("expected a whole number from {} to {}", LAYERS_RANGE.start(), LAYERS_RANGE.end())
+            })?;
+            Ok(())
+        },
+    },
+    ArgSpec {
+        name: "NIX_PERSISTENT_STORE",
+        default: "true",
+        doc: "Keep /nix in a cache mount between builds",
+        parse: |a, v| bool_value(v).map(|b| a.persistent_store = b),
+    },
+    ArgSpec {
+        name: "NIX_VERIFY_STORE",
+        default: "false",
+        doc: "Verify the persistent store before building",
+        parse: |a, v| bool_value(v).map(|b| a.verify_store = b),
+    },
+    ArgSpec {
+        name: "NIX_CONFIG",
+        default: "",
+        doc: "Extra nix.conf lines for the build (never in the image)",
+        parse: |a, v| {
+            a.nix_config = if v.trim().is_empty() { None } else { Some(check_nix_config(v)?.to_string()) };
+            Ok(())
+        },
+    },
+    ArgSpec {
+        name: "NIX_SBOM_FILE",
+        default: "false",
+        doc: "Also write the SBOM into the image at /sbom.spdx.json",
+        parse: |a, v| bool_value(v).map(|b| a.sbom_file = b),
+    },
+];
+
+const PREFIX: &str = "NIX_";
+
+impl NixArgs {
+    /// The values of `build_args` for nixfront's args, defaults for the rest; an error names
+    /// the arg and what it expects.
+    pub fn from_build_args(build_args: &BTreeMap<String, String>) -> Result<Self> {
+        let mut args = NixArgs::default();
+        for spec in NIX_ARGS {
+            let given = build_args.get(spec.name).filter(|v| !v.is_empty());
+            let value = given.map_or(spec.default, String::as_str);
+            (spec.parse)(&mut args, value).map_err(|e| anyhow!("build arg {}={value:?}: {e}", spec.name))?;
+        }
+        Ok(args)
+    }
+}
+
+/// The value in effect for arg `name`: the given one, else the default.
+pub fn effective<'a>(build_args: &'a BTreeMap<String, String>, spec: &'a ArgSpec) -> &'a str {
+    build_args.get(spec.name).filter(|v| !v.is_empty()).map_or(spec.default, String::as_str)
+}
+
+/// Refuses a `NIX_*` build arg that is neither nixfront's nor declared by the file.
+pub fn check_owned(build_args: &BTreeMap<String, String>, declared: &[&str]) -> Result<()> {
+    for name in build_args.keys() {
+        let ours = NIX_ARGS.iter().any(|s| s.name == name);
+        if name.starts_with(PREFIX) && !ours && !declared.contains(&name.as_str()) {
+            let hint = NIX_ARGS
+                .iter()
+                .map(|s| (strsim::damerau_levenshtein(name, s.name), s.name))
+                .filter(|(d, _)| *d <= 3)
+                .min()
+                .map(|(_, k)| format!("did you mean {k}? "))
+                .unwrap_or_default();
+            let known: Vec<&str> = NIX_ARGS.iter().map(|s| s.name).collect();
+            bail!(
+                "unknown build arg {name}: {hint}nixfront's own are {}; declare `ARG {name}` to use it in the file",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bool_value(v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err("expected true or false".to_string()),
+    }
+}
+
+/// `NIX_CONFIG` is nix.conf text: every line a `name = value` setting or a comment.
+fn check_nix_config(config: &str) -> Result<&str, String> {
+    for (i, line) in config.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let valid = line.split_once('=').is_some_and(|(name, _)| {
+            let name = name.trim();
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+        if !valid {
+            return Err(format!("line {}: `{line}` is not a `name = value` setting", i + 1));
+        }
+    }
+    Ok(config)
+}
+
+/// `nixos/nix:2.24` to `docker.io/nixos/nix:2.24`, `alpine` to `docker.io/library/alpine:latest`,
+/// as Docker normalises image names.
+pub fn normalize_image_ref(reference: &str) -> Result<String, String> {
+    if reference.is_empty() || reference.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("not an image reference".to_string());
+    }
+    if reference.chars().any(|c| c.is_ascii_uppercase()) && !reference.contains('@') {
+        let (name, _) = reference.rsplit_once(':').unwrap_or((reference, ""));
+        if name.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err("image names must be lower case".to_string());
+        }
+    }
+    let (first, rest) = reference.split_once('/').unwrap_or(("", reference));
+    let has_registry =
+        !first.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost");
+    let mut full = if has_registry {
+        reference.to_string()
+    } else if first.is_empty() {
+        format!("docker.io/library/{rest}")
+    } else {
+        format!("docker.io/{reference}")
+    };
+    let last = full.rsplit('/').next().unwrap_or_default();
+    if !last.contains(':') && !last.contains('@') {
+        full.push_str(":latest");
+    }
+    Ok(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_come_from_the_table() {
+        let a = NixArgs::from_build_args(&BTreeMap::new()).unwrap();
+        assert_eq!(a.image, DEFAULT_NIX_IMAGE);
+        assert_eq!(
+            (a.max_layers, a.persistent_store, a.verify_store, a.sbom_file),
+            (100, true, false, false)
+        );
+        assert_eq!(a.nix_config, None);
+    }
+
+    #[test]
+    fn bad_values_name_their_arg() {
+        let e = |k: &str, v: &str| NixArgs::from_build_args(&args(&[(k, v)])).unwrap_err().to_string();
+        assert!(e("NIX_IMAGE", "has space").contains("NIX_IMAGE"));
+        for bad in ["1", "200", "many"] {
+            let msg = e("NIX_LAYERS", bad);
+            assert!(msg.contains("NIX_LAYERS") && msg.contains("2 to 125"), "{msg}");
+        }
+        let msg = e("NIX_CONFIG", "extra-substituters");
+        assert!(
+            msg.contains("NIX_CONFIG") && msg.contains("line 1") && msg.contains("name = value"),
+            "{msg}"
+        );
+        assert!(e("NIX_PERSISTENT_STORE", "yes").contains("NIX_PERSISTENT_STORE"));
+    }
+
+    #[test]
+    fn unknown_nixfront_args_are_errors_unless_declared() {
+        let given = args(&[("NIX_LAYER", "3"), ("OTHER", "1")]);
+        let e = check_owned(&given, &[]).unwrap_err().to_string();
+        assert!(e.contains("unknown build arg NIX_LAYER: did you mean NIX_LAYERS?"), "{e}");
+        assert!(e.contains("NIX_SBOM_FILE"), "every arg is listed: {e}");
+        assert!(check_owned(&given, &["NIX_LAYER"]).is_ok(), "declared by the file");
+    }
+
+    #[test]
+    fn image_references_normalise_like_docker() {
+        let n = |s: &str| normalize_image_ref(s).unwrap();
+        assert_eq!(n("alpine"), "docker.io/library/alpine:latest");
+        assert_eq!(n("nixos/nix:2.24.10"), "docker.io/nixos/nix:2.24.10");
+        assert_eq!(n("localhost:5000/nix"), "localhost:5000/nix:latest");
+        assert_eq!(n("ghcr.io/a/b@sha256:abc"), "ghcr.io/a/b@sha256:abc");
+        assert!(normalize_image_ref("Bad/Name").is_err());
+    }
+
+    #[test]
+    fn the_readme_documents_every_arg() {
+        let readme = include_str!("../../README.md");
+        for spec in NIX_ARGS {
+            assert!(
+                readme.contains(&format!("`--build-arg {}=", spec.name)),
+                "README.md lacks {}",
+                spec.name
+            );
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The client's secrets and SSH agent that Nix may use: which ids, where they appear in a
+//! step, and the mounts that put them there. Only Nix's own steps mount them, optionally;
+//! BuildKit keeps their values out of the cache key, the layers and the definition.
+
+use crate::llb::exec::{Exec, Mount};
+
+/// Where the client's secrets appear, by id.
+pub const SECRETS_DIR: &str = "/run/secrets";
+/// Where the client's default SSH agent appears (`--ssh default`).
+pub const SSH_SOCKET: &str = "/run/buildkit/ssh_agent.0";
+/// The SSH agent id nixfront forwards.
+pub const SSH_ID: &str = "default";
+
+/// A secret Nix can use.
+pub struct Secret {
+    pub id: &'static str,
+    pub doc: &'static str,
+}
+
+/// Every secret nixfront passes to Nix, all optional.
+pub const SECRETS: &[Secret] = &[
+    Secret { id: "netrc", doc: "netrc file for private binary caches and fetches" },
+    Secret { id: "access-tokens", doc: "Nix access-tokens (host=token ...) for private flake inputs" },
+];
+
+/// `exec` with every secret and the SSH agent mounted, each optional.
+pub fn mount_all(mut exec: Exec) -> Exec {
+    for secret in SECRETS {
+        exec = exec.mount(Mount::secret(&format!("{SECRETS_DIR}/{}", secret.id), secret.id, true));
+    }
+    exec = exec.mount(Mount::ssh(SSH_SOCKET, SSH_ID, true));
+    exec.env.push(format!("SSH_AUTH_SOCK={SSH_SOCKET}"));
+    exec
+}

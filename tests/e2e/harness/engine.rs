@@ -1,0 +1,177 @@
+//! The engines and the docker commands tests run on them. Every command goes through
+//! scripts/docker.sh, which owns each engine's command line.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde_json::Value;
+
+use super::Fixture;
+
+/// The Nix builder image every test build uses (scripts/lib.sh makes it).
+pub const NIX_IMAGE: &str = "localnix/nix:2.8";
+
+/// Tests that prune an engine's build cache take this for writing; all others for reading,
+/// so a prune never runs under another test's build.
+static ENGINE_USE: RwLock<()> = RwLock::new(());
+
+pub fn shared_engines() -> RwLockReadGuard<'static, ()> {
+    ENGINE_USE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn exclusive_engines() -> RwLockWriteGuard<'static, ()> {
+    ENGINE_USE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The engines to test on: `NIXFRONT_E2E_ENGINES` (default `d20,d26`).
+pub fn engines() -> Vec<Engine> {
+    let list = std::env::var("NIXFRONT_E2E_ENGINES").unwrap_or_else(|_| "d20,d26".into());
+    list.split(',')
+        .map(|e| match e.trim() {
+            "d20" => Engine::D20,
+            "d26" => Engine::D26,
+            other => panic!("unknown engine {other:?} in NIXFRONT_E2E_ENGINES"),
+        })
+        .collect()
+}
+
+/// dockerd 26, for what only buildx can do (subrequests, cache export, attestations). The
+/// test fails, rather than passing untested, when it is not among the engines.
+pub fn d26_only(what: &str) -> Engine {
+    assert!(engines().contains(&Engine::D26), "{what} needs dockerd 26: add d26 to NIXFRONT_E2E_ENGINES");
+    Engine::D26
+}
+
+/// The directory of the chroot dockerd 26 runs in.
+pub fn trixie() -> PathBuf {
+    let root = std::env::var("NIXFRONT_CI_ROOT").unwrap_or_else(|_| "/var/lib/nixfront-ci".into());
+    PathBuf::from(root).join("trixie")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Debian 12's dockerd 20.10 (BuildKit 0.8), `DOCKER_BUILDKIT=1 docker build`.
+    D20,
+    /// Debian 13's dockerd 26.1 (BuildKit 0.13), `docker buildx build --load`.
+    D26,
+}
+
+/// A finished command: its exit status and everything it printed.
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Run {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::D20 => "d20",
+            Engine::D26 => "d26",
+        }
+    }
+
+    /// `docker ARGS` on this engine, not yet run.
+    pub fn command(self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(super::repo().join("scripts/docker.sh"));
+        cmd.arg(self.name()).args(args);
+        cmd
+    }
+
+    /// `docker ARGS` on this engine, run.
+    pub fn docker(self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("scripts/docker.sh runs"))
+    }
+
+    /// `docker ARGS` with its raw stdout (for `docker save`).
+    pub fn docker_bytes(self, args: &[&str]) -> Vec<u8> {
+        let output = self.command(args).stderr(Stdio::inherit()).output().expect("scripts/docker.sh runs");
+        assert!(output.status.success(), "docker {args:?} failed");
+        output.stdout
+    }
+
+    /// The build command with the test builder image, the tag and plain progress.
+    fn build_args(self, tag: &str) -> Vec<String> {
+        let mut args: Vec<String> = match self {
+            Engine::D20 => vec!["build".into()],
+            Engine::D26 => vec!["buildx".into(), "build".into(), "--load".into()],
+        };
+        args.extend(["--progress=plain", "--build-arg"].map(String::from));
+        args.push(format!("NIX_IMAGE={NIX_IMAGE}"));
+        args.extend(["-t".to_string(), tag.to_string()]);
+        args
+    }
+
+    /// Builds `fixture` with `-t tag` and the test builder image; `extra` are more flags.
+    pub fn build(self, fixture: &Fixture, tag: &str, extra: &[&str]) -> Run {
+        self.build_context(&fixture.path_for(self), tag, extra)
+    }
+
+    /// Builds `context` (a directory as this engine sees it, or a URL).
+    pub fn build_context(self, context: &str, tag: &str, extra: &[&str]) -> Run {
+        let _ = self.docker(&["image", "rm", "-f", tag]);
+        let mut args = self.build_args(tag);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(context.to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.docker(&args)
+    }
+
+    /// `docker buildx build --print=<what>` (a subrequest; buildx 0.13 has it behind
+    /// BUILDX_EXPERIMENTAL). Only dockerd 26's client can send subrequests.
+    pub fn print(self, fixture: &Fixture, what: &str, extra: &[&str]) -> Run {
+        assert_eq!(self, Engine::D26, "the 20.10 client sends no subrequests");
+        let nix_image = format!("NIX_IMAGE={NIX_IMAGE}");
+        let print = format!("--print={what}");
+        let context = fixture.path_for(self);
+        let mut args = vec!["buildx", "build", "--build-arg", &nix_image, &print];
+        args.extend(extra);
+        args.push(&context);
+        Run::from(self.command(&args).env("BUILDX_EXPERIMENTAL", "1").output().expect("docker runs"))
+    }
+
+    pub fn image_exists(self, tag: &str) -> bool {
+        self.docker(&["image", "inspect", tag]).ok
+    }
+
+    /// `docker image inspect`, the first (only) object.
+    pub fn inspect(self, tag: &str) -> Value {
+        let run = self.docker(&["image", "inspect", tag]);
+        assert!(run.ok, "inspect {tag}: {}", run.all());
+        let list: Value = serde_json::from_str(&run.stdout).expect("inspect gives JSON");
+        list[0].clone()
+    }
+
+    pub fn run_image(self, tag: &str, args: &[&str]) -> Run {
+        let mut all = vec!["run", "--rm", tag];
+        all.extend(args);
+        self.docker(&all)
+    }
+
+    /// `docker builder prune -af`: a fresh builder, as on a new CI runner.
+    pub fn prune(self) {
+        let run = self.docker(&["builder", "prune", "-af"]);
+        assert!(run.ok, "prune: {}", run.all());
+    }
+
+    /// The layer diff IDs of an image, bottom to top.
+    pub fn diff_ids(self, tag: &str) -> Vec<String> {
+        let layers = &self.inspect(tag)["RootFS"]["Layers"];
+        layers.as_array().expect("layers").iter().map(|l| l.as_str().unwrap().to_string()).collect()
+    }
+}

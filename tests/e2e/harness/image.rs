@@ -1,0 +1,133 @@
+//! Looking inside built images: `docker save` layers and the store paths each holds, the
+//! image's /nix/store, and the in-toto attestations attached to it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use super::engine::Engine;
+use super::fixture::tempdir;
+
+/// An image saved and unpacked into a temporary directory, removed when dropped.
+struct Saved {
+    dir: std::path::PathBuf,
+}
+
+impl Saved {
+    fn new(engine: Engine, tag: &str) -> Self {
+        let dir = tempdir(&format!("save-{}", engine.name()));
+        let archive = dir.join("image.tar");
+        std::fs::write(&archive, engine.docker_bytes(&["save", tag])).unwrap();
+        let untar = Command::new("tar").arg("-xf").arg(&archive).arg("-C").arg(&dir).output().unwrap();
+        assert!(untar.status.success());
+        Saved { dir }
+    }
+
+    fn json(&self, path: &str) -> Value {
+        serde_json::from_slice(&std::fs::read(self.dir.join(path)).unwrap()).unwrap()
+    }
+
+    fn blob(&self, digest: &str) -> Value {
+        self.json(&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:")))
+    }
+}
+
+impl Drop for Saved {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// For each layer of `docker save`, bottom to top: its size in the saved archive and the
+/// store paths (`nix/store/<entry>`) it has files of.
+pub fn saved_layers(engine: Engine, tag: &str) -> Vec<(u64, Vec<String>)> {
+    let saved = Saved::new(engine, tag);
+    let manifest = saved.json("manifest.json");
+    manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let file = saved.dir.join(l.as_str().unwrap());
+            let size = std::fs::metadata(&file).unwrap().len();
+            let list = Command::new("tar").arg("-tf").arg(&file).output().unwrap();
+            let mut entries = store_entries_of(&String::from_utf8_lossy(&list.stdout));
+            entries.sort();
+            entries.dedup();
+            (size, entries)
+        })
+        .collect()
+}
+
+/// Everything `docker save` writes for an image: configs, manifests and layer tars.
+pub fn saved_bytes(engine: Engine, tag: &str) -> Vec<u8> {
+    engine.docker_bytes(&["save", tag])
+}
+
+/// The in-toto statements attached to an image (dockerd 26's `docker save`), as
+/// `(predicate type, statement)`.
+pub fn attestations(engine: Engine, tag: &str) -> Vec<(String, Value)> {
+    let saved = Saved::new(engine, tag);
+    let mut found = Vec::new();
+    let mut stack = vec![saved.json("index.json")];
+    while let Some(node) = stack.pop() {
+        for m in node["manifests"].as_array().into_iter().flatten() {
+            let child = saved.blob(m["digest"].as_str().unwrap());
+            if m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest" {
+                for layer in child["layers"].as_array().into_iter().flatten() {
+                    let statement = saved.blob(layer["digest"].as_str().unwrap());
+                    found.push((statement["predicateType"].as_str().unwrap_or("").to_string(), statement));
+                }
+            } else if child.get("manifests").is_some() {
+                stack.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// The entries directly under /nix/store in the image's filesystem, and every path of it.
+pub fn filesystem(engine: Engine, tag: &str) -> (Vec<String>, Vec<String>) {
+    let create = engine.docker(&["create", tag, "x"]);
+    assert!(create.ok, "create: {}", create.all());
+    let id = create.stdout.trim().to_string();
+    let export = engine.docker_bytes(&["export", &id]);
+    let _ = engine.docker(&["rm", &id]);
+    let listing = tar_listing(&export);
+    let mut entries = store_entries_of(&listing);
+    entries.sort();
+    entries.dedup();
+    let paths =
+        listing.lines().map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string()).collect();
+    (entries, paths)
+}
+
+/// The entries directly under /nix/store in the image's filesystem.
+pub fn store_entries(engine: Engine, tag: &str) -> Vec<String> {
+    filesystem(engine, tag).0
+}
+
+fn tar_listing(tar: &[u8]) -> String {
+    let mut child = Command::new("tar")
+        .args(["-t"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tar runs");
+    child.stdin.take().unwrap().write_all(tar).expect("tar reads");
+    let out = child.wait_with_output().expect("tar lists");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `<entry>` of every `nix/store/<entry>...` line of a tar listing.
+fn store_entries_of(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .map(|l| l.trim_start_matches("./"))
+        .filter_map(|l| l.strip_prefix("nix/store/"))
+        .filter_map(|rest| rest.split('/').next())
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect()
+}

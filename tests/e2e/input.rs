@@ -1,0 +1,245 @@
+//! Every input gets a correct image or an error that points at the right line: hostile and
+//! odd files, files read as Dockerfiles read them, limits, builder images that lack things,
+//! subrequests that see what the build sees, and dates the exporter does not take from the clock.
+
+use crate::harness::builders::builder_without;
+use crate::harness::engine::{NIX_IMAGE, d26_only};
+use crate::harness::{Engine, Fixture, assert_contains, engines, exclusive_engines, shared_engines, tag};
+
+/// buildx shows the offending line of the file marked with `>>>`; the 20.10 client shows
+/// only the message. Checks the mark (on d26) and that nothing crashed.
+fn assert_points_at(engine: Engine, output: &str, line: &str) {
+    assert!(!output.contains("panicked") && !output.contains("hit a bug"), "{engine:?} crashed:\n{output}");
+    if engine == Engine::D26 {
+        let marked = output
+            .lines()
+            .find(|l| l.contains(" >>> "))
+            .unwrap_or_else(|| panic!("no >>> line in:\n{output}"));
+        assert!(marked.trim_end().ends_with(line), "{engine:?} marks {marked:?}, not {line:?}:\n{output}");
+    }
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn odd_and_hostile_files_fail_at_their_line_without_a_crash() {
+    let _engines = shared_engines();
+    struct Case {
+        name: &'static str,
+        file: &'static [u8],
+        message: &'static str,
+        marked: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "blank-name",
+            file: b"# syntax=org/nixfront\nFLAKE .#hello\nENV $A $B\n",
+            message: "Dockerfile:3: ENV: a name is empty",
+            marked: "ENV $A $B",
+        },
+        Case {
+            name: "blank-default",
+            file: b"# syntax=org/nixfront\nLABEL ${X:- }\nFLAKE .#hello\n",
+            message: "Dockerfile:2: LABEL: ",
+            marked: "LABEL ${X:- }",
+        },
+        Case {
+            name: "json-nul",
+            file: b"# syntax=org/nixfront\nFLAKE .#hello\nENTRYPOINT [\"a\\u0000b\"]\n",
+            message: "contains a NUL character",
+            marked: "ENTRYPOINT [\"a\\u0000b\"]",
+        },
+        Case {
+            name: "raw-nul",
+            file: b"# syntax=org/nixfront\nFLAKE .#hello\n\0LABEL a=b\n",
+            message: "NUL byte (line 3, column 1)",
+            marked: "LABEL a=b",
+        },
+        Case {
+            name: "invisible",
+            file: "# syntax=org/nixfront\n\u{200b}FLAKE .#hello\n".as_bytes(),
+            message: "unknown instruction `\\u{200b}FLAKE`",
+            marked: "FLAKE .#hello",
+        },
+        Case {
+            name: "unknown",
+            file: b"# syntax=org/nixfront\nFLAKE .#hello\nEXPOS 80\n",
+            message: "Dockerfile:3: EXPOS: unknown instruction `EXPOS`; did you mean EXPOSE?",
+            marked: "EXPOS 80",
+        },
+    ];
+    for case in &cases {
+        let fx = Fixture::new(case.name, "");
+        fx.write_bytes("Dockerfile", case.file);
+        for engine in engines() {
+            let t = tag(case.name, engine);
+            let build = engine.build(&fx, &t, &[]);
+            assert!(!build.ok, "{} on {engine:?} should fail:\n{}", case.name, build.all());
+            assert_contains(&build.all(), &[case.message]);
+            assert_points_at(engine, &build.all(), case.marked);
+            assert!(!engine.image_exists(&t), "{} on {engine:?} left an image", case.name);
+        }
+        // `--check` answers with the error instead of crashing.
+        let check = d26_only("--check").print(&fx, "lint", &[]);
+        assert_contains(&check.all(), &[case.message]);
+        assert!(!check.all().contains("hit a bug"), "{}", check.all());
+    }
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn a_nixfile_named_like_nix_code_is_still_a_nixfile() {
+    let _engines = shared_engines();
+    let fx = Fixture::new("dotnix", "unused\n");
+    fx.write("deploy/Dockerfile.nix", "# syntax=org/nixfront\nFLAKE .#bye\n");
+    for engine in engines() {
+        let t = tag("dotnix", engine);
+        let built = engine.build(&fx, &t, &["-f", &fx.file_for(engine, "deploy/Dockerfile.nix")]);
+        assert!(built.ok, "{engine:?}: {}", built.all());
+        assert_eq!(engine.run_image(&t, &[]).stdout, "bye from bye\n", "{engine:?}: FLAKE .#bye was read");
+    }
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn quotes_and_continuations_read_as_in_dockerfiles() {
+    let _engines = shared_engines();
+    let file = "# syntax=org/nixfront\nARG APP=hello\nFLAKE .#$APP\nLABEL msg=\"it's $APP\" joined=\"x\\\ny\" \\\n  raw='$APP'\n";
+    let fx = Fixture::new("quotes", file);
+    for engine in engines() {
+        let t = tag("quotes", engine);
+        let built = engine.build(&fx, &t, &[]);
+        assert!(built.ok, "{engine:?}: {}", built.all());
+        let labels = &engine.inspect(&t)["Config"]["Labels"];
+        assert_eq!(labels["msg"], "it's hello", "{engine:?}");
+        assert_eq!(labels["joined"], "xy", "{engine:?}: a continuation inside quotes joins without a blank");
+        assert_eq!(labels["raw"], "$APP", "{engine:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn oversized_files_are_refused_by_the_limit_and_big_ones_still_point_at_their_line() {
+    let _engines = shared_engines();
+    let huge = Fixture::new("huge", "");
+    let mut text = String::from("# syntax=org/nixfront\nFLAKE .#hello\n");
+    while text.len() < 20 << 20 {
+        text.push_str("# padding padding padding padding padding padding padding padding padding\n");
+    }
+    huge.write("Dockerfile", &text);
+    // Just under the limit, with an error on its last line: the whole file travels as the
+    // error's source, through BuildKit, to the client.
+    let big = Fixture::new("big", "");
+    let mut text = String::from("# syntax=org/nixfront\nFLAKE .#hello\n");
+    let label = format!("LABEL padding=\"{}\"\n", "padding ".repeat(250));
+    while text.len() + label.len() < (1 << 20) - 100 {
+        text.push_str(&label);
+    }
+    text.push_str("EXPOS 80\n");
+    big.write("Dockerfile", &text);
+    for engine in engines() {
+        let refused = engine.build(&huge, &tag("huge", engine), &[]);
+        assert!(!refused.ok);
+        assert_contains(&refused.all(), &["larger than 1048576 bytes (limit MAX_FILE_BYTES)"]);
+        let failed = engine.build(&big, &tag("big", engine), &[]);
+        assert!(!failed.ok);
+        assert_contains(&failed.all(), &["EXPOS: unknown instruction"]);
+        assert_points_at(engine, &failed.all(), "EXPOS 80");
+    }
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn a_failing_build_points_at_the_flake_line_or_the_syntax_line() {
+    let _engines = shared_engines();
+    let explicit =
+        Fixture::new("fails-at", "# syntax=org/nixfront\n# the package\n\nFLAKE .#broken\nEXPOSE 80\n");
+    let implicit = Fixture::new("fails-implicit", "# syntax=org/nixfront\nEXPOSE 80\n");
+    for engine in engines() {
+        let run = engine.build(&explicit, &tag("fails-at", engine), &[]);
+        assert!(!run.ok);
+        assert_contains(&run.all(), &["kaboom", "`nix build .#broken` failed"]);
+        assert_points_at(engine, &run.all(), "FLAKE .#broken");
+        let run = engine.build(&implicit, &tag("fails-implicit", engine), &["--target", "broken"]);
+        assert!(!run.ok);
+        assert_points_at(engine, &run.all(), "# syntax=org/nixfront");
+    }
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn a_builder_image_without_nix_is_named_and_one_without_tmp_works() {
+    let _engines = shared_engines();
+    let fx = Fixture::new("builders", "# syntax=org/nixfront\nFLAKE .#hello\n");
+    for engine in engines() {
+        let no_nix = builder_without(engine, "nix", "rm -f /usr/bin/nix /usr/bin/nix-*");
+        let run = engine.build(&fx, &tag("no-nix", engine), &["--build-arg", &format!("NIX_IMAGE={no_nix}")]);
+        assert!(!run.ok);
+        assert_contains(
+            &run.all(),
+            &[&format!("the builder image docker.io/{no_nix} has no `nix` on its PATH")],
+        );
+        assert_points_at(engine, &run.all(), "FLAKE .#hello");
+
+        let no_tmp = builder_without(engine, "tmp", "rm -rf /tmp");
+        let t = tag("no-tmp", engine);
+        let run = engine.build(&fx, &t, &["--build-arg", &format!("NIX_IMAGE={no_tmp}")]);
+        assert!(run.ok, "{engine:?}: an image without /tmp builds: {}", run.all());
+        assert_eq!(engine.run_image(&t, &[]).stdout, "hello from the greeting dependency\nargs:\n");
+    }
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn subrequests_answer_with_what_the_build_would_use() {
+    let _engines = shared_engines();
+    let d26 = d26_only("subrequests (only buildx sends them)");
+    let fx = Fixture::new("outline-values", "# syntax=org/nixfront\nARG APP=hello\nFLAKE .#${APP}\n");
+    let outline = d26.print(&fx, "outline", &["--build-arg", "APP=bye", "--build-arg", "NIX_LAYERS=40"]);
+    assert!(outline.ok, "{}", outline.all());
+    let line_of = |name: &str| outline.stdout.lines().find(|l| l.starts_with(name)).unwrap_or("").to_string();
+    assert!(line_of("APP ").contains("bye"), "{}", outline.stdout);
+    assert!(line_of("NIX_LAYERS ").contains("40"), "{}", outline.stdout);
+    assert!(line_of("NIX_SBOM_FILE ").contains("false"), "{}", outline.stdout);
+    assert_contains(&outline.stdout, &["TARGET:      .#bye"]);
+
+    // Listing targets evaluates the flake with the build's Nix settings: an import from
+    // derivation works by default and is refused when NIX_CONFIG forbids it.
+    let ifd = Fixture::from_dir("targets-config", "ifd", "# syntax=org/nixfront\nFLAKE .#app\n");
+    let listed = d26.print(&ifd, "targets", &[]);
+    assert!(listed.ok, "{}", listed.all());
+    assert_contains(&listed.stdout, &["app (default)", "described at build time"]);
+    let refused =
+        d26.print(&ifd, "targets", &["--build-arg", "NIX_CONFIG=allow-import-from-derivation = false"]);
+    assert!(!refused.ok, "{}", refused.all());
+    assert_contains(&refused.all(), &["the option 'allow-import-from-derivation' is disabled"]);
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn oci_layouts_are_identical_after_a_prune() {
+    let _engines = exclusive_engines();
+    let d26 = d26_only("OCI layout export (the 20.10 client has no --output type=oci)");
+    let fx = Fixture::new("oci", "# syntax=org/nixfront\nFLAKE .#hello\n");
+    let index = |name: &str| {
+        let dest = fx.file_for(d26, name);
+        let out = format!("type=oci,dest={dest}");
+        let nix_image = format!("NIX_IMAGE={NIX_IMAGE}");
+        let context = fx.path_for(d26);
+        let args =
+            ["buildx", "build", "--build-arg", &nix_image, "--provenance=false", "--output", &out, &context];
+        let run = d26.docker(&args);
+        assert!(run.ok, "{}", run.all());
+        let tar = std::process::Command::new("tar")
+            .args(["-xOf"])
+            .arg(fx.host_path().join(name))
+            .arg("index.json")
+            .output()
+            .unwrap();
+        String::from_utf8(tar.stdout).unwrap()
+    };
+    let first = index("one.tar");
+    d26.prune();
+    let second = index("two.tar");
+    assert_eq!(first, second, "index.json after a prune");
+    assert_contains(&first, &["\"org.opencontainers.image.created\":\"1970-01-01T00:00:00Z\""]);
+}
