@@ -131,7 +131,14 @@ start_d26() {
     bind_slave /sys
     bind_slave /dev
     mkdir -p "$TRIXIE/etc/docker" "$TRIXIE/run/d26"
-    echo '{"features":{"containerd-snapshotter":true}}' >"$TRIXIE/etc/docker/daemon.json"
+    # The containerd image store (attestations, multi-platform, local cache export) and the
+    # security.insecure entitlement, so that NIX_SANDBOX=true can be tested (a client still
+    # has to ask for it with --allow security.insecure).
+    local config='{"features":{"containerd-snapshotter":true},"builder":{"Entitlements":{"security-insecure":true}}}'
+    if [ "$(cat "$TRIXIE/etc/docker/daemon.json" 2>/dev/null)" != "$config" ]; then
+        echo "$config" >"$TRIXIE/etc/docker/daemon.json"
+        stop_pidfile "$TRIXIE$D26_PIDFILE"
+    fi
     if ! d26 info >/dev/null 2>&1; then
         log "starting dockerd 26.1 (own network namespace)"
         stop_pidfile "$TRIXIE$D26_PIDFILE"

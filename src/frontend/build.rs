@@ -22,7 +22,7 @@ use crate::llb::definition::{Marshal, SourceFile};
 use crate::nixfile::{self, Lines, Nixfile};
 use crate::options::Options;
 use crate::plan::output::{self, EXIT_NO_NIX, MANIFEST_FILE, PACKAGES_FILE};
-use crate::plan::{self, BuilderImage, FlakeRef, NixStep, StoreSettings};
+use crate::plan::{self, BuilderImage, FlakeRef, NixStep};
 use crate::sbom;
 
 /// The build args one platform's build sees: the client's and the platform's own
@@ -67,7 +67,6 @@ pub struct Shared<'a> {
     build_platform: pb::Platform,
     builder: BuilderImage,
     context: State,
-    store: StoreSettings,
     merge: bool,
     attestations: bool,
 }
@@ -87,18 +86,12 @@ impl<'a> Shared<'a> {
         let builder = BuilderImage::from_config(image, &digest, &config)?;
         let uses_context = plans.iter().any(|p| p.flake.uses_context);
         let context = context::build_context(gw, options, file, uses_context).await?;
-        let store = StoreSettings {
-            persistent: options.nix.persistent_store,
-            verify: options.nix.verify_store,
-            nix_config: options.nix.nix_config.clone(),
-        };
         Ok(Shared {
             options,
             file,
             build_platform: build_platform.clone(),
             builder,
             context,
-            store,
             merge: gw.caps.supports(caps::MERGE_OP),
             attestations: gw.caps.supports(caps::ATTESTATIONS),
         })
@@ -109,7 +102,7 @@ impl<'a> Shared<'a> {
             builder: &self.builder,
             platform: &self.build_platform,
             context: &self.context,
-            store: &self.store,
+            settings: &self.options.nix,
             location: Some((plan.flake_lines.start, plan.flake_lines.end)),
         }
     }
@@ -124,8 +117,7 @@ impl<'a> Shared<'a> {
     pub async fn packages(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<BTreeMap<String, String>> {
         let listing = plan::nix_packages(&plan.flake, &plan.system, &self.step(plan));
         let what = || format!("listing packages.{} of {}", plan.system, plan.flake.written);
-        let solved =
-            self.solve(gw, &listing).await.map_err(|e| self.step_failure(e, plan)).with_context(what);
+        let solved = self.solve(gw, &listing).await.map_err(|e| self.step_failure(e, plan, what()));
         let listing = at_lines(solved, plan.flake_lines)?;
         let bytes = gw
             .read_file(&listing, &output::meta_path(PACKAGES_FILE), MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES")
@@ -139,10 +131,9 @@ impl<'a> Shared<'a> {
         let nix = plan::nix_build(&plan.flake, &plan.system, &self.step(plan));
         // Solves are lazy: the build may run, and fail, in any of these calls.
         let solved = self.solve_build(gw, &nix).await.map_err(|e| {
-            self.step_failure(e, plan).context(format!(
-                "`nix build {}` failed (for {}); its log is above",
-                plan.flake.written, plan.system
-            ))
+            let what =
+                format!("`nix build {}` failed (for {}); its log is above", plan.flake.written, plan.system);
+            self.step_failure(e, plan, what)
         });
         let (closure, built) = at_lines(solved, plan.flake_lines)?;
         info!(
@@ -208,9 +199,19 @@ impl<'a> Shared<'a> {
         Ok((closure, built))
     }
 
-    /// A failed step's error, with what the builder image lacks when that is the cause.
-    fn step_failure(&self, e: anyhow::Error, plan: &PlatformPlan) -> anyhow::Error {
-        let Some(buildkit) = e.downcast_ref::<BuildKitError>() else { return e };
+    /// A failed step's error: what the builder image or the builder lacks when that is the
+    /// cause, else `what` failed.
+    fn step_failure(&self, e: anyhow::Error, plan: &PlatformPlan, what: String) -> anyhow::Error {
+        let Some(buildkit) = e.downcast_ref::<BuildKitError>() else { return e.context(what) };
+        if buildkit.message.contains("security.insecure") {
+            return e.context(
+                "NIX_SANDBOX=true runs Nix's sandbox in BuildKit's insecure mode, which this build may not \
+                 use: pass --allow security.insecure to docker buildx build (or buildctl), on a builder \
+                 that grants the entitlement (buildkitd --allow-insecure-entitlement security.insecure; \
+                 for dockerd, \"builder\": {\"Entitlements\": {\"security-insecure\": true}} in \
+                 daemon.json). Docker 20.10's docker build cannot grant it",
+            );
+        }
         let image = &self.options.nix.image;
         let lacks = if buildkit.exit_code() == Some(EXIT_NO_NIX) {
             Some("no `nix` on its PATH")
@@ -229,7 +230,7 @@ impl<'a> Shared<'a> {
                 plan.flake.written,
                 plan.system
             )),
-            None => e,
+            None => e.context(what),
         }
     }
 }

@@ -62,6 +62,8 @@ struct Marshaller {
     ops: Vec<Vec<u8>>,
     metadata: BTreeMap<String, pb::OpMetadata>,
     locations: BTreeMap<String, super::Location>,
+    /// Ops that keep their cache under `--no-cache`.
+    survivors: HashSet<String>,
 }
 
 impl Marshaller {
@@ -81,6 +83,9 @@ impl Marshaller {
             }
             if let Some(location) = node.meta.location {
                 self.locations.insert(digest.clone(), location);
+            }
+            if node.meta.cache.survives_no_cache {
+                self.survivors.insert(digest.clone());
             }
         }
         self.digests.insert(key, digest.clone());
@@ -110,7 +115,10 @@ impl State {
         let mut def = pb::Definition { def: m.ops, metadata: m.metadata, source: None };
         if how.ignore_cache {
             for op in &def.def {
-                def.metadata.entry(digest_of(op)).or_default().ignore_cache = true;
+                let digest = digest_of(op);
+                if !m.survivors.contains(&digest) {
+                    def.metadata.entry(digest).or_default().ignore_cache = true;
+                }
             }
         }
         if let Some(file) = how.source.filter(|_| !m.locations.is_empty()) {
@@ -191,6 +199,20 @@ mod tests {
                 .values()
                 .any(|m| m.description.get("llb.customname").map(String::as_str) == Some("mkdir"))
         );
+    }
+
+    #[test]
+    fn cache_policies_reach_the_metadata() {
+        let image = source::image("docker.io/library/busybox:latest", None);
+        let policy = super::super::CachePolicy { survives_no_cache: true, not_exported: true };
+        let seed = FileOp::on(&image).mkdir("/nix", 0o755, 0).cache(policy).build("seed");
+        let def = seed.marshal(Marshal { ignore_cache: true, ..Default::default() });
+        let seed_digest = digest_of(&def.def[def.def.len() - 2]);
+        let meta = &def.metadata[&seed_digest];
+        assert!(!meta.ignore_cache, "survives --no-cache");
+        assert_eq!(meta.export_cache, Some(pb::ExportCache { value: false }));
+        let image_digest = digest_of(&def.def[0]);
+        assert!(def.metadata[&image_digest].ignore_cache, "the others do not");
     }
 
     #[test]

@@ -103,6 +103,8 @@ pub struct Exec {
     pub platform: Option<pb::Platform>,
     /// The lines of the user's file this step comes from.
     pub location: Option<Location>,
+    /// BuildKit's insecure mode (all capabilities): needs the `security.insecure` entitlement.
+    pub insecure: bool,
 }
 
 /// An output of an exec, asked for before it is built: the mount at `dest`.
@@ -135,6 +137,7 @@ impl Exec {
             mounts: vec![Mount::output("/", root)],
             platform: None,
             location: None,
+            insecure: false,
         }
     }
 
@@ -212,10 +215,15 @@ impl Exec {
         let exec = pb::ExecOp {
             meta: Some(pb::Meta { args: self.args, env: self.env, cwd: self.cwd, ..Default::default() }),
             mounts: pb_mounts,
+            security: if self.insecure {
+                pb::SecurityMode::Insecure as i32
+            } else {
+                pb::SecurityMode::Sandbox as i32
+            },
             ..Default::default()
         };
         let op = pb::Op { op: Some(pb::op::Op::Exec(exec)), platform: self.platform, ..Default::default() };
-        let meta = Meta { name: Some(name.to_string()), location: self.location };
+        let meta = Meta { name: Some(name.to_string()), location: self.location, ..Default::default() };
         let node = std::sync::Arc::new(Node { op, inputs, meta });
         let outputs = out_dests
             .into_iter()

@@ -7,7 +7,7 @@
 use bollard_buildkit_proto::pb;
 use pb::file_action::Action;
 
-use super::{Location, Meta, Node, Output, State};
+use super::{CachePolicy, Location, Meta, Node, Output, State};
 
 /// A FileOp being built on top of `base`.
 pub struct FileOp {
@@ -15,11 +15,24 @@ pub struct FileOp {
     inputs: Vec<Output>,
     actions: Vec<(i64, Action)>, // (secondary input index, action)
     location: Option<Location>,
+    cache: CachePolicy,
 }
 
 impl FileOp {
     pub fn on(base: &State) -> Self {
-        FileOp { base: base.clone(), inputs: Vec::new(), actions: Vec::new(), location: None }
+        FileOp {
+            base: base.clone(),
+            inputs: Vec::new(),
+            actions: Vec::new(),
+            location: None,
+            cache: CachePolicy::default(),
+        }
+    }
+
+    /// How BuildKit's cache treats this op.
+    pub fn cache(mut self, cache: CachePolicy) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// The lines of the user's file this op comes from.
@@ -100,7 +113,7 @@ impl FileOp {
             })
             .collect();
         let op = pb::Op { op: Some(pb::op::Op::File(pb::FileOp { actions })), ..Default::default() };
-        let meta = Meta { name: Some(name.to_string()), location: self.location };
+        let meta = Meta { name: Some(name.to_string()), location: self.location, cache: self.cache };
         State::from_node(Node { op, inputs: self.inputs, meta }, 0)
     }
 }

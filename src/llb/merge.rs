@@ -15,7 +15,7 @@ pub fn merge(states: &[State], name: &str, location: Option<Location>) -> State 
         n => {
             let inputs = (0..n as i64).map(|input| pb::MergeInput { input }).collect();
             let op = pb::Op { op: Some(pb::op::Op::Merge(pb::MergeOp { inputs })), ..Default::default() };
-            let meta = Meta { name: Some(name.to_string()), location };
+            let meta = Meta { name: Some(name.to_string()), location, ..Default::default() };
             State::from_node(Node { op, inputs: outputs, meta }, 0)
         }
     }

@@ -33,17 +33,35 @@ pub struct Meta {
     pub name: Option<String>,
     /// The lines of the user's file this vertex comes from: BuildKit points its errors there.
     pub location: Option<(usize, usize)>,
+    pub cache: CachePolicy,
+}
+
+/// How BuildKit's cache treats a vertex, beyond its key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Taken from the cache even under `--no-cache`: for internal steps whose result must keep
+    /// its identity (a cache mount seeded from it is keyed by that result).
+    pub survives_no_cache: bool,
+    /// Left out of `--cache-to` exports: a fresh runner makes it again cheaply, and exporting
+    /// it would carry what it is made from (a builder image's layers).
+    pub not_exported: bool,
 }
 
 impl Meta {
     pub fn named(name: impl Into<String>) -> Self {
-        Meta { name: Some(name.into()), location: None }
+        Meta { name: Some(name.into()), ..Default::default() }
     }
 
     pub(crate) fn to_pb(&self) -> Option<pb::OpMetadata> {
-        let name = self.name.as_ref()?;
-        let description = BTreeMap::from([("llb.customname".to_string(), name.clone())]);
-        Some(pb::OpMetadata { description, ..Default::default() })
+        if self.name.is_none() && !self.cache.not_exported {
+            return None;
+        }
+        let description = match &self.name {
+            Some(name) => BTreeMap::from([("llb.customname".to_string(), name.clone())]),
+            None => BTreeMap::new(),
+        };
+        let export_cache = self.cache.not_exported.then_some(pb::ExportCache { value: false });
+        Some(pb::OpMetadata { description, export_cache, ..Default::default() })
     }
 }
 

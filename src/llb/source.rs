@@ -4,14 +4,24 @@ use std::collections::BTreeMap;
 
 use bollard_buildkit_proto::pb;
 
-use super::{Meta, Node, State};
+use super::{CachePolicy, Meta, Node, State};
 
 /// An image's root filesystem. `reference` is fully normalised
 /// (`docker.io/library/alpine:3`, optionally with `@sha256:...`).
 pub fn image(reference: &str, platform: Option<pb::Platform>) -> State {
+    image_with(reference, platform, CachePolicy::default())
+}
+
+/// An image pinned by digest, which `--no-cache` has no reason to resolve again; kept so
+/// that what is made from it keeps its identity too (a cache mount seeded from it).
+pub fn pinned_image(reference: &str, platform: Option<pb::Platform>) -> State {
+    image_with(reference, platform, CachePolicy { survives_no_cache: true, not_exported: false })
+}
+
+fn image_with(reference: &str, platform: Option<pb::Platform>, cache: CachePolicy) -> State {
     let mut attrs = BTreeMap::new();
     attrs.insert("image.resolvemode".to_string(), "default".to_string());
-    source(format!("docker-image://{reference}"), attrs, platform, Meta::default())
+    source(format!("docker-image://{reference}"), attrs, platform, Meta { cache, ..Default::default() })
 }
 
 /// What to take from a local directory the client shares through its session.

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow, bail};
 
+use super::nixconf::NixConfig;
+
 /// The builder image used when `NIX_IMAGE` is not given: a released nixos/nix tag.
 pub const DEFAULT_NIX_IMAGE: &str = "docker.io/nixos/nix:2.24.10";
 
@@ -23,10 +25,14 @@ pub struct NixArgs {
     pub persistent_store: bool,
     /// Check every store path's contents before building (`NIX_VERIFY_STORE`).
     pub verify_store: bool,
-    /// Extra nix.conf lines for Nix (`NIX_CONFIG`), `name = value` lines.
-    pub nix_config: Option<String>,
+    /// Extra nix.conf lines for Nix (`NIX_CONFIG`), checked by [`super::nixconf`].
+    pub nix_config: Option<NixConfig>,
     /// Write the SBOM into the image too (`NIX_SBOM_FILE`).
     pub sbom_file: bool,
+    /// Run Nix's own sandbox, in BuildKit's insecure mode (`NIX_SANDBOX`).
+    pub sandbox: bool,
+    /// Collect garbage when the persistent store grows past this many bytes (`NIX_STORE_MAX`).
+    pub store_max: Option<u64>,
 }
 
 /// One of nixfront's build args.
@@ -79,7 +85,7 @@ pub const NIX_ARGS: &[ArgSpec] = &[
         default: "",
         doc: "Extra nix.conf lines for the build (never in the image)",
         parse: |a, v| {
-            a.nix_config = if v.trim().is_empty() { None } else { Some(check_nix_config(v)?.to_string()) };
+            a.nix_config = if v.trim().is_empty() { None } else { Some(super::nixconf::check(v)?) };
             Ok(())
         },
     },
@@ -88,6 +94,21 @@ pub const NIX_ARGS: &[ArgSpec] = &[
         default: "false",
         doc: "Also write the SBOM into the image at /sbom.spdx.json",
         parse: |a, v| bool_value(v).map(|b| a.sbom_file = b),
+    },
+    ArgSpec {
+        name: "NIX_SANDBOX",
+        default: "false",
+        doc: "Run Nix's sandbox (needs --allow security.insecure)",
+        parse: |a, v| bool_value(v).map(|b| a.sandbox = b),
+    },
+    ArgSpec {
+        name: "NIX_STORE_MAX",
+        default: "",
+        doc: "Collect garbage past this store size (e.g. 20G)",
+        parse: |a, v| {
+            a.store_max = if v.is_empty() { None } else { Some(size_value(v)?) };
+            Ok(())
+        },
     },
 ];
 
@@ -142,22 +163,26 @@ fn bool_value(v: &str) -> Result<bool, String> {
     }
 }
 
-/// `NIX_CONFIG` is nix.conf text: every line a `name = value` setting or a comment.
-fn check_nix_config(config: &str) -> Result<&str, String> {
-    for (i, line) in config.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let valid = line.split_once('=').is_some_and(|(name, _)| {
-            let name = name.trim();
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-        if !valid {
-            return Err(format!("line {}: `{line}` is not a `name = value` setting", i + 1));
-        }
+/// `20G`, `512M`, `1.5GiB`, `1000000`: a size in bytes (binary units: K, M, G, T).
+fn size_value(v: &str) -> Result<u64, String> {
+    let bad = || "expected a size such as 20G, 512M or a number of bytes".to_string();
+    let v = v.trim();
+    let digits_end = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let (number, unit) = v.split_at(digits_end);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().trim_end_matches("iB").trim_end_matches('B').to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(bad()),
+    };
+    let bytes = number * (1u64 << shift) as f64;
+    if !(1.0..=u64::MAX as f64).contains(&bytes) {
+        return Err(bad());
     }
-    Ok(config)
+    Ok(bytes as u64)
 }
 
 /// `nixos/nix:2.24` to `docker.io/nixos/nix:2.24`, `alpine` to `docker.io/library/alpine:latest`,

@@ -5,6 +5,7 @@
 //! key. nixfront's own knobs are build args; their table is [`args`].
 
 pub mod args;
+pub mod nixconf;
 
 use std::collections::BTreeMap;
 

@@ -9,14 +9,16 @@
 pub mod output;
 pub mod secrets;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use bollard_buildkit_proto::pb;
 use serde::Deserialize;
 
 use crate::llb::exec::{Exec, Mount};
 use crate::llb::file::FileOp;
-use crate::llb::{Location, State, source};
+use crate::llb::{CachePolicy, Location, State, source};
 use crate::nixfile::Nixfile;
+use crate::options::NixArgs;
+use crate::options::nixconf::NixConfig;
 use output::{CONTEXT_DIR, FIXED_TIME_NS, META_DIR, OUT_DIR, SCRIPT_DIR, TMP_DIR};
 
 const COMMON_SCRIPT: &str = include_str!("scripts/common.sh");
@@ -38,26 +40,48 @@ pub struct FlakeRef {
 }
 
 /// Works out the reference to build: the file's FLAKE (default `.`, the default package),
-/// with `--target` replacing its attribute. `.` and `./dir` mean the build context.
+/// with `--target` replacing its attribute. `.`, `./dir` and other relative paths mean the
+/// build context; a reference that names the builder's own filesystem (an absolute path,
+/// `..`, a `file` transport) is refused.
 pub fn flake_ref(nixfile: &Nixfile, target: Option<&str>) -> Result<FlakeRef> {
     let from_file = nixfile.flake.as_ref().map(|f| f.value.as_str()).unwrap_or(".");
     let written = match target {
         Some(attr) => format!("{}#{attr}", from_file.split_once('#').map_or(from_file, |(base, _)| base)),
         None => from_file.to_string(),
     };
-    let local = written.strip_prefix("path:").unwrap_or(&written);
+    let refuse = |why: &str| {
+        anyhow::anyhow!(
+            "flake reference `{written}` {why}: nixfront builds from the build context (`.`, `./dir#attr`) \
+             or from a remote reference (`github:owner/repo#attr`), never from files of the builder"
+        )
+    };
+    let without_path_scheme = written.strip_prefix("path:");
+    let local = without_path_scheme.unwrap_or(&written);
     let (base, fragment) = match local.split_once('#') {
         Some((b, f)) => (b, Some(f)),
         None => (local, None),
     };
-    let relative = base == "." || base.starts_with("./");
-    if !relative {
+    let (dir, query) = base.split_once('?').map_or((base, None), |(d, q)| (d, Some(q)));
+    let scheme = dir.split_once(':').map(|(s, _)| s).filter(|s| !s.contains('/'));
+    if let Some(scheme) = scheme.filter(|_| without_path_scheme.is_none()) {
+        if scheme.rsplit('+').next() == Some("file") {
+            return Err(refuse("reads local files (a `file` transport)"));
+        }
         return Ok(FlakeRef { for_nix: written.clone(), written, uses_context: false });
     }
-    let (dir, query) = base.split_once('?').map_or((base, None), |(d, q)| (d, Some(q)));
-    let sub = dir.trim_start_matches('.').trim_matches('/');
-    if sub.split('/').any(|part| part == "..") {
-        bail!("flake reference `{written}` points outside the build context; use a path inside it");
+    if dir.starts_with('/') {
+        return Err(refuse("is an absolute path on the builder"));
+    }
+    let is_path = dir.starts_with('.') || dir.contains('/') || without_path_scheme.is_some();
+    if !is_path {
+        // A flake registry name (`nixpkgs#hello`).
+        return Ok(FlakeRef { for_nix: written.clone(), written, uses_context: false });
+    }
+    let escapes = |path: &str| path.split('/').any(|part| part == "..");
+    let sub = dir.strip_prefix("./").unwrap_or(if dir == "." { "" } else { dir }).trim_matches('/');
+    let dir_param = query.into_iter().flat_map(|q| q.split('&')).filter_map(|kv| kv.strip_prefix("dir="));
+    if escapes(sub) || dir_param.clone().any(|d| escapes(d) || d.starts_with('/')) {
+        return Err(refuse("points outside the build context"));
     }
     let mut for_nix = format!("path:{CONTEXT_DIR}");
     if !sub.is_empty() {
@@ -118,32 +142,31 @@ pub struct NixBuild {
     pub meta: State,
 }
 
-/// The id of the cache mount that holds the persistent /nix of `builder`: a new builder image
-/// gets a fresh store.
-pub fn store_cache_id(builder: &BuilderImage) -> String {
+/// The layout version of the persistent store: a store made by an earlier nixfront (whose
+/// derivations ran as root) is never reused.
+const STORE_VERSION: &str = "v2";
+
+/// The id of the cache mount that holds the persistent /nix: one per store layout version,
+/// builder image and set of trusted sources (a build that trusts other substituters or keys
+/// gets a store of its own, so what it trusts never reaches builds that do not).
+pub fn store_cache_id(builder: &BuilderImage, config: Option<&NixConfig>) -> String {
     let key = if builder.digest.is_empty() { &builder.reference } else { &builder.digest };
-    format!("nixfront-nix-store-{key}")
+    let mut id = format!("nixfront-store-{STORE_VERSION}-{key}");
+    if let Some(trust) = config.map(|c| &c.trust).filter(|t| !t.is_empty()) {
+        let digest = crate::llb::definition::digest_of(trust.join("\n").as_bytes());
+        id.push_str("-trust-");
+        id.push_str(&digest["sha256:".len().."sha256:".len() + 16]);
+    }
+    id
 }
 
-/// How the build treats the Nix store.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StoreSettings {
-    /// /nix is a BuildKit cache mount seeded from the builder's own /nix, kept between
-    /// builds and locked while one build uses it; otherwise each build starts from the image.
-    pub persistent: bool,
-    /// Check every path's contents (`nix-store --verify --check-contents`) before building.
-    pub verify: bool,
-    /// Extra nix.conf lines for the build (`NIX_CONFIG`); never part of the image.
-    pub nix_config: Option<String>,
-}
-
-/// Where a Nix step runs: the builder, the platform, the context, the store settings, and the
-/// lines of the user's file the steps come from.
+/// Where a Nix step runs: the builder, the platform, the context, nixfront's settings, and
+/// the lines of the user's file the steps come from.
 pub struct NixStep<'a> {
     pub builder: &'a BuilderImage,
     pub platform: &'a pb::Platform,
     pub context: &'a State,
-    pub store: &'a StoreSettings,
+    pub settings: &'a NixArgs,
     pub location: Option<Location>,
 }
 
@@ -151,7 +174,7 @@ impl NixStep<'_> {
     /// An exec of `/bin/sh <script> <args>` in the builder, with the client's secrets; the
     /// scripts are fixed files of this frontend, mounted read-only, and `args` are data.
     fn exec(&self, flake: &FlakeRef, script_name: &str, args: Vec<String>) -> Exec {
-        let root = source::image(&self.builder.reference, Some(self.platform.clone()));
+        let root = source::pinned_image(&self.builder.reference, Some(self.platform.clone()));
         let scripts = SCRIPTS
             .iter()
             .fold(FileOp::on(&State::scratch()), |op, (name, text)| {
@@ -163,11 +186,17 @@ impl NixStep<'_> {
         let mut exec = Exec::new(&root, argv)
             .mount(Mount::readonly(SCRIPT_DIR, &scripts))
             .mount(Mount::scratch(TMP_DIR));
-        if self.store.persistent {
-            // Images whose store starts empty may lack /nix; where it exists this changes nothing.
-            let seed =
-                FileOp::on(&root).mkdir("/nix", 0o755, FIXED_TIME_NS).build("nixfront: seed the Nix store");
-            let cache = store_cache_id(self.builder);
+        let settings = self.settings;
+        if settings.persistent_store {
+            // The store is seeded from the builder's /nix (images whose store starts empty may
+            // lack it: the mkdir changes nothing where it exists). BuildKit keys the cache mount
+            // by this op's result, so it keeps its result under --no-cache (the store survives),
+            // and it is never exported (it holds the builder image's layers).
+            let seed = FileOp::on(&root)
+                .mkdir("/nix", 0o755, FIXED_TIME_NS)
+                .cache(CachePolicy { survives_no_cache: true, not_exported: true })
+                .build("nixfront: seed the Nix store");
+            let cache = store_cache_id(self.builder, settings.nix_config.as_ref());
             exec = exec.mount(
                 Mount::cache("/nix", &cache, pb::CacheSharingOpt::Locked, &seed).with_selector("/nix"),
             );
@@ -178,12 +207,20 @@ impl NixStep<'_> {
         }
         exec.env = builder_env(&self.builder.env);
         exec.env.extend(output::contract_env());
-        if self.store.verify {
+        if settings.verify_store {
             exec.env.push("NIXFRONT_VERIFY_STORE=1".to_string());
         }
-        if let Some(config) = &self.store.nix_config {
+        if settings.sandbox {
+            // Nix's sandbox makes namespaces and mounts: BuildKit's insecure mode.
+            exec.env.push("NIXFRONT_SANDBOX=1".to_string());
+            exec.insecure = true;
+        }
+        if let Some(max) = settings.store_max.filter(|_| settings.persistent_store) {
+            exec.env.push(format!("NIXFRONT_STORE_MAX={max}"));
+        }
+        if let Some(config) = &settings.nix_config {
             exec.env.retain(|e| !e.starts_with("NIX_CONFIG="));
-            exec.env.push(format!("NIX_CONFIG={config}"));
+            exec.env.push(format!("NIX_CONFIG={}", config.text));
         }
         exec.platform = Some(self.platform.clone());
         exec.location = self.location;
@@ -273,11 +310,34 @@ mod tests {
     }
 
     #[test]
-    fn escaping_the_context_is_refused() {
-        assert!(flake_ref(&with_flake("./../up#x"), None).is_err());
+    fn references_to_the_builders_own_files_are_refused() {
+        for bad in [
+            "./../up#x",
+            "..#x",
+            "../x",
+            "/nix/var/nix#x",
+            "path:/nixfront/bin",
+            "path:/etc#x",
+            "file:///etc",
+            "git+file:///root/repo#x",
+            "tarball+file:///x.tar#y",
+            "path:./sub?dir=../..#x",
+            "./sub?dir=/etc#x",
+        ] {
+            let e = flake_ref(&with_flake(bad), None).unwrap_err().to_string();
+            assert!(e.contains("never from files of the builder"), "{bad}: {e}");
+        }
+        let r = flake_ref(&with_flake("sub/dir#x"), None).unwrap();
+        assert_eq!((r.for_nix.as_str(), r.uses_context), ("path:/nixfront/src/sub/dir#x", true));
+        let r = flake_ref(&with_flake("nixpkgs#hello"), None).unwrap();
+        assert_eq!((r.for_nix.as_str(), r.uses_context), ("nixpkgs#hello", false));
+        let r = flake_ref(&with_flake("git+https://example.com/r?dir=sub#x"), None).unwrap();
+        assert!(!r.uses_context);
     }
 
-    const PERSISTENT: StoreSettings = StoreSettings { persistent: true, verify: false, nix_config: None };
+    fn persistent() -> NixArgs {
+        NixArgs::from_build_args(&Default::default()).unwrap()
+    }
 
     fn builder() -> BuilderImage {
         BuilderImage::from_config(
@@ -300,7 +360,7 @@ mod tests {
             builder: &builder(),
             platform: &platform,
             context: &context,
-            store: &PERSISTENT,
+            settings: &persistent(),
             location: Some((2, 2)),
         };
         nix_build(&flake, "x86_64-linux", &step).closure.to_definition()
@@ -381,7 +441,7 @@ mod tests {
         assert!(sources.contains(&"docker-image://docker.io/localnix/nix:2.8@sha256:abc".to_string()));
         let store = exec.mounts.iter().find(|m| m.dest == "/nix").unwrap();
         let cache = store.cache_opt.as_ref().unwrap();
-        assert_eq!(cache.id, "nixfront-nix-store-sha256:abc");
+        assert_eq!(cache.id, "nixfront-store-v2-sha256:abc", "versioned: an earlier layout is never reused");
         assert_eq!(cache.sharing, pb::CacheSharingOpt::Locked as i32);
         assert_eq!(store.selector, "/nix", "seeded from the builder's /nix");
         let meta = exec.meta.unwrap();
@@ -416,12 +476,14 @@ mod tests {
     fn a_hermetic_build_has_no_store_cache() {
         let flake = flake_ref(&with_flake(".#hello"), None).unwrap();
         let platform = crate::llb::platform("linux", "amd64", "");
-        let (builder, store) = (builder(), StoreSettings::default());
+        let builder = builder();
+        let mut settings = persistent();
+        settings.persistent_store = false;
         let step = NixStep {
             builder: &builder,
             platform: &platform,
             context: &State::scratch(),
-            store: &store,
+            settings: &settings,
             location: None,
         };
         let def = nix_build(&flake, "x86_64-linux", &step).closure.to_definition();

@@ -8,3 +8,4 @@ mod core;
 mod harness;
 mod input;
 mod layers;
+mod security;

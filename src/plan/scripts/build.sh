@@ -32,6 +32,20 @@ nixc_for "$system" build --no-write-lock-file --print-build-logs --out-link "$wo
 
 for link in "$work"/links/result*; do readlink -f "$link"; done >"$work/results"
 
+# This build's garbage-collector roots: its results and their derivations (with
+# keep-outputs, a derivation keeps its build-time inputs), so that a bounded store keeps
+# what the most recent builds need.
+roots=/nix/var/nix/gcroots/nixfront
+root_name="$(date +%s%N)-$(head -n1 "$work/results" | sed 's|.*/||')"
+mkdir -p "$roots/$root_name"
+i=0
+while read -r p; do
+    ln -sfn "$p" "$roots/$root_name/result-$i"
+    drv=$(nix-store --query --deriver "$p" 2>/dev/null || true)
+    [ -n "$drv" ] && [ -e "$drv" ] && ln -sfn "$drv" "$roots/$root_name/drv-$i"
+    i=$((i + 1))
+done <"$work/results"
+
 # The closure of every output, as JSON for the manifest and as a list to copy. Store paths
 # contain no blanks or glob characters, so the unquoted expansion is a plain list.
 results=$(cat "$work/results")
@@ -72,5 +86,28 @@ chmod 1777 "$NIXFRONT_OUT/$NIXFRONT_EXTRAS/tmp"
     printf '}\n'
 } >"$NIXFRONT_META/$NIXFRONT_MANIFEST"
 echo "nixfront: closure of $(wc -l <"$work/closure") store paths copied" >&2
+# A bounded store (NIX_STORE_MAX): past the bound, drop the roots of all but the most recent
+# builds and collect garbage, keeping their closures and build-time inputs.
+if [ -n "${NIXFRONT_STORE_MAX:-}" ]; then
+    store_bytes() { du -sxk /nix/store | awk '{ print $1 * 1024 }'; }
+    size=$(store_bytes)
+    if [ "$size" -gt "$NIXFRONT_STORE_MAX" ]; then
+        for keep in 3 1; do
+            echo "nixfront: the Nix store holds $size bytes, over NIX_STORE_MAX=$NIXFRONT_STORE_MAX:" \
+                "collecting garbage, keeping the $keep most recent builds" >&2
+            # shellcheck disable=SC2012
+            ls -1 "$roots" | sort -r | tail -n "+$((keep + 1))" | while read -r old; do
+                rm -rf -- "${roots:?}/$old"
+            done
+            nix-store --gc --option keep-outputs true --option keep-derivations true >/dev/null 2>&1
+            size=$(store_bytes)
+            [ "$size" -le "$NIXFRONT_STORE_MAX" ] && break
+        done
+        echo "nixfront: the Nix store holds $size bytes after collecting garbage" >&2
+        [ "$size" -le "$NIXFRONT_STORE_MAX" ] || echo "nixfront: warning: this build's own closure" \
+            "and inputs exceed NIX_STORE_MAX=$NIXFRONT_STORE_MAX" >&2
+    fi
+fi
+
 # When the step held the store (ns since the epoch): two builds sharing it never overlap.
 echo "nixfront: the build step ran from $started to $(date +%s%N)" >&2

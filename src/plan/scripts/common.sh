@@ -12,6 +12,20 @@ if ! command -v nix >/dev/null 2>&1; then
     exit "$NIXFRONT_EXIT_NO_NIX"
 fi
 
+# Derivations never run as root: Nix runs each builder as one of the build users of group
+# nixbld (the official image has them; others get them here, in this step's own /etc). The
+# store, its database, nixfront's directories and the secrets stay root's, out of their reach.
+build_group=nixbld
+if ! grep -q "^$build_group:" /etc/group 2>/dev/null; then
+    mkdir -p /etc
+    members=
+    for i in $(seq 1 32); do
+        echo "nixbld$i:x:$((30000 + i)):30000:Nix build user $i:/var/empty:/bin/false" >>/etc/passwd
+        members="$members${members:+,}nixbld$i"
+    done
+    echo "$build_group:x:30000:$members" >>/etc/group
+fi
+
 # Secrets from the client (`--secret id=netrc`, `--secret id=access-tokens`), when given.
 # Their contents are never printed; access tokens reach Nix through NIX_CONFIG only.
 secret_opts=
@@ -31,11 +45,18 @@ fi
 # derivations for this one.
 native=$(nix --extra-experimental-features nix-command eval --impure --raw --expr builtins.currentSystem)
 
-# nix with nixfront's settings; `nixc_for SYSTEM ...` also targets SYSTEM.
+# Nix's own sandbox where the step may run it (NIX_SANDBOX=true: BuildKit's insecure mode);
+# never a silent fallback to no sandbox.
+sandbox=false
+[ "${NIXFRONT_SANDBOX:-}" = 1 ] && sandbox=true
+
+# nix with nixfront's settings; `nixc_for SYSTEM ...` also targets SYSTEM. These come after
+# NIX_CONFIG and the image's nix.conf on the command line, so they win.
 nixc() {
     # shellcheck disable=SC2086
     nix --extra-experimental-features 'nix-command flakes' \
-        --option filter-syscalls false --option sandbox false --option build-users-group '' \
+        --option filter-syscalls false --option sandbox "$sandbox" --option sandbox-fallback false \
+        --option build-users-group "$build_group" --option accept-flake-config false \
         --option extra-platforms "$native" \
         $secret_opts "$@"
 }

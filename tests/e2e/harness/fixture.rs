@@ -29,13 +29,12 @@ impl Fixture {
     pub fn new(name: &str, dockerfile: &str) -> Self {
         let fixture = Self::from_dir(name, "basic", dockerfile);
         fixture.write("app/message", "message v1\n");
-        // Makes `slowdep` new to every store, so its first build really builds it.
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        fixture.write("nonce", &format!("{}-{n}-{:?}", std::process::id(), std::time::SystemTime::now()));
+        // The nonce makes `slowdep` new to every store, so its first build really builds it.
         fixture
     }
 
-    /// The flake of tests/fixtures/`dir` (copied whole), with `dockerfile` and tools/busybox.
+    /// The flake of tests/fixtures/`dir` (copied whole), with `dockerfile`, tools/busybox and
+    /// a `nonce` file unique to this fixture (for derivations that must run again).
     pub fn from_dir(name: &str, dir: &str, dockerfile: &str) -> Self {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let fixture = Fixture { inner: format!("/tmp/nixfront-e2e/{}-{name}-{n}", std::process::id()) };
@@ -45,6 +44,7 @@ impl Fixture {
         std::fs::create_dir_all(host.join("tools")).unwrap();
         std::fs::copy("/bin/busybox", host.join("tools/busybox")).expect("busybox-static is installed");
         fixture.write("Dockerfile", dockerfile);
+        fixture.write("nonce", &format!("{}-{n}-{:?}", std::process::id(), std::time::SystemTime::now()));
         fixture
     }
 
@@ -76,6 +76,27 @@ impl Fixture {
             Engine::D20 => self.host_path().to_string_lossy().into_owned(),
             Engine::D26 => self.inner.clone(),
         }
+    }
+
+    /// `nix eval --raw` of `attr` of the fixture's flake, in the builder image on d20.
+    pub fn eval_raw(&self, attr: &str) -> String {
+        let mount = format!("{}:/src:ro", self.host_path().display());
+        let installable = format!("path:/src#{attr}");
+        let script = "nix eval --raw --no-write-lock-file \"$1\"";
+        let run = Engine::D20.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            &mount,
+            NIX_IMAGE,
+            "sh",
+            "-c",
+            script,
+            "sh",
+            &installable,
+        ]);
+        assert!(run.ok, "eval {attr} failed: {}", run.all());
+        run.stdout.trim().to_string()
     }
 
     /// `nix path-info -r` of `attr`, built independently in the builder image on d20: what

@@ -60,6 +60,29 @@ pub fn saved_layers(engine: Engine, tag: &str) -> Vec<(u64, Vec<String>)> {
         .collect()
 }
 
+/// The top-level entries of the image's layers (what the image itself puts at its root).
+pub fn root_entries(engine: Engine, tag: &str) -> Vec<String> {
+    let saved = Saved::new(engine, tag);
+    let manifest = saved.json("manifest.json");
+    let mut entries: Vec<String> = manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| {
+            let list =
+                Command::new("tar").arg("-tf").arg(saved.dir.join(l.as_str().unwrap())).output().unwrap();
+            String::from_utf8_lossy(&list.stdout)
+                .lines()
+                .filter_map(|line| line.trim_start_matches("./").split('/').next().map(str::to_string))
+                .filter(|e| !e.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    entries.sort();
+    entries.dedup();
+    entries
+}
+
 /// Everything `docker save` writes for an image: configs, manifests and layer tars.
 pub fn saved_bytes(engine: Engine, tag: &str) -> Vec<u8> {
     engine.docker_bytes(&["save", tag])

@@ -1,0 +1,150 @@
+//! What `NIX_CONFIG` may set. The persistent store is shared by every build on a BuildKit,
+//! so a setting that would let one build change what another gets (run its builders as root,
+//! run hooks as root, trust other keys for substituted paths) is refused or isolated:
+//!
+//! - harmless settings (job counts, timeouts, evaluation switches) pass;
+//! - trust settings (substituters, their keys, `require-sigs`, remote builders) pass, and
+//!   their values become part of the store's identity: a build that trusts other sources
+//!   gets a persistent store of its own;
+//! - everything else is refused, naming the setting and why.
+
+use std::collections::BTreeMap;
+
+/// Settings that change nothing outside this build's own results.
+const HARMLESS: &[&str] = &[
+    "max-jobs",
+    "cores",
+    "connect-timeout",
+    "stalled-download-timeout",
+    "download-attempts",
+    "http-connections",
+    "http2",
+    "fallback",
+    "keep-going",
+    "keep-failed",
+    "log-lines",
+    "show-trace",
+    "tarball-ttl",
+    "narinfo-cache-negative-ttl",
+    "narinfo-cache-positive-ttl",
+    "max-silent-time",
+    "timeout",
+    "allow-import-from-derivation",
+    "restrict-eval",
+    "pure-eval",
+    "allowed-uris",
+    "warn-dirty",
+    "eval-cache",
+    "use-registries",
+    "flake-registry",
+    "experimental-features",
+    "system-features",
+    "hashed-mirrors",
+    "netrc-file",
+    "ssl-cert-file",
+    "builders-use-substitutes",
+    "substitute",
+    "keep-outputs",
+    "keep-derivations",
+];
+
+/// Settings that say whom to trust for store paths: allowed, and part of the store's identity.
+const TRUST: &[&str] =
+    &["substituters", "trusted-substituters", "trusted-public-keys", "require-sigs", "builders"];
+
+/// Settings refused with a reason of their own.
+const REFUSED: &[(&str, &str)] = &[
+    ("build-users-group", "derivations always run as Nix's build users, never as root"),
+    ("sandbox", "use --build-arg NIX_SANDBOX=true"),
+    ("sandbox-fallback", "use --build-arg NIX_SANDBOX=true"),
+    ("sandbox-paths", "it would show the builder's files to derivations"),
+    ("allow-unsafe-native-code-during-evaluation", "it runs commands as root while evaluating"),
+    ("pre-build-hook", "it runs a program as root"),
+    ("post-build-hook", "it runs a program as root"),
+    ("diff-hook", "it runs a program as root"),
+    ("run-diff-hook", "it runs a program as root"),
+    ("build-hook", "it runs a program as root"),
+    ("store", "nixfront chooses the store"),
+    ("trusted-users", "Nix runs as root in the build step"),
+    ("allowed-users", "Nix runs as root in the build step"),
+    ("accept-flake-config", "it would let a flake's own nixConfig set anything"),
+    ("auto-optimise-store", "it would link files across other builds' store paths"),
+    ("min-free", "use --build-arg NIX_STORE_MAX to bound the store"),
+    ("max-free", "use --build-arg NIX_STORE_MAX to bound the store"),
+    ("filter-syscalls", "nixfront sets it"),
+];
+
+/// A `NIX_CONFIG` value that passed the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NixConfig {
+    /// The text, as given, for Nix.
+    pub text: String,
+    /// The trust settings (normalised `name = value` lines, sorted): the store's identity.
+    pub trust: Vec<String>,
+}
+
+/// Checks `config` line by line; the error names the line and the setting.
+pub fn check(config: &str) -> Result<NixConfig, String> {
+    let mut trust = BTreeMap::new();
+    for (i, line) in config.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=').map(|(n, v)| (n.trim(), v.trim())) else {
+            return Err(format!("line {}: `{line}` is not a `name = value` setting", i + 1));
+        };
+        let valid =
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return Err(format!("line {}: `{line}` is not a `name = value` setting", i + 1));
+        }
+        let base = name.strip_prefix("extra-").unwrap_or(name);
+        if TRUST.contains(&base) {
+            trust.entry(name.to_string()).or_insert_with(Vec::new).push(value.to_string());
+        } else if let Some((_, why)) = REFUSED.iter().find(|(n, _)| *n == base) {
+            return Err(format!("line {}: `{name}` cannot be set here: {why}", i + 1));
+        } else if !HARMLESS.contains(&base) {
+            return Err(format!(
+                "line {}: `{name}` is not a setting nixfront passes to Nix; it passes {} and the trust \
+                 settings {} (see SECURITY.md)",
+                i + 1,
+                HARMLESS.join(", "),
+                TRUST.join(", ")
+            ));
+        }
+    }
+    let trust = trust.into_iter().map(|(name, values)| format!("{name} = {}", values.join(" "))).collect();
+    Ok(NixConfig { text: config.to_string(), trust })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn harmless_settings_pass_and_trust_settings_are_noted() {
+        let c = check("max-jobs = 2\n# a comment\nextra-substituters = https://c.example\nextra-trusted-public-keys = c:abc\n")
+            .unwrap();
+        assert_eq!(c.trust, ["extra-substituters = https://c.example", "extra-trusted-public-keys = c:abc"]);
+        assert!(check("max-jobs = 0").unwrap().trust.is_empty());
+    }
+
+    #[test]
+    fn settings_that_reach_other_builds_are_refused() {
+        for (line, why) in [
+            ("build-users-group =", "never as root"),
+            ("post-build-hook = /x", "runs a program as root"),
+            ("allow-unsafe-native-code-during-evaluation = true", "runs commands"),
+            ("sandbox = false", "NIX_SANDBOX"),
+            ("extra-sandbox-paths = /etc", "builder's files"),
+            ("accept-flake-config = true", "nixConfig"),
+        ] {
+            let e = check(line).unwrap_err();
+            assert!(e.contains("cannot be set here") && e.contains(why), "{line}: {e}");
+        }
+        let e = check("max-jobs = 1\nmade-up = 1").unwrap_err();
+        assert!(e.starts_with("line 2: `made-up` is not a setting") && e.contains("substituters"), "{e}");
+        assert!(check("extra-substituters").unwrap_err().contains("name = value"));
+    }
+}
