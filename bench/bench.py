@@ -1,20 +1,27 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: the seed Dockerfile, the expert cache-mount variant and nixfront.
 
-On each engine and the same builder image and flake (bench/flake: an app on five
-dependencies of 1-40 MiB that "compile" for 1-4 s), for each approach:
+On each engine, the same builder image and the same flake, for each approach:
 
-  cold      build on an empty builder (docker builder prune -af first)
-  no-op     the same build again
-  edit      rebuild after an app-only edit (bench/flake/src/version)
-  moved     bytes of the layers the edited image has and the old one lacks (diff IDs),
-            sized from `docker save` (uncompressed tars on dockerd 20.10, the stored
-            compressed blobs on dockerd 26)
-  fresh     the same, with `docker builder prune -af` between the two builds (a new CI runner)
-  size      the edited image's size
+  quick rows (bench/flake: an app on five dependencies of 1-40 MiB that "compile" for 1-4 s)
+    cold      build on an empty builder (docker builder prune -af first)
+    no-op     the same build again
+    edit      rebuild after an app-only edit (src/version)
+    moved     bytes of the layers the edited image has and the old one lacks (diff IDs),
+              sized from `docker save` (uncompressed tars on dockerd 20.10, the stored
+              compressed blobs on dockerd 26)
+    fresh     the same, with `docker builder prune -af` between the two builds
+    size      the edited image's size
+
+  long rows (--long), by hand: they take about half an hour
+    fresh runner: a cold build exporting BuildKit's cache (dockerd 26: --cache-to
+    type=local,mode=max; dockerd 20.10: inline cache), then `docker builder prune -af` (and,
+    on 26, the image removed), then the build importing it (--cache-from) with the source
+    unchanged and after an app edit; the exported cache's size
+    big closure (bench/flake-big: 24 dependencies of 48 MiB): cold, no-op, app edit, moved
 
 Prints a table per engine and the ratios nixfront/seed and nixfront/expert.
-Usage: bench/run.sh [d20] [d26]   (engines and the frontend image must be up: run.sh does it)
+Usage: bench/run.sh [--long] [d20] [d26]   (run.sh starts the engines and the frontend image)
 """
 
 import json
@@ -27,6 +34,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+DOCKER = os.path.join(REPO, "scripts", "docker.sh")
 CI_ROOT = os.environ.get("NIXFRONT_CI_ROOT", "/var/lib/nixfront-ci")
 TRIXIE = os.path.join(CI_ROOT, "trixie")
 INNER = "/tmp/nixfront-bench"  # the work dir as dockerd 26 (in the chroot) sees it
@@ -35,16 +44,10 @@ NIX_IMAGE = "localnix/nix:2.8"
 APPROACHES = ["seed", "expert", "nixfront"]
 
 
-def docker(engine, *args, check=True, capture=True):
-    if engine == "d20":
-        cmd = ["/usr/bin/docker", *args]
-        env = dict(os.environ, DOCKER_BUILDKIT="1")
-    else:
-        cmd = ["chroot", TRIXIE, "docker", "-H", "unix:///run/d26/docker.sock", *args]
-        env = None
-    res = subprocess.run(cmd, env=env, capture_output=capture, text=True)
+def docker(engine, *args, check=True, stdout=subprocess.PIPE):
+    res = subprocess.run([DOCKER, engine, *args], stdout=stdout, stderr=subprocess.PIPE, text=stdout is not None)
     if check and res.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
+        sys.exit(f"docker {' '.join(args)} on {engine} failed:\n{res.stdout}\n{res.stderr}")
     return res
 
 
@@ -52,14 +55,18 @@ def path_for(engine, host_path):
     return host_path if engine == "d20" else host_path[len(TRIXIE):]
 
 
-def build(engine, approach, tag):
-    context = path_for(engine, os.path.join(HOST, "ctx"))
+def build(engine, approach, tag, flake="flake", extra=()):
+    context = path_for(engine, os.path.join(HOST, flake))
     dockerfile = path_for(engine, os.path.join(HOST, f"Dockerfile.{approach}"))
-    cmd = ["build"] if engine == "d20" else ["buildx", "build", "--load"]
-    cmd += ["-q", "-f", dockerfile, "--build-arg", f"NIX_IMAGE={NIX_IMAGE}", "-t", tag, context]
+    cmd = ["build"] if engine == "d20" else ["buildx", "build", "--load", "--provenance=false"]
+    cmd += ["-q", "-f", dockerfile, "--build-arg", f"NIX_IMAGE={NIX_IMAGE}", "-t", tag, *extra, context]
     start = time.monotonic()
     docker(engine, *cmd)
     return time.monotonic() - start
+
+
+def prune(engine):
+    docker(engine, "builder", "prune", "-af")
 
 
 def diff_ids(engine, tag):
@@ -71,16 +78,11 @@ def layer_sizes(engine, tag):
     """diff ID -> size of that layer in `docker save`."""
     with tempfile.TemporaryDirectory() as tmp:
         archive = os.path.join(tmp, "image.tar")
-        if engine == "d20":
-            docker(engine, "save", "-o", archive, tag)
-        else:
-            with open(archive, "wb") as f:
-                subprocess.run(["chroot", TRIXIE, "docker", "-H", "unix:///run/d26/docker.sock",
-                                "save", tag], stdout=f, check=True)
+        with open(archive, "wb") as f:
+            docker(engine, "save", tag, stdout=f)
         with tarfile.open(archive) as t:
             manifest = json.load(t.extractfile("manifest.json"))
-            files = manifest[0]["Layers"]
-            sizes = [t.getmember(f).size for f in files]
+            sizes = [t.getmember(f).size for f in manifest[0]["Layers"]]
     return dict(zip(diff_ids(engine, tag), sizes))
 
 
@@ -89,39 +91,92 @@ def moved_bytes(engine, old_tag, new_tag):
     return sum(size for d, size in layer_sizes(engine, new_tag).items() if d not in old)
 
 
-def set_version(v):
-    with open(os.path.join(HOST, "ctx", "src", "version"), "w") as f:
+def set_version(flake, v):
+    with open(os.path.join(HOST, flake, "src", "version"), "w") as f:
         f.write(f"{v}\n")
+
+
+def check_runs(engine, approach, tag):
+    out = docker(engine, "run", "--rm", tag).stdout.strip()
+    if not out.startswith("app 2 "):
+        sys.exit(f"{approach} on {engine}: the edited image printed {out!r}")
 
 
 def prepare():
     shutil.rmtree(HOST, ignore_errors=True)
-    shutil.copytree(os.path.join(HERE, "flake"), os.path.join(HOST, "ctx"))
-    os.makedirs(os.path.join(HOST, "ctx", "tools"), exist_ok=True)
-    shutil.copy("/bin/busybox", os.path.join(HOST, "ctx", "tools", "busybox"))
+    for flake in ["flake", "flake-big"]:
+        shutil.copytree(os.path.join(HERE, flake), os.path.join(HOST, flake))
+        os.makedirs(os.path.join(HOST, flake, "tools"), exist_ok=True)
+        shutil.copy("/bin/busybox", os.path.join(HOST, flake, "tools", "busybox"))
     for a in APPROACHES:
         shutil.copy(os.path.join(HERE, f"Dockerfile.{a}"), HOST)
 
 
-def run_engine(engine):
-    results = {}
-    for approach in APPROACHES:
-        tag = f"nixfront-bench/{approach}"
-        set_version(1)
-        docker(engine, "builder", "prune", "-af")
-        r = {"cold": build(engine, approach, f"{tag}:v1")}
-        r["noop"] = build(engine, approach, f"{tag}:v1")
-        set_version(2)
-        r["edit"] = build(engine, approach, f"{tag}:v2")
-        r["moved"] = moved_bytes(engine, f"{tag}:v1", f"{tag}:v2")
-        docker(engine, "builder", "prune", "-af")
-        build(engine, approach, f"{tag}:v2fresh")
+def quick(engine, approach, flake="flake"):
+    tag = f"nixfront-bench/{approach}-{flake}"
+    set_version(flake, 1)
+    prune(engine)
+    r = {"cold": build(engine, approach, f"{tag}:v1", flake)}
+    r["noop"] = build(engine, approach, f"{tag}:v1", flake)
+    set_version(flake, 2)
+    r["edit"] = build(engine, approach, f"{tag}:v2", flake)
+    r["moved"] = moved_bytes(engine, f"{tag}:v1", f"{tag}:v2")
+    check_runs(engine, approach, f"{tag}:v2")
+    if flake == "flake":
+        prune(engine)
+        build(engine, approach, f"{tag}:v2fresh", flake)
         r["fresh"] = moved_bytes(engine, f"{tag}:v1", f"{tag}:v2fresh")
         r["size"] = sum(layer_sizes(engine, f"{tag}:v2").values())
         r["layers"] = len(diff_ids(engine, f"{tag}:v2"))
-        out = docker(engine, "run", "--rm", f"{tag}:v2").stdout.strip()
-        if not out.startswith("app 2 "):
-            sys.exit(f"{approach} on {engine}: the edited image printed {out!r}")
+    return r
+
+
+def du(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total
+
+
+def fresh_runner(engine, approach):
+    """A CI runner that starts empty and carries only BuildKit's exported cache."""
+    tag = f"nixfront-bench/{approach}-ci"
+    set_version("flake", 1)
+    prune(engine)
+    docker(engine, "image", "rm", "-f", f"{tag}:v1", f"{tag}:v2", check=False)
+    r = {}
+    if engine == "d26":
+        cache = os.path.join(HOST, f"cache-{approach}")
+        shutil.rmtree(cache, ignore_errors=True)
+        export = ["--cache-to", f"type=local,dest={path_for(engine, cache)},mode=max"]
+        imports = ["--cache-from", f"type=local,src={path_for(engine, cache)}"]
+        r["export"] = build(engine, approach, f"{tag}:v1", extra=export)
+        r["exported"] = du(cache)
+    else:
+        export = ["--build-arg", "BUILDKIT_INLINE_CACHE=1"]
+        imports = ["--cache-from", f"{tag}:v1"]
+        r["export"] = build(engine, approach, f"{tag}:v1", extra=export)
+        r["exported"] = 0
+    prune(engine)
+    if engine == "d26":
+        docker(engine, "image", "rm", "-f", f"{tag}:v1")
+    r["unchanged"] = build(engine, approach, f"{tag}:v1b", extra=imports)
+    prune(engine)
+    docker(engine, "image", "rm", "-f", f"{tag}:v1b", check=False)
+    set_version("flake", 2)
+    r["cedit"] = build(engine, approach, f"{tag}:v2", extra=imports)
+    check_runs(engine, approach, f"{tag}:v2")
+    return r
+
+
+def run_engine(engine, long):
+    results = {}
+    for approach in APPROACHES:
+        r = quick(engine, approach)
+        if long:
+            r.update(fresh_runner(engine, approach))
+            big = quick(engine, approach, "flake-big")
+            r.update({f"big_{k}": v for k, v in big.items()})
         results[approach] = r
         print(f"  {engine} {approach}: done", file=sys.stderr)
     return results
@@ -131,25 +186,43 @@ def mb(n):
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
-def report(engine, res):
+def secs(v):
+    return f"{v:.2f} s"
+
+
+def report(engine, res, long):
     rows = [
-        ("cold build", "cold", lambda v: f"{v:.2f} s"),
-        ("no-op rebuild", "noop", lambda v: f"{v:.2f} s"),
-        ("rebuild after app edit", "edit", lambda v: f"{v:.2f} s"),
+        ("cold build", "cold", secs),
+        ("no-op rebuild", "noop", secs),
+        ("rebuild after app edit", "edit", secs),
         ("redeploy bytes, same builder", "moved", mb),
         ("redeploy bytes, fresh builder", "fresh", mb),
         ("image size (saved layers)", "size", mb),
         ("layers", "layers", str),
     ]
+    if long:
+        cache = "local cache" if engine == "d26" else "inline cache"
+        rows += [
+            (f"fresh runner: cold + export ({cache})", "export", secs),
+            ("fresh runner: unchanged source", "unchanged", secs),
+            ("fresh runner: app edit", "cedit", secs),
+            ("exported cache (mode=max)", "exported", mb),
+            ("~1.1 GB closure: cold build", "big_cold", secs),
+            ("~1.1 GB closure: no-op", "big_noop", secs),
+            ("~1.1 GB closure: app edit", "big_edit", secs),
+            ("~1.1 GB closure: redeploy bytes", "big_moved", mb),
+        ]
     name = {"d20": "dockerd 20.10 / BuildKit 0.8", "d26": "dockerd 26.1 + buildx / BuildKit 0.13"}[engine]
     print(f"\n{name}")
-    header = f"| {'':31} | {'seed':>12} | {'expert':>12} | {'nixfront':>12} | {'nf/seed':>8} | {'nf/expert':>9} |"
+    header = f"| {'':38} | {'seed':>12} | {'expert':>12} | {'nixfront':>12} | {'nf/seed':>8} | {'nf/expert':>9} |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for label, key, fmt in rows:
-        s, e, n = (res[a][key] for a in APPROACHES)
-        ratio = lambda a, b: f"{a / b:.3f}" if b else "-"
-        print(f"| {label:31} | {fmt(s):>12} | {fmt(e):>12} | {fmt(n):>12} | {ratio(n, s):>8} | {ratio(n, e):>9} |")
+        s, e, n = (res[a].get(key, 0) for a in APPROACHES)
+        if key == "exported" and engine == "d20":
+            continue
+        ratio = lambda a, b: f"{a / b:.3f}" if b and key != "layers" else "-"
+        print(f"| {label:38} | {fmt(s):>12} | {fmt(e):>12} | {fmt(n):>12} | {ratio(n, s):>8} | {ratio(n, e):>9} |")
     n = res["nixfront"]
     print(f"  redeploy share of the image: nixfront {100 * n['moved'] / n['size']:.3f}% "
           f"(fresh builder {100 * n['fresh'] / n['size']:.3f}%), "
@@ -157,13 +230,15 @@ def report(engine, res):
 
 
 def main():
-    engines = sys.argv[1:] or ["d20", "d26"]
+    args = sys.argv[1:]
+    long = "--long" in args
+    engines = [a for a in args if a != "--long"] or ["d20", "d26"]
     prepare()
     all_results = {}
     for engine in engines:
-        all_results[engine] = run_engine(engine)
+        all_results[engine] = run_engine(engine, long)
     for engine in engines:
-        report(engine, all_results[engine])
+        report(engine, all_results[engine], long)
     with open(os.path.join(HOST, "results.json"), "w") as f:
         json.dump(all_results, f, indent=2)
 

@@ -93,13 +93,31 @@ struct RawPathInfo {
     references: Vec<String>,
 }
 
-/// Parses the manifest JSON written by the build script.
+/// Parses the manifest JSON written by a build step.
 pub fn parse_manifest(bytes: &[u8]) -> Result<Closure> {
     let raw: RawManifest = serde_json::from_slice(bytes).context("reading the build manifest")?;
     if raw.results.is_empty() {
         bail!("nix build produced no output path");
     }
-    let entries: Vec<(String, RawPathInfo)> = match raw.path_info {
+    let paths = parse_path_info(raw.path_info)?;
+    for result in &raw.results {
+        if !paths.iter().any(|p| &p.path == result) {
+            bail!("the build output {result} is missing from its own closure");
+        }
+    }
+    let package = raw.package.unwrap_or(RawPackage { main_program: None });
+    Ok(Closure {
+        results: raw.results,
+        main_program: package.main_program,
+        flake_last_modified: raw.flake.and_then(|f| f.last_modified),
+        paths,
+    })
+}
+
+/// `nix path-info --json --recursive` output, in either shape, as a closure's store paths
+/// (sorted), every reference inside it.
+pub fn parse_path_info(value: Value) -> Result<Vec<StorePath>> {
+    let entries: Vec<(String, RawPathInfo)> = match value {
         Value::Array(items) => items
             .into_iter()
             .map(|item| {
@@ -132,28 +150,17 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Closure> {
             StorePath { path, nar_size: info.nar_size, nar_hash: info.nar_hash, references },
         );
     }
-    for result in &raw.results {
-        if !paths.contains_key(result) {
-            bail!("the build output {result} is missing from its own closure");
-        }
-    }
     for p in paths.values() {
         if let Some(missing) = p.references.iter().find(|r| !paths.contains_key(*r)) {
             bail!("{} refers to {missing}, which is missing from the closure", p.path);
         }
     }
-    let package = raw.package.unwrap_or(RawPackage { main_program: None });
-    Ok(Closure {
-        results: raw.results,
-        main_program: package.main_program,
-        flake_last_modified: raw.flake.and_then(|f| f.last_modified),
-        paths: paths.into_values().collect(),
-    })
+    Ok(paths.into_values().collect())
 }
 
 /// Accepts `/nix/store/<hash>-<name>` or a bare `<hash>-<name>`, and checks it is a plain
 /// store path (one component, Nix's own character set), as it is used in file operations.
-fn full_store_path(path: &str) -> Result<String> {
+pub fn full_store_path(path: &str) -> Result<String> {
     let base = path.strip_prefix("/nix/store/").unwrap_or(path);
     let valid = base.len() > 33
         && base.as_bytes()[32] == b'-'

@@ -15,14 +15,15 @@ use crate::closure::{self, Closure};
 use crate::context::{self, UserFile};
 use crate::gateway::{BuildKitError, Gateway, InTotoFile, RefId, caps};
 use crate::image::{self, BinEntry, ConfigInputs};
-use crate::layers::{self, Extras, Layout};
+use crate::layers::grouping::{self, Group};
+use crate::layers::{self, Extras, LayerPlan, Layout, TopSource};
 use crate::limits::MAX_MANIFEST_BYTES;
 use crate::llb::State;
 use crate::llb::definition::{Marshal, SourceFile};
 use crate::nixfile::{self, Lines, Nixfile};
 use crate::options::Options;
-use crate::plan::output::{self, EXIT_NO_NIX, MANIFEST_FILE, PACKAGES_FILE};
-use crate::plan::{self, BuilderImage, FlakeRef, NixStep};
+use crate::plan::output::{self, DEPS_INFO_FILE, EXIT_NO_NIX, MANIFEST_FILE, PACKAGES_FILE, PLAN_FILE};
+use crate::plan::{self, BuilderImage, FlakeRef, NixStep, derivation, steps};
 use crate::sbom;
 
 /// The build args one platform's build sees: the client's and the platform's own
@@ -69,6 +70,8 @@ pub struct Shared<'a> {
     context: State,
     merge: bool,
     attestations: bool,
+    /// The package step may skip hashing the dependency layers (`exec.mount.cache.content`).
+    no_content_hash: bool,
 }
 
 impl<'a> Shared<'a> {
@@ -94,6 +97,7 @@ impl<'a> Shared<'a> {
             context,
             merge: gw.caps.supports(caps::MERGE_OP),
             attestations: gw.caps.supports(caps::ATTESTATIONS),
+            no_content_hash: gw.caps.supports(steps::CAP_NO_CONTENT_HASH),
         })
     }
 
@@ -128,14 +132,16 @@ impl<'a> Shared<'a> {
     /// Builds the flake's package for the plan's platform and lays it out as an image.
     pub async fn image(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<PlatformImage> {
         let options = self.options;
-        let nix = plan::nix_build(&plan.flake, &plan.system, &self.step(plan));
-        // Solves are lazy: the build may run, and fail, in any of these calls.
-        let solved = self.solve_build(gw, &nix).await.map_err(|e| {
-            let what =
-                format!("`nix build {}` failed (for {}); its log is above", plan.flake.written, plan.system);
-            self.step_failure(e, plan, what)
-        });
-        let (closure, built) = at_lines(solved, plan.flake_lines)?;
+        // Solves are lazy: a step may run, and fail, in any of these calls.
+        let built = if options.nix.persistent_store {
+            match self.build_in_steps(gw, plan).await? {
+                Some(built) => built,
+                None => self.build_at_once(gw, plan).await?,
+            }
+        } else {
+            self.build_at_once(gw, plan).await?
+        };
+        let closure = &built.closure;
         info!(
             paths = closure.paths.len(),
             bytes = closure.total_size(),
@@ -143,12 +149,11 @@ impl<'a> Shared<'a> {
             closure.main_result()
         );
 
-        let bin = bin_entries(gw, &built, &closure).await?;
-        let created = image::creation_time(options.source_date_epoch, &closure, plan.flake.uses_context);
+        let created = image::creation_time(options.source_date_epoch, closure, plan.flake.uses_context);
         let attest = options.sbom_attestation && self.attestations;
         let sbom = (attest || options.nix.sbom_file)
             .then(|| {
-                serde_json::to_vec(&sbom::document(&closure, &plan.flake.written, &image::rfc3339(created)))
+                serde_json::to_vec(&sbom::document(closure, &plan.flake.written, &image::rfc3339(created)))
             })
             .transpose()?;
         let location = Some((plan.flake_lines.start, plan.flake_lines.end));
@@ -157,12 +162,16 @@ impl<'a> Shared<'a> {
             workdir: plan.nixfile.workdir.as_deref(),
             sbom: sbom.as_deref().filter(|_| options.nix.sbom_file),
         };
-        let rootfs = layers::root_filesystem(&closure, &built_state(&nix), &extras, layout);
+        let top = match &built.top {
+            Top::Tree(state) => TopSource::Tree(state),
+            Top::SingleBuild(state) => TopSource::SingleBuild(state),
+        };
+        let rootfs = layers::assemble(&built.layers, top, &built.anchors, &extras, layout);
         let config = image::image_config(&ConfigInputs {
             filename: &options.filename,
             nixfile: &plan.nixfile,
-            closure: &closure,
-            bin: &bin,
+            closure,
+            bin: &built.bin,
             platform: &plan.target,
             flake: &plan.flake.written,
             flake_lines: plan.flake_lines,
@@ -188,15 +197,98 @@ impl<'a> Shared<'a> {
         Ok(PlatformImage { platform: plan.target.clone(), rootfs, config, created, sbom })
     }
 
-    /// Runs the build exec and reads its manifest; the closure and the built output.
-    async fn solve_build(&self, gw: &mut Gateway, nix: &plan::NixBuild) -> Result<(Closure, RefId)> {
-        let meta = self.solve(gw, &nix.meta).await?;
-        let manifest = gw
-            .read_file(&meta, &output::meta_path(MANIFEST_FILE), MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES")
-            .await?;
-        let closure = closure::parse_manifest(&manifest)?;
-        let built = self.solve(gw, &nix.closure).await?;
-        Ok((closure, built))
+    /// Solves a Nix step of `plan` and reads `file` of its metadata output. Solves are lazy:
+    /// the step runs, and may fail, in either call. A failure says what failed, points at the
+    /// FLAKE line, and names what the builder lacks when that is the cause.
+    async fn step_meta(
+        &self,
+        gw: &mut Gateway,
+        plan: &PlatformPlan,
+        meta: &State,
+        file: &str,
+    ) -> Result<Vec<u8>> {
+        let read = async {
+            let solved = self.solve(gw, meta).await?;
+            gw.read_file(&solved, &output::meta_path(file), MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES").await
+        };
+        let read = read.await.map_err(|e| {
+            let what =
+                format!("`nix build {}` failed (for {}); its log is above", plan.flake.written, plan.system);
+            self.step_failure(e, plan, what)
+        });
+        at_lines(read, plan.flake_lines)
+    }
+
+    /// Solves an output of a step that has run: its files can be read.
+    async fn solve_output(&self, gw: &mut Gateway, plan: &PlatformPlan, state: &State) -> Result<RefId> {
+        at_lines(self.solve(gw, state).await, plan.flake_lines)
+    }
+
+    /// Builds on the persistent store in four steps whose cache keys hold across edits (see
+    /// [`plan::steps`]), or `None` when the package cannot be planned so (an input's output is
+    /// only known once built).
+    async fn build_in_steps(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<Option<Built>> {
+        let step = self.step(plan);
+        let evaluation = steps::evaluate(&plan.flake, &plan.system, &step);
+        let evaluated = self.step_meta(gw, plan, &evaluation, PLAN_FILE).await?;
+        let eval = match derivation::parse_plan(&evaluated)? {
+            Ok(eval) => eval,
+            Err(why) => {
+                info!("building {} in one step: {why:?}", plan.flake.written);
+                return Ok(None);
+            }
+        };
+        let max_layers = self.options.nix.max_layers;
+        let (groups, layers, deps_meta) = if eval.inputs.is_empty() {
+            (Vec::new(), Vec::new(), None)
+        } else {
+            let realise = steps::realise(&eval.inputs, &plan.system, &step);
+            let info: serde_json::Value =
+                serde_json::from_slice(&self.step_meta(gw, plan, &realise, DEPS_INFO_FILE).await?)
+                    .context("reading the dependencies' path-info")?;
+            let deps = Closure {
+                results: Vec::new(),
+                main_program: None,
+                flake_last_modified: None,
+                paths: closure::parse_path_info(info)?,
+            };
+            // The top layer, the package's own paths and its sources take one layer each.
+            let groups = grouping::group(&deps, max_layers.saturating_sub(3).max(1));
+            let paths: Vec<Vec<String>> = groups.iter().map(|g| g.paths.clone()).collect();
+            let layers = steps::lay_out(&paths, &step, self.merge);
+            (groups, layers, Some(realise))
+        };
+        let deps = deps_meta.as_ref().map(|meta| steps::Dependencies { layers: &layers, meta });
+        let package =
+            steps::package(&plan.flake, &plan.system, &step, deps, &eval.sources, self.no_content_hash);
+        let mut closure =
+            closure::parse_manifest(&self.step_meta(gw, plan, &package.meta, MANIFEST_FILE).await?)?;
+        closure.main_program = eval.main_program.clone();
+        closure.flake_last_modified = eval.flake_last_modified;
+        let results = self.solve_output(gw, plan, &package.results).await?;
+        let bin = bin_entries(gw, &results, &format!("{}/bin", closure.main_result())).await;
+        let deps: Vec<(Group, steps::LaidOut)> = groups.into_iter().zip(layers).collect();
+        let layers = layers::split_build_layers(
+            &deps,
+            &closure,
+            (&eval.sources, &package.sources),
+            &package.results,
+            max_layers,
+        );
+        let anchors = vec![evaluation, package.meta];
+        Ok(Some(Built { closure, layers, top: Top::Tree(package.extras), anchors, bin }))
+    }
+
+    /// Builds in one step: without the persistent store, or for a package that cannot be
+    /// planned in steps.
+    async fn build_at_once(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<Built> {
+        let nix = plan::single_build(&plan.flake, &plan.system, &self.step(plan));
+        let closure = closure::parse_manifest(&self.step_meta(gw, plan, &nix.meta, MANIFEST_FILE).await?)?;
+        let built = self.solve_output(gw, plan, &nix.closure).await?;
+        let main = closure.main_result();
+        let bin = bin_entries(gw, &built, &format!("{}{main}/bin", output::output_tree(main))).await;
+        let layers = layers::single_build_layers(&closure, &nix.closure, self.options.nix.max_layers);
+        Ok(Built { closure, layers, top: Top::SingleBuild(nix.closure), anchors: vec![nix.meta], bin })
     }
 
     /// A failed step's error: what the builder image or the builder lacks when that is the
@@ -235,23 +327,31 @@ impl<'a> Shared<'a> {
     }
 }
 
-fn built_state(nix: &plan::NixBuild) -> State {
-    nix.closure.clone()
+/// What a build gives the image: its closure, its layers, what the top layer copies, and the
+/// main result's `bin/`.
+struct Built {
+    closure: Closure,
+    layers: Vec<LayerPlan>,
+    top: Top,
+    /// Step outputs read but not in the image, whose cache must travel with it.
+    anchors: Vec<State>,
+    bin: Vec<BinEntry>,
 }
 
-/// The main result's `bin/`, empty when it has none.
-async fn bin_entries(gw: &mut Gateway, built: &RefId, closure: &Closure) -> Result<Vec<BinEntry>> {
-    let main = closure.main_result();
-    let dir = format!("{}{main}/bin", output::output_tree(main));
-    let entries = match gw.read_dir(built, &dir).await {
-        Ok(entries) => entries,
-        Err(_) => return Ok(Vec::new()),
-    };
-    Ok(entries
+/// Where the top layer's `tmp` comes from (see [`TopSource`]).
+enum Top {
+    Tree(State),
+    SingleBuild(State),
+}
+
+/// The main result's `bin/` at `dir` of `built`, empty when it has none.
+async fn bin_entries(gw: &mut Gateway, built: &RefId, dir: &str) -> Vec<BinEntry> {
+    let entries = gw.read_dir(built, dir).await.unwrap_or_default();
+    entries
         .into_iter()
         .map(|e| BinEntry {
             executable: e.is_symlink || (!e.is_dir && e.permissions & 0o111 != 0),
             name: e.name,
         })
-        .collect())
+        .collect()
 }

@@ -1,13 +1,14 @@
 //! The image's root filesystem: the closure in layers by group of store paths, and a top
-//! layer with what nixfront adds (`/tmp`, the WORKDIR).
+//! layer with what nixfront adds (`/tmp`, the WORKDIR, the SBOM file).
 //!
-//! The build output holds each store path as its own tree, `/<base>/nix/store/<base>`. A
-//! layer copies the contents of its paths' trees onto `/`, with a fixed time on everything:
-//! BuildKit's copy stamps each copied directory after writing its contents, so `nix/`,
-//! `nix/store/` and the paths all carry the fixed time, and the same group gives the same
-//! layer bytes in every build, on a warm or a fresh builder. Where BuildKit has MergeOp each
-//! layer is built on scratch and merged, so an unchanged group keeps its cache key and blob;
-//! elsewhere (BuildKit 0.8) the copies are chained, one layer each.
+//! A layer is planned as parts ([`Part`]): a whole step output that is already laid out as
+//! `nix/store/<base>` (the dependency layers, the package's own paths), some paths of one, or
+//! per-path trees `/<base>/nix/store/<base>` of the one-step build. Where BuildKit has MergeOp
+//! each layer is its own state and they are merged: a layer that is one whole output is that
+//! output itself, so the image shares its blob with BuildKit's cache and an unchanged layer
+//! keeps its key. Elsewhere (BuildKit 0.8) the parts are copied in a chain, one layer each.
+//! Everything nixfront writes carries a fixed time, so the same paths give the same layer
+//! bytes in every build, on a warm or a fresh builder.
 
 pub mod grouping;
 
@@ -15,6 +16,7 @@ use crate::closure::{Closure, StorePath};
 use crate::llb::file::FileOp;
 use crate::llb::{Location, State, merge};
 use crate::plan::output::{self, FIXED_TIME_NS};
+use crate::plan::steps::LaidOut;
 use grouping::{Group, GroupKind};
 
 /// How to lay the layers out.
@@ -43,46 +45,191 @@ pub struct RootFilesystem {
     pub layers: Vec<String>,
 }
 
-/// The root filesystem. `built` is the build's output, one tree per store path, plus the
-/// extras tree ([`output::extras_tree`]).
-pub fn root_filesystem(closure: &Closure, built: &State, extras: &Extras, layout: Layout) -> RootFilesystem {
-    let groups = grouping::group(closure, layout.max_layers.saturating_sub(1));
-    let total = groups.len();
-    let name = |i: usize, g: &Group| format!("layer {}/{total}: {}", i + 1, describe(closure, g));
-    let mut layers: Vec<String> = groups.iter().enumerate().map(|(i, g)| name(i, g)).collect();
+/// A piece of a layer.
+#[derive(Debug, Clone)]
+pub enum Part {
+    /// A directory of a step output laid out as a layer (`nix/store/<base>`, or the extras
+    /// `tmp`), whole; `/` for the whole output.
+    Tree(State, String),
+    /// Some store paths of such a directory.
+    Paths(State, String, Vec<String>),
+    /// Store paths of the one-step build's output, each its own tree `/<base>/nix/store/<base>`.
+    PathTrees(State, Vec<String>),
+}
+
+impl Part {
+    fn copy_onto(&self, op: FileOp) -> FileOp {
+        match self {
+            Part::Tree(state, dir) => op.copy_contents(state, dir, "/", FIXED_TIME_NS),
+            Part::Paths(state, dir, paths) => paths.iter().fold(op, |op, p| {
+                op.copy_entry(state, &format!("{}{p}", dir.trim_end_matches('/')), p, FIXED_TIME_NS)
+            }),
+            Part::PathTrees(state, paths) => paths
+                .iter()
+                .fold(op, |op, p| op.copy_contents(state, &output::output_tree(p), "/", FIXED_TIME_NS)),
+        }
+    }
+}
+
+/// One planned layer: what it holds and what progress output and the history call it.
+#[derive(Debug, Clone)]
+pub struct LayerPlan {
+    pub name: String,
+    pub parts: Vec<Part>,
+}
+
+/// The layers of a one-step build's closure: `built` holds one tree per store path.
+pub fn single_build_layers(closure: &Closure, built: &State, max_layers: usize) -> Vec<LayerPlan> {
+    grouping::group(closure, max_layers.saturating_sub(1))
+        .iter()
+        .map(|g| LayerPlan {
+            name: describe(closure, g),
+            parts: vec![Part::PathTrees(built.clone(), g.paths.clone())],
+        })
+        .collect()
+}
+
+/// The layers of a build on the persistent store. `deps` are the dependency groups, each laid
+/// out as one output; `closure` is the runtime closure; `sources` and `results` the package
+/// step's layers of its input sources and its own paths. A dependency group outside the
+/// closure (build-time only) is left out, one partly in it gives the paths that are; when
+/// there are more layers than `max_layers` allows (the top layer aside), the last ones share.
+pub fn split_build_layers(
+    deps: &[(Group, LaidOut)],
+    closure: &Closure,
+    sources: (&[String], &State),
+    results: &State,
+    max_layers: usize,
+) -> Vec<LayerPlan> {
+    let in_closure = |p: &String| closure.paths.iter().any(|sp| &sp.path == p);
+    let mut layers = Vec::new();
+    for (group, state) in deps {
+        let kept: Vec<String> = group.paths.iter().filter(|p| in_closure(p)).cloned().collect();
+        if kept.is_empty() {
+            continue;
+        }
+        let part = if kept.len() == group.paths.len() {
+            Part::Tree(state.state.clone(), state.dir.clone())
+        } else {
+            Part::Paths(state.state.clone(), state.dir.clone(), kept.clone())
+        };
+        let shown = Group { kind: group.kind, size: size_of(closure, &kept), paths: kept };
+        layers.push(LayerPlan { name: describe(closure, &shown), parts: vec![part] });
+    }
+    let in_deps = |p: &String| deps.iter().any(|(g, _)| g.paths.contains(p));
+    let source_paths: Vec<String> =
+        sources.0.iter().filter(|p| in_closure(p) && !in_deps(p)).cloned().collect();
+    if !source_paths.is_empty() {
+        let group =
+            Group { kind: GroupKind::Single, size: size_of(closure, &source_paths), paths: source_paths };
+        let name = if group.paths.len() == 1 {
+            describe(closure, &group)
+        } else {
+            format!("{} sources ({})", group.paths.len(), human_size(group.size))
+        };
+        layers.push(LayerPlan { name, parts: vec![Part::Tree(sources.1.clone(), "/".to_string())] });
+    }
+    let own: Vec<String> = closure
+        .paths
+        .iter()
+        .map(|p| &p.path)
+        .filter(|p| !in_deps(p) && !sources.0.contains(p))
+        .cloned()
+        .collect();
+    let group = Group { kind: GroupKind::Outputs, size: size_of(closure, &own), paths: own };
+    layers.push(LayerPlan {
+        name: describe(closure, &group),
+        parts: vec![Part::Tree(results.clone(), "/".to_string())],
+    });
+    while layers.len() > max_layers.saturating_sub(1).max(1) {
+        let last = layers.pop().expect("more than one layer");
+        let below = layers.last_mut().expect("more than one layer");
+        below.name = format!("{} + {}", below.name, last.name);
+        below.parts.extend(last.parts);
+    }
+    layers
+}
+
+fn size_of(closure: &Closure, paths: &[String]) -> u64 {
+    closure.paths.iter().filter(|p| paths.contains(&p.path)).map(|p| p.nar_size).sum()
+}
+
+/// The top layer's part holding what nixfront adds (`tmp`, mode 1777).
+pub enum TopSource<'a> {
+    /// The package step's extras output.
+    Tree(&'a State),
+    /// The one-step build's output, whose extras tree is [`output::extras_tree`].
+    SingleBuild(&'a State),
+}
+
+/// The root filesystem: `layers` bottom to top, then the top layer.
+///
+/// `anchors` are step outputs nixfront reads but the image does not hold (a plan, a
+/// manifest). BuildKit exports the cache of what the image is made from, no more: the top
+/// layer copies each anchor in and removes it again, which leaves its bytes unchanged and puts
+/// the anchor's step among what the image is made from, so a fresh runner importing the cache
+/// finds it too.
+pub fn assemble(
+    layers: &[LayerPlan],
+    top: TopSource,
+    anchors: &[State],
+    extras: &Extras,
+    layout: Layout,
+) -> RootFilesystem {
+    let total = layers.len();
+    let names: Vec<String> =
+        layers.iter().enumerate().map(|(i, l)| format!("layer {}/{total}: {}", i + 1, l.name)).collect();
     let top_name = top_layer_name(extras);
-    layers.push(top_name.clone());
-    let copy =
-        |base: &State, i: usize, g: &Group| copy_group(base, built, g).at(layout.location).build(&name(i, g));
-    let top = |base: &State| top_layer(base, built, extras).at(layout.location).build(&top_name);
+    let build = |base: &State, layer: &LayerPlan, name: &str| {
+        layer
+            .parts
+            .iter()
+            .fold(FileOp::on(base), |op, part| part.copy_onto(op))
+            .at(layout.location)
+            .build(name)
+    };
+    let top_layer = |base: &State| {
+        let mut op = FileOp::on(base);
+        // /tmp comes from a step's output: BuildKit's mkdir drops the sticky bit, a copy keeps it.
+        op = match top {
+            TopSource::Tree(state) => op.copy_contents(state, "/", "/", FIXED_TIME_NS),
+            TopSource::SingleBuild(state) => {
+                op.copy_contents(state, &output::extras_tree(), "/", FIXED_TIME_NS)
+            }
+        };
+        if let Some(dir) = extras.workdir.filter(|d| *d != "/" && *d != "/tmp") {
+            op = op.mkdir(dir, 0o755, FIXED_TIME_NS);
+        }
+        if let Some(document) = extras.sbom {
+            op = op.mkfile(&format!("/{}", crate::sbom::FILE_NAME), 0o444, document, FIXED_TIME_NS);
+        }
+        for (i, anchor) in anchors.iter().enumerate() {
+            let place = format!("/.nixfront-anchor-{i}");
+            op = op.copy_entry(anchor, "/", &place, FIXED_TIME_NS).rm(&place);
+        }
+        op.at(layout.location).build(&top_name)
+    };
     let state = if layout.merge {
-        let mut states: Vec<State> =
-            groups.iter().enumerate().map(|(i, g)| copy(&State::scratch(), i, g)).collect();
-        states.push(top(&State::scratch()));
+        let mut states: Vec<State> = layers
+            .iter()
+            .zip(&names)
+            .map(|(layer, name)| match layer.parts.as_slice() {
+                [Part::Tree(state, dir)] if dir == "/" => state.clone(),
+                _ => build(&State::scratch(), layer, name),
+            })
+            .collect();
+        states.push(top_layer(&State::scratch()));
         merge::merge(&states, &format!("merge {} layers", states.len()), layout.location)
     } else {
-        let store = groups.iter().enumerate().fold(State::scratch(), |below, (i, g)| copy(&below, i, g));
-        top(&store)
+        let store = layers
+            .iter()
+            .zip(&names)
+            .fold(State::scratch(), |below, (layer, name)| build(&below, layer, name));
+        top_layer(&store)
     };
-    RootFilesystem { state, layers }
-}
-
-fn copy_group(base: &State, built: &State, group: &Group) -> FileOp {
-    group.paths.iter().fold(FileOp::on(base), |op, path| {
-        op.copy_contents(built, &output::output_tree(path), "/", FIXED_TIME_NS)
-    })
-}
-
-fn top_layer(base: &State, built: &State, extras: &Extras) -> FileOp {
-    // /tmp comes from the build output: BuildKit's mkdir drops the sticky bit, a copy keeps it.
-    let mut top = FileOp::on(base).copy_contents(built, &output::extras_tree(), "/", FIXED_TIME_NS);
-    if let Some(dir) = extras.workdir.filter(|d| *d != "/" && *d != "/tmp") {
-        top = top.mkdir(dir, 0o755, FIXED_TIME_NS);
-    }
-    if let Some(document) = extras.sbom {
-        top = top.mkfile(&format!("/{}", crate::sbom::FILE_NAME), 0o444, document, FIXED_TIME_NS);
-    }
-    top
+    let mut all = names;
+    all.push(top_name);
+    RootFilesystem { state, layers: all }
 }
 
 /// What the top layer is called in progress output and the history: what it holds.
@@ -149,7 +296,9 @@ mod tests {
     fn ops(merge: bool) -> Vec<pb::Op> {
         let built = crate::llb::source::image("docker.io/library/busybox:latest", None);
         let layout = Layout { max_layers: 100, merge, location: Some((2, 2)) };
-        let fs = root_filesystem(&closure(), &built, &Extras { workdir: Some("/srv"), sbom: None }, layout);
+        let layers = single_build_layers(&closure(), &built, layout.max_layers);
+        let extras = Extras { workdir: Some("/srv"), sbom: None };
+        let fs = assemble(&layers, TopSource::SingleBuild(&built), &[], &extras, layout);
         assert_eq!(fs.layers[2], "nixfront: /tmp, /srv (WORKDIR)");
         assert_eq!(fs.layers.len(), 3);
         decode(&fs.state.to_definition()).into_iter().map(|(_, op)| op).collect()
@@ -189,6 +338,63 @@ mod tests {
         assert!(ops.iter().all(|op| !matches!(op.op, Some(pb::op::Op::Merge(_)))));
         let order: Vec<String> = ops.iter().flat_map(copies).map(|c| c.0).collect();
         assert_eq!(order, [format!("/{}", &DEP[11..]), format!("/{}", &APP[11..]), output::extras_tree()]);
+    }
+
+    fn output(name: &str) -> State {
+        crate::llb::file::FileOp::on(&State::scratch()).mkdir(&format!("/{name}"), 0o755, 1).build(name)
+    }
+
+    fn group(kind: GroupKind, paths: &[&str]) -> Group {
+        Group { kind, paths: paths.iter().map(|p| p.to_string()).collect(), size: 0 }
+    }
+
+    #[test]
+    fn whole_outputs_are_layers_as_they_are_and_build_time_paths_stay_out() {
+        const TOOL: &str = "/nix/store/8digwrcy1qxcqaiqg16dsf0z16ns0s8n-compiler-1.0";
+        let c = closure();
+        let (dep, tools, mixed, sources, results) =
+            (output("dep"), output("tools"), output("mixed"), output("sources"), output("results"));
+        let whole = |state: &State| LaidOut { state: state.clone(), dir: "/".to_string() };
+        let deps = [
+            (group(GroupKind::Single, &[DEP]), whole(&dep)),
+            (group(GroupKind::Single, &[TOOL]), whole(&tools)),
+            (group(GroupKind::Bucket(0), &[DEP, TOOL]), whole(&mixed)),
+        ];
+        let layers = split_build_layers(&deps, &c, (&[], &sources), &results, 100);
+        assert_eq!(layers.len(), 3, "the compiler's own layer is left out, no sources layer");
+        assert!(matches!(&layers[0].parts[..], [Part::Tree(_, _)]));
+        assert!(
+            matches!(&layers[1].parts[..], [Part::Paths(_, _, p)] if p == &[DEP]),
+            "only the runtime path"
+        );
+        assert_eq!(layers[2].name, "hello-0.1 (600 B)");
+        let layout = Layout { max_layers: 100, merge: true, location: None };
+        let fs = assemble(
+            &layers,
+            TopSource::Tree(&output("extras")),
+            &[output("plan")],
+            &Extras::default(),
+            layout,
+        );
+        let ops: Vec<pb::Op> = decode(&fs.state.to_definition()).into_iter().map(|(_, op)| op).collect();
+        let copied: Vec<_> = ops.iter().flat_map(copies).collect();
+        assert_eq!(copied.len(), 3, "the partial group, /tmp, the anchor: {copied:?}");
+        assert_eq!(copied[2].1, "/.nixfront-anchor-0", "copied in...");
+        let removed = ops.iter().any(|op| {
+            match &op.op {
+            Some(pb::op::Op::File(f)) => f.actions.iter().any(|a| {
+                matches!(&a.action, Some(pb::file_action::Action::Rm(r)) if r.path == "/.nixfront-anchor-0")
+            }),
+            _ => false,
+        }
+        });
+        assert!(removed, "...and removed again");
+        assert_eq!((copied[0].0.as_str(), copied[0].1.as_str(), copied[0].2), (DEP, DEP, false));
+        // Too many layers: the last ones share one.
+        let layers = split_build_layers(&deps, &c, (&[], &sources), &results, 3);
+        assert_eq!(layers.len(), 2);
+        assert_eq!(layers[1].parts.len(), 2);
+        assert!(layers[1].name.contains(" + "), "{}", layers[1].name);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct Mount {
     pub source: State,
     pub selector: String,
     pub kind: MountKind,
+    /// Key the exec by the input's cache key alone, never by hashing its content
+    /// (`exec.mount.cache.content`, BuildKit >= 0.12): for big inputs whose key says it all.
+    pub no_content_hash: bool,
 }
 
 impl Mount {
@@ -48,6 +51,7 @@ impl Mount {
             source: source.clone(),
             selector: String::new(),
             kind: MountKind::Bind { readonly, output },
+            no_content_hash: false,
         }
     }
 
@@ -63,6 +67,7 @@ impl Mount {
             source: seed.clone(),
             selector: String::new(),
             kind: MountKind::Cache { id: id.to_string(), sharing },
+            no_content_hash: false,
         }
     }
 
@@ -74,6 +79,7 @@ impl Mount {
             source: State::scratch(),
             selector: String::new(),
             kind: MountKind::Secret { id: id.to_string(), optional },
+            no_content_hash: false,
         }
     }
 
@@ -84,11 +90,18 @@ impl Mount {
             source: State::scratch(),
             selector: String::new(),
             kind: MountKind::Ssh { id: id.to_string(), optional },
+            no_content_hash: false,
         }
     }
 
     pub fn with_selector(mut self, selector: &str) -> Self {
         self.selector = selector.to_string();
+        self
+    }
+
+    /// See [`Mount::no_content_hash`].
+    pub fn without_content_hash(mut self) -> Self {
+        self.no_content_hash = true;
         self
     }
 }
@@ -178,6 +191,11 @@ impl Exec {
                 dest: mount.dest.clone(),
                 selector: mount.selector.clone(),
                 output: -1,
+                content_cache: if mount.no_content_hash {
+                    pb::MountContentCache::Off as i32
+                } else {
+                    pb::MountContentCache::Default as i32
+                },
                 ..Default::default()
             };
             match &mount.kind {

@@ -44,14 +44,32 @@ impl FileOp {
     /// Copies what is inside directory `src` of `from` into `dest`, merging with what is
     /// there and creating `dest`'s parents; modes and owners are kept, and every copied entry,
     /// directories included, gets `timestamp`.
-    pub fn copy_contents(mut self, from: &State, src: &str, dest: &str, timestamp: i64) -> Self {
+    pub fn copy_contents(self, from: &State, src: &str, dest: &str, timestamp: i64) -> Self {
+        self.push_copy(from, src, dest, timestamp, true)
+    }
+
+    /// Copies the entry `src` of `from` (a file, a link or a whole directory) to `dest`,
+    /// creating `dest`'s parents; its mode, owner and kind are kept, every copied entry gets
+    /// `timestamp`.
+    pub fn copy_entry(self, from: &State, src: &str, dest: &str, timestamp: i64) -> Self {
+        self.push_copy(from, src, dest, timestamp, false)
+    }
+
+    fn push_copy(
+        mut self,
+        from: &State,
+        src: &str,
+        dest: &str,
+        timestamp: i64,
+        dir_copy_contents: bool,
+    ) -> Self {
         let secondary = self.input_index(from);
         let copy = pb::FileActionCopy {
             src: src.to_string(),
             dest: dest.to_string(),
             mode: -1,
             create_dest_path: true,
-            dir_copy_contents: true,
+            dir_copy_contents,
             timestamp,
             ..Default::default()
         };
@@ -64,6 +82,13 @@ impl FileOp {
         let mkdir =
             pb::FileActionMkDir { path: path.to_string(), mode, make_parents: true, owner: None, timestamp };
         self.actions.push((-1, Action::Mkdir(mkdir)));
+        self
+    }
+
+    /// Removes `path` (recursively), which must exist.
+    pub fn rm(mut self, path: &str) -> Self {
+        let rm = pb::FileActionRm { path: path.to_string(), allow_not_found: false, allow_wildcard: false };
+        self.actions.push((-1, Action::Rm(rm)));
         self
     }
 

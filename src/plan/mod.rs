@@ -1,13 +1,23 @@
 //! The Nix plan: a parsed Nixfile and the options become the flake reference to build and
 //! the LLB execs that run Nix in the builder image.
 //!
+//! With the persistent store a package is built in four steps ([`steps`]), so that what does
+//! not change across an edit is a step result whose cache key names its store paths: BuildKit's
+//! cache (local, or exported to a fresh CI runner) answers for it. Evaluate (keyed by the
+//! context); realise the package's inputs (keyed by their derivations); lay their closure out
+//! as layers (keyed by the store paths of each layer); build the package on top (keyed by the
+//! context). Without the store, or for a package whose inputs' outputs are only known once
+//! built, one step does it all ([`single_build`]).
+//!
 //! [`output`] is the contract of those steps (where they read and write), [`secrets`] the
-//! client secrets they may use, and `scripts/` the fixed shell scripts they run, one set of
-//! Nix flags shared by all (`common.sh`). The flake reference reaches Nix as one argv element
-//! of a fixed script, never as shell text.
+//! client secrets they may use, [`derivation`] reads the evaluation's plan, and `scripts/` holds
+//! the fixed shell scripts they run, one set of Nix flags shared by all (`common.sh`). The
+//! flake reference reaches Nix as one argv element of a fixed script, never as shell text.
 
+pub mod derivation;
 pub mod output;
 pub mod secrets;
+pub mod steps;
 
 use anyhow::Result;
 use bollard_buildkit_proto::pb;
@@ -21,12 +31,19 @@ use crate::options::NixArgs;
 use crate::options::nixconf::NixConfig;
 use output::{CONTEXT_DIR, FIXED_TIME_NS, META_DIR, OUT_DIR, SCRIPT_DIR, TMP_DIR};
 
-const COMMON_SCRIPT: &str = include_str!("scripts/common.sh");
-const BUILD_SCRIPT: &str = include_str!("scripts/build.sh");
-const PACKAGES_SCRIPT: &str = include_str!("scripts/packages.sh");
-/// The scripts, as files in the scripts directory of a step.
-const SCRIPTS: &[(&str, &str)] =
-    &[("common.sh", COMMON_SCRIPT), ("build.sh", BUILD_SCRIPT), ("packages.sh", PACKAGES_SCRIPT)];
+/// The scripts, as files in the scripts directory of every step.
+const SCRIPTS: &[(&str, &str)] = &[
+    ("common.sh", include_str!("scripts/common.sh")),
+    ("verify.sh", include_str!("scripts/verify.sh")),
+    ("roots.sh", include_str!("scripts/roots.sh")),
+    ("bound.sh", include_str!("scripts/bound.sh")),
+    ("eval.sh", include_str!("scripts/eval.sh")),
+    ("realise.sh", include_str!("scripts/realise.sh")),
+    ("materialise.sh", include_str!("scripts/materialise.sh")),
+    ("build.sh", include_str!("scripts/build.sh")),
+    ("single.sh", include_str!("scripts/single.sh")),
+    ("packages.sh", include_str!("scripts/packages.sh")),
+];
 
 /// The flake reference as the user wrote it and as Nix gets it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,9 +148,18 @@ impl BuilderImage {
         };
         Ok(BuilderImage { reference: pinned, digest: digest.to_string(), env })
     }
+
+    /// Whether Nix itself lives in the image's /nix (as in the official nixos/nix image, whose
+    /// Env puts /nix/var/nix/profiles/default/bin on the PATH), so the persistent store must
+    /// start as a copy of it; otherwise (Debian's nix-bin) it starts empty. Read from the
+    /// config, which costs nothing: looking inside the image would pull it even when every
+    /// step is cached.
+    pub fn has_nix_in_store(&self) -> bool {
+        self.env.iter().any(|e| e.split_once('=').is_some_and(|(_, v)| v.contains("/nix/")))
+    }
 }
 
-/// The states the build exec produces.
+/// The states the one-step build produces.
 pub struct NixBuild {
     /// The closure, each store path as its own tree `<base>/nix/store/<base>`, and the
     /// extras tree.
@@ -172,8 +198,10 @@ pub struct NixStep<'a> {
 
 impl NixStep<'_> {
     /// An exec of `/bin/sh <script> <args>` in the builder, with the client's secrets; the
-    /// scripts are fixed files of this frontend, mounted read-only, and `args` are data.
-    fn exec(&self, flake: &FlakeRef, script_name: &str, args: Vec<String>) -> Exec {
+    /// scripts are fixed files of this frontend, mounted read-only, and `args` are data. The
+    /// context is mounted only when `with_context` (a step without it keeps its cache key
+    /// across edits).
+    fn exec(&self, with_context: bool, script_name: &str, args: Vec<String>) -> Exec {
         let root = source::pinned_image(&self.builder.reference, Some(self.platform.clone()));
         let scripts = SCRIPTS
             .iter()
@@ -188,20 +216,25 @@ impl NixStep<'_> {
             .mount(Mount::scratch(TMP_DIR));
         let settings = self.settings;
         if settings.persistent_store {
-            // The store is seeded from the builder's /nix (images whose store starts empty may
-            // lack it: the mkdir changes nothing where it exists). BuildKit keys the cache mount
-            // by this op's result, so it keeps its result under --no-cache (the store survives),
-            // and it is never exported (it holds the builder image's layers).
-            let seed = FileOp::on(&root)
-                .mkdir("/nix", 0o755, FIXED_TIME_NS)
-                .cache(CachePolicy { survives_no_cache: true, not_exported: true })
-                .build("nixfront: seed the Nix store");
+            // BuildKit keys a cache mount by its id and the ref it is seeded from, so the seed
+            // keeps its identity under --no-cache (then the store survives). An image that
+            // carries Nix in /nix seeds the store with it, straight from the (pinned) image
+            // source; otherwise the store starts from an empty /nix made on scratch. Neither
+            // holds the builder image's layers, so neither reaches an exported cache.
             let cache = store_cache_id(self.builder, settings.nix_config.as_ref());
+            let seed = if self.builder.has_nix_in_store() {
+                root.clone()
+            } else {
+                FileOp::on(&State::scratch())
+                    .mkdir("/nix", 0o755, FIXED_TIME_NS)
+                    .cache(CachePolicy { survives_no_cache: true, not_exported: false })
+                    .build("nixfront: an empty Nix store")
+            };
             exec = exec.mount(
                 Mount::cache("/nix", &cache, pb::CacheSharingOpt::Locked, &seed).with_selector("/nix"),
             );
         }
-        if flake.uses_context {
+        if with_context {
             exec = exec.mount(Mount::readonly(CONTEXT_DIR, self.context));
             exec.cwd = CONTEXT_DIR.to_string();
         }
@@ -233,11 +266,16 @@ fn without_fragment(reference: &str) -> &str {
     reference.split_once('#').map_or(reference, |(base, _)| base)
 }
 
-/// The exec that builds `flake`'s package for Nix system `system`: the closure and the
-/// manifest.
-pub fn nix_build(flake: &FlakeRef, system: &str, step: &NixStep) -> NixBuild {
-    let args = vec![flake.for_nix.clone(), without_fragment(&flake.for_nix).to_string(), system.to_string()];
-    let mut exec = step.exec(flake, "build.sh", args);
+/// The arguments of a step that works on `flake` for `system`: the reference, the same without
+/// its fragment, the system.
+fn flake_args(flake: &FlakeRef, system: &str) -> Vec<String> {
+    vec![flake.for_nix.clone(), without_fragment(&flake.for_nix).to_string(), system.to_string()]
+}
+
+/// The one step that builds `flake`'s package for Nix system `system`: the closure, one tree
+/// per store path, and the manifest.
+pub fn single_build(flake: &FlakeRef, system: &str, step: &NixStep) -> NixBuild {
+    let mut exec = step.exec(flake.uses_context, "single.sh", flake_args(flake, system));
     let closure = exec.output(OUT_DIR, &State::scratch());
     let meta = exec.output(META_DIR, &State::scratch());
     let built = exec.build(&format!("nix build {} ({system})", flake.written));
@@ -248,7 +286,7 @@ pub fn nix_build(flake: &FlakeRef, system: &str, step: &NixStep) -> NixBuild {
 /// [`output::PACKAGES_FILE`] of its output.
 pub fn nix_packages(flake: &FlakeRef, system: &str, step: &NixStep) -> State {
     let attr = format!("{}#packages.{system}", without_fragment(&flake.for_nix));
-    let mut exec = step.exec(flake, "packages.sh", vec![attr]);
+    let mut exec = step.exec(flake.uses_context, "packages.sh", vec![attr]);
     let meta = exec.output(META_DIR, &State::scratch());
     exec.build(&format!("list packages.{system} of {}", without_fragment(&flake.written))).state(&meta)
 }
@@ -363,7 +401,7 @@ mod tests {
             settings: &persistent(),
             location: Some((2, 2)),
         };
-        nix_build(&flake, "x86_64-linux", &step).closure.to_definition()
+        single_build(&flake, "x86_64-linux", &step).closure.to_definition()
     }
 
     fn the_exec(def: &pb::Definition) -> pb::ExecOp {
@@ -374,6 +412,55 @@ mod tests {
                 _ => None,
             })
             .expect("an exec op")
+    }
+
+    /// The input digests of the definition's exec op, by input index.
+    fn exec_inputs(def: &pb::Definition) -> Vec<String> {
+        decode(def)
+            .into_iter()
+            .find_map(|(_, op)| match op.op {
+                Some(pb::op::Op::Exec(_)) => Some(op.inputs.iter().map(|i| i.digest.clone()).collect()),
+                _ => None,
+            })
+            .expect("an exec op")
+    }
+
+    #[test]
+    fn an_image_with_nix_in_its_store_seeds_the_persistent_store_from_it() {
+        let official = BuilderImage::from_config(
+            "docker.io/nixos/nix:2.24.10",
+            "sha256:def",
+            br#"{"config":{"Env":["PATH=/root/.nix-profile/bin:/nix/var/nix/profiles/default/bin:/usr/bin"]}}"#,
+        )
+        .unwrap();
+        assert!(official.has_nix_in_store() && !builder().has_nix_in_store());
+        let flake = flake_ref(&with_flake(".#hello"), None).unwrap();
+        let platform = crate::llb::platform("linux", "amd64", "");
+        let settings = persistent();
+        let step = NixStep {
+            builder: &official,
+            platform: &platform,
+            context: &State::scratch(),
+            settings: &settings,
+            location: None,
+        };
+        let def = single_build(&flake, "x86_64-linux", &step).closure.to_definition();
+        let exec = the_exec(&def);
+        let store = exec.mounts.iter().find(|m| m.dest == "/nix").unwrap();
+        assert_eq!((store.input, store.selector.as_str()), (0, "/nix"), "the image's own /nix, as the root");
+    }
+
+    #[test]
+    fn the_scripts_need_only_what_the_official_image_has() {
+        // nixos/nix carries coreutils, findutils, grep and bash: no sed, awk, perl or jq.
+        for (name, script) in SCRIPTS {
+            for word in script.split(|c: char| !c.is_ascii_alphanumeric() && c != '-') {
+                assert!(
+                    !["sed", "awk", "perl", "python", "jq", "gawk"].contains(&word),
+                    "{name} uses {word}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -393,7 +480,7 @@ mod tests {
         assert_eq!(meta.args[3], "path:/nixfront/src/x", "the reference without its fragment");
         assert_eq!(meta.args[4], "x86_64-linux");
         assert_eq!(meta.args.iter().filter(|a| a.contains("pwned")).count(), 1);
-        assert_eq!(meta.args[..2], ["/bin/sh", "/nixfront/bin/build.sh"]);
+        assert_eq!(meta.args[..2], ["/bin/sh", "/nixfront/bin/single.sh"]);
         assert!(meta.env.iter().all(|e| !e.contains("pwned")));
         // The scripts are fixed files; nothing the user wrote is in them.
         let scripts: Vec<Vec<u8>> = decode(&def)
@@ -443,7 +530,13 @@ mod tests {
         let cache = store.cache_opt.as_ref().unwrap();
         assert_eq!(cache.id, "nixfront-store-v2-sha256:abc", "versioned: an earlier layout is never reused");
         assert_eq!(cache.sharing, pb::CacheSharingOpt::Locked as i32);
-        assert_eq!(store.selector, "/nix", "seeded from the builder's /nix");
+        assert_eq!(store.selector, "/nix");
+        let seed =
+            decode(&def).into_iter().find(|(digest, _)| *digest == exec_inputs(&def)[store.input as usize]);
+        assert!(
+            matches!(seed.map(|(_, op)| op.op), Some(Some(pb::op::Op::File(_)))),
+            "an image without Nix in /nix: an empty store on scratch"
+        );
         let meta = exec.meta.unwrap();
         assert!(meta.env.contains(&"HOME=/root".to_string()));
         assert!(meta.env.contains(&"TMPDIR=/nixfront/tmp".to_string()), "no need for the image's /tmp");
@@ -486,7 +579,7 @@ mod tests {
             settings: &settings,
             location: None,
         };
-        let def = nix_build(&flake, "x86_64-linux", &step).closure.to_definition();
+        let def = single_build(&flake, "x86_64-linux", &step).closure.to_definition();
         assert!(the_exec(&def).mounts.iter().all(|m| m.mount_type != pb::MountType::Cache as i32));
     }
 

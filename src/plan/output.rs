@@ -6,20 +6,46 @@
 pub const CONTEXT_DIR: &str = "/nixfront/src";
 /// Where nixfront's scripts are mounted (read-only).
 pub const SCRIPT_DIR: &str = "/nixfront/bin";
-/// The output holding the closure, each path as its own tree `<base>/nix/store/<base>`
-/// (see [`output_tree`]), and [`EXTRAS_TREE`].
+/// The one-step build's output: the closure, each path as its own tree
+/// `<base>/nix/store/<base>` (see [`output_tree`]), and [`EXTRAS_TREE`].
 pub const OUT_DIR: &str = "/nixfront/out";
-/// The output holding the metadata files below.
+/// The package step's outputs, each laid out as an image layer (`nix/store/<base>`): the
+/// package's own paths of its closure, its input sources in the closure, and what nixfront
+/// adds to the image (`tmp`, mode 1777).
+pub const RESULTS_DIR: &str = "/nixfront/out/results";
+pub const SOURCES_DIR: &str = "/nixfront/out/sources";
+pub const EXTRAS_DIR: &str = "/nixfront/out/extras";
+/// The output holding a step's metadata files (below).
 pub const META_DIR: &str = "/nixfront/meta";
+/// Where a step finds the spec nixfront wrote for it (files named below), read-only.
+pub const SPEC_DIR: &str = "/nixfront/spec";
+/// The layer step's outputs: `<i>/nix/store/<base>`, one output (one layer) per group.
+pub const LAYERS_DIR: &str = "/nixfront/layers";
+/// Where the package step finds the dependency layers (`<i>/nix/store/<base>`) and the
+/// dependency step's metadata, read-only.
+pub const DEPS_DIR: &str = "/nixfront/deps";
+pub const DEPS_META_DIR: &str = "/nixfront/deps-meta";
 /// A scratch directory for temporary files (TMPDIR), whatever the builder image has.
 pub const TMP_DIR: &str = "/nixfront/tmp";
-/// The build's manifest in [`META_DIR`]: results, package name and mainProgram, flake
-/// metadata, path-info of the closure.
+/// A build's manifest in [`META_DIR`]: results and path-info of the runtime closure (the
+/// one-step build adds the package and flake metadata).
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The evaluation step's plan in [`META_DIR`]: the derivations, the source closure, the
+/// package and flake metadata.
+pub const PLAN_FILE: &str = "plan.json";
+/// The dependency step's path-info of the dependencies' closure in [`META_DIR`], and the
+/// directory of their registrations (`db/<base>`).
+pub const DEPS_INFO_FILE: &str = "deps.json";
+pub const DEPS_DB_DIR: &str = "db";
 /// The package listing in [`META_DIR`]: `{"name": "description", ...}`.
 pub const PACKAGES_FILE: &str = "packages.json";
 /// The tree in [`OUT_DIR`] holding what nixfront adds to the image's root (`tmp`, mode 1777).
 pub const EXTRAS_TREE: &str = ".nixfront-root";
+/// Spec files: the dependency step's inputs (`DRV OUTPUT-PATH` lines), the layer step's
+/// groups (`INDEX STORE-PATH` lines), the package step's input sources (one path a line).
+pub const SPEC_INPUTS: &str = "inputs";
+pub const SPEC_GROUPS: &str = "groups";
+pub const SPEC_SOURCES: &str = "sources";
 
 /// The time given to everything nixfront writes: 1 s after the epoch, as Nix gives store
 /// files, in nanoseconds.
@@ -27,6 +53,12 @@ pub const FIXED_TIME_NS: i64 = 1_000_000_000;
 
 /// A step's exit code when the builder image has no `nix` on its PATH.
 pub const EXIT_NO_NIX: i32 = 90;
+
+/// The name of dependency layer `i`: its directory under [`LAYERS_DIR`] and [`DEPS_DIR`], and
+/// its index in the groups spec (`000`, `001`, ...: they sort as they are numbered).
+pub fn layer_name(i: usize) -> String {
+    format!("{i:03}")
+}
 
 /// `/manifest.json`: where a file of [`META_DIR`] is in the meta output.
 pub fn meta_path(file: &str) -> String {
@@ -48,10 +80,23 @@ pub fn extras_tree() -> String {
 pub fn contract_env() -> Vec<String> {
     vec![
         format!("NIXFRONT_OUT={OUT_DIR}"),
+        format!("NIXFRONT_RESULTS={RESULTS_DIR}"),
+        format!("NIXFRONT_SOURCES={SOURCES_DIR}"),
+        format!("NIXFRONT_EXTRAS_DIR={EXTRAS_DIR}"),
         format!("NIXFRONT_META={META_DIR}"),
+        format!("NIXFRONT_SPEC={SPEC_DIR}"),
+        format!("NIXFRONT_LAYERS={LAYERS_DIR}"),
+        format!("NIXFRONT_DEPS={DEPS_DIR}"),
+        format!("NIXFRONT_DEPS_META={DEPS_META_DIR}"),
         format!("NIXFRONT_MANIFEST={MANIFEST_FILE}"),
+        format!("NIXFRONT_PLAN={PLAN_FILE}"),
+        format!("NIXFRONT_DEPS_INFO={DEPS_INFO_FILE}"),
+        format!("NIXFRONT_DEPS_DB={DEPS_DB_DIR}"),
         format!("NIXFRONT_PACKAGES={PACKAGES_FILE}"),
         format!("NIXFRONT_EXTRAS={EXTRAS_TREE}"),
+        format!("NIXFRONT_SPEC_INPUTS={SPEC_INPUTS}"),
+        format!("NIXFRONT_SPEC_GROUPS={SPEC_GROUPS}"),
+        format!("NIXFRONT_SPEC_SOURCES={SPEC_SOURCES}"),
         format!("NIXFRONT_SECRETS={}", super::secrets::SECRETS_DIR),
         format!("NIXFRONT_EXIT_NO_NIX={EXIT_NO_NIX}"),
         format!("TMPDIR={TMP_DIR}"),
@@ -70,29 +115,33 @@ mod tests {
 
     #[test]
     fn the_scripts_take_every_path_from_the_contract() {
-        for script in [super::super::BUILD_SCRIPT, super::super::PACKAGES_SCRIPT, super::super::COMMON_SCRIPT]
-        {
-            for literal in [
-                "/nixfront/out",
-                "/nixfront/meta",
-                "manifest.json",
-                "packages.json",
-                ".nixfront-root",
-                "/run/secrets",
-            ] {
-                assert!(
-                    !script.contains(literal),
-                    "a script spells out {literal}; read it from the contract"
-                );
+        let literals = [
+            OUT_DIR,
+            META_DIR,
+            SPEC_DIR,
+            LAYERS_DIR,
+            DEPS_DIR,
+            TMP_DIR,
+            MANIFEST_FILE,
+            PLAN_FILE,
+            DEPS_INFO_FILE,
+            PACKAGES_FILE,
+            EXTRAS_TREE,
+            super::super::secrets::SECRETS_DIR,
+        ];
+        for (name, script) in super::super::SCRIPTS {
+            for literal in literals {
+                assert!(!script.contains(literal), "{name} spells out {literal}; read it from the contract");
             }
+            for spec in [SPEC_INPUTS, SPEC_GROUPS, SPEC_SOURCES] {
+                assert!(!script.contains(&format!("$NIXFRONT_SPEC/{spec}")), "{name} spells out {spec}");
+            }
+            assert!(!script.contains(&format!("META/{DEPS_DB_DIR}")), "{name} spells out {DEPS_DB_DIR}");
         }
         let names: Vec<String> =
             contract_env().iter().map(|e| e.split('=').next().unwrap().to_string()).collect();
         for name in names.iter().filter(|n| n.starts_with("NIXFRONT_")) {
-            let used =
-                [super::super::BUILD_SCRIPT, super::super::PACKAGES_SCRIPT, super::super::COMMON_SCRIPT]
-                    .iter()
-                    .any(|s| s.contains(name.as_str()));
+            let used = super::super::SCRIPTS.iter().any(|(_, s)| s.contains(name.as_str()));
             assert!(used, "{name} is set but no script reads it");
         }
     }

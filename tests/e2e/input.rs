@@ -2,7 +2,7 @@
 //! odd files, files read as Dockerfiles read them, limits, builder images that lack things,
 //! subrequests that see what the build sees, and dates the exporter does not take from the clock.
 
-use crate::harness::builders::builder_without;
+use crate::harness::builders::{builder_image, builder_without};
 use crate::harness::engine::{NIX_IMAGE, d26_only};
 use crate::harness::{Engine, Fixture, assert_contains, engines, exclusive_engines, shared_engines, tag};
 
@@ -242,4 +242,32 @@ fn oci_layouts_are_identical_after_a_prune() {
     let second = index("two.tar");
     assert_eq!(first, second, "index.json after a prune");
     assert_contains(&first, &["\"org.opencontainers.image.created\":\"1970-01-01T00:00:00Z\""]);
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn a_builder_image_with_nix_in_its_store_seeds_the_persistent_store() {
+    let _engines = shared_engines();
+    // Like the official nixos/nix image: the shell lives in /nix/store, the Env names /nix.
+    const SHELL: &str = "/nix/store/00000000000000000000000000000000-busybox";
+    let lines = format!(
+        "COPY busybox {SHELL}/bin/busybox\nRUN ln -sf {SHELL}/bin/busybox /bin/sh\n\
+         ENV PATH=/nix/var/nix/profiles/default/bin:/usr/local/bin:/usr/bin:/bin\n"
+    );
+    let fx = Fixture::new("nixlike", "# syntax=org/nixfront\nFLAKE .#hello\n");
+    for engine in engines() {
+        let image = builder_image(engine, "nixlike", &lines);
+        let with = format!("NIX_IMAGE={image}");
+        let t = tag("nixlike", engine);
+        let run = engine.build(&fx, &t, &["--build-arg", &with]);
+        assert!(run.ok, "{engine:?}: a store seeded from the image's /nix: {}", run.all());
+        assert_eq!(engine.run_image(&t, &[]).stdout, "hello from the greeting dependency\nargs:\n");
+        let again = engine.build(&fx, &t, &["--build-arg", &with, "--no-cache"]);
+        assert!(again.ok, "{engine:?}: {}", again.all());
+        assert!(
+            !again.all().contains("-greeting-1.0.drv"),
+            "{engine:?}: the store was lost:\n{}",
+            again.all()
+        );
+    }
 }

@@ -129,3 +129,23 @@ fn concurrent_builds_share_the_store_safely() {
         assert_contains(&verified.all(), &["nixfront: the Nix store is consistent"]);
     }
 }
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn a_closure_of_3000_small_paths_builds_in_the_default_layers() {
+    let _engines = shared_engines();
+    let fx = Fixture::from_dir("many", "many", "# syntax=org/nixfront\nFLAKE .\n");
+    for engine in engines() {
+        let t = tag("many", engine);
+        let started = std::time::Instant::now();
+        let built = engine.build(&fx, &t, &[]);
+        let elapsed = started.elapsed();
+        assert!(built.ok, "{engine:?}: {}", built.all());
+        eprintln!("{engine:?}: a closure of 3000 small paths built in {:.1} s", elapsed.as_secs_f64());
+        assert_eq!(engine.run_image(&t, &[]).stdout.trim(), "3000");
+        let layers = engine.diff_ids(&t);
+        assert!(layers.len() <= 100, "{engine:?}: {} layers for the default NIX_LAYERS=100", layers.len());
+        let entries = image::store_entries(engine, &t);
+        assert_eq!(entries.len(), 3002, "{engine:?}: 3000 paths, the app and its tools");
+    }
+}

@@ -3,6 +3,7 @@
 //! They need the engines and the frontend image (`scripts/test.sh` sets both up), so they
 //! are ignored by a plain `cargo test`; `scripts/test.sh` runs them with `--include-ignored`.
 
+mod cache;
 mod conventions;
 mod core;
 mod harness;

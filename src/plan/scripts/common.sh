@@ -50,18 +50,23 @@ native=$(nix --extra-experimental-features nix-command eval --impure --raw --exp
 sandbox=false
 [ "${NIXFRONT_SANDBOX:-}" = 1 ] && sandbox=true
 
-# nix with nixfront's settings; `nixc_for SYSTEM ...` also targets SYSTEM. These come after
-# NIX_CONFIG and the image's nix.conf on the command line, so they win.
+# nix and nix-store with nixfront's settings; `nixc_for SYSTEM ...` also targets SYSTEM. These
+# come after NIX_CONFIG and the image's nix.conf on the command line, so they win.
+nix_opts="--option filter-syscalls false --option sandbox $sandbox --option sandbox-fallback false \
+    --option build-users-group $build_group --option accept-flake-config false \
+    --option extra-platforms $native $secret_opts"
 nixc() {
     # shellcheck disable=SC2086
-    nix --extra-experimental-features 'nix-command flakes' \
-        --option filter-syscalls false --option sandbox "$sandbox" --option sandbox-fallback false \
-        --option build-users-group "$build_group" --option accept-flake-config false \
-        --option extra-platforms "$native" \
-        $secret_opts "$@"
+    nix --extra-experimental-features 'nix-command flakes' $nix_opts "$@"
 }
 nixc_for() {
     system=$1
     shift
     nixc --option system "$system" "$@"
+}
+nixstore_for() {
+    system=$1
+    shift
+    # shellcheck disable=SC2086
+    nix-store $nix_opts --option system "$system" "$@"
 }

@@ -11,11 +11,18 @@ static MADE: Mutex<BTreeSet<(&'static str, &'static str)>> = Mutex::new(BTreeSet
 
 /// The tag of a builder image: the test builder image after `run` (a shell command).
 pub fn builder_without(engine: Engine, name: &'static str, run: &str) -> String {
+    builder_image(engine, name, &format!("RUN {run}\n"))
+}
+
+/// The tag of a builder image: the test builder image with `lines` of Dockerfile after its
+/// FROM; the context holds a static `busybox`.
+pub fn builder_image(engine: Engine, name: &'static str, lines: &str) -> String {
     let tag = format!("nixfront-e2e/builder-{name}:latest");
     let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
     if made.insert((engine.name(), name)) {
         let dir = tempdir(&format!("builder-{name}"));
-        std::fs::write(dir.join("Dockerfile"), format!("FROM {NIX_IMAGE}\nRUN {run}\n")).unwrap();
+        std::fs::write(dir.join("Dockerfile"), format!("FROM {NIX_IMAGE}\n{lines}")).unwrap();
+        std::fs::copy("/bin/busybox", dir.join("busybox")).unwrap();
         let context = match engine {
             Engine::D20 => dir.to_string_lossy().into_owned(),
             Engine::D26 => {
@@ -24,6 +31,7 @@ pub fn builder_without(engine: Engine, name: &'static str, run: &str) -> String 
                 let host = super::engine::trixie().join(inner.trim_start_matches('/'));
                 std::fs::create_dir_all(&host).unwrap();
                 std::fs::copy(dir.join("Dockerfile"), host.join("Dockerfile")).unwrap();
+                std::fs::copy(dir.join("busybox"), host.join("busybox")).unwrap();
                 inner
             }
         };

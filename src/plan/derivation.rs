@@ -1,0 +1,182 @@
+//! What the evaluation step found (its plan.json): the package's derivation, the outputs of
+//! its direct inputs it uses, the closure of its input sources, and the package and flake
+//! metadata. `nix derivation show` changed shape across Nix releases (input derivations as
+//! output lists, then as `{outputs, dynamicOutputs}`; store paths with or without
+//! `/nix/store/`): every shape reads to one [`EvalPlan`].
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::closure::full_store_path;
+
+/// The package as evaluated, before anything is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalPlan {
+    /// The package's derivation.
+    pub drv: String,
+    /// The outputs of its direct input derivations that it uses: `(drv, output path)`,
+    /// sorted. Their runtime closure is what it is built on.
+    pub inputs: Vec<(String, String)>,
+    /// The closure of its input sources, sorted.
+    pub sources: Vec<String>,
+    pub main_program: Option<String>,
+    /// The flake's `lastModified` (Unix seconds), when Nix knows it.
+    pub flake_last_modified: Option<i64>,
+}
+
+/// Why a plan cannot drive the step-by-step build (the one-step build is used instead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unplannable {
+    /// An input's output path is only known once it is built (content-addressed).
+    FloatingOutput(String),
+}
+
+#[derive(Deserialize)]
+struct RawPlan {
+    drv: String,
+    derivations: BTreeMap<String, RawDerivation>,
+    #[serde(default, rename = "sourceClosure")]
+    source_closure: Vec<String>,
+    #[serde(default)]
+    package: Option<RawPackage>,
+    #[serde(default)]
+    flake: Option<RawFlake>,
+}
+
+#[derive(Deserialize)]
+struct RawDerivation {
+    #[serde(default)]
+    outputs: BTreeMap<String, RawOutput>,
+    #[serde(default, rename = "inputDrvs")]
+    input_drvs: BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct RawOutput {
+    #[serde(default)]
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawPackage {
+    #[serde(default, rename = "mainProgram")]
+    main_program: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawFlake {
+    #[serde(default, rename = "lastModified")]
+    last_modified: Option<i64>,
+}
+
+/// The output names an `inputDrvs` entry uses: `["out"]`, or `{"outputs": ["out"], ...}`.
+fn used_outputs(entry: &Value) -> Vec<String> {
+    let list = match entry {
+        Value::Array(items) => items,
+        Value::Object(map) => match map.get("outputs") {
+            Some(Value::Array(items)) => items,
+            _ => return Vec::new(),
+        },
+        _ => return Vec::new(),
+    };
+    list.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+}
+
+/// Reads plan.json. `Ok(Err(_))` is a plan the step-by-step build cannot use.
+pub fn parse_plan(bytes: &[u8]) -> Result<std::result::Result<EvalPlan, Unplannable>> {
+    let raw: RawPlan = serde_json::from_slice(bytes).context("reading the evaluation plan")?;
+    let drv = full_store_path(&raw.drv)?;
+    let derivations: BTreeMap<String, RawDerivation> = raw
+        .derivations
+        .into_iter()
+        .map(|(path, d)| Ok((full_store_path(&path)?, d)))
+        .collect::<Result<_>>()?;
+    let Some(top) = derivations.get(&drv) else {
+        bail!("the evaluation plan lacks the package's derivation {drv}");
+    };
+    let mut inputs = Vec::new();
+    for (input, entry) in &top.input_drvs {
+        let input = full_store_path(input)?;
+        let Some(derivation) = derivations.get(&input) else {
+            bail!("the evaluation plan lacks the input derivation {input}");
+        };
+        for name in used_outputs(entry) {
+            let path = derivation.outputs.get(&name).and_then(|o| o.path.as_deref());
+            match path {
+                Some(path) => inputs.push((input.clone(), full_store_path(path)?)),
+                None => return Ok(Err(Unplannable::FloatingOutput(format!("{input}^{name}")))),
+            }
+        }
+    }
+    inputs.sort();
+    inputs.dedup();
+    let mut sources: Vec<String> =
+        raw.source_closure.iter().map(|p| full_store_path(p)).collect::<Result<_>>()?;
+    sources.sort();
+    sources.dedup();
+    Ok(Ok(EvalPlan {
+        drv,
+        inputs,
+        sources,
+        main_program: raw.package.and_then(|p| p.main_program),
+        flake_last_modified: raw.flake.and_then(|f| f.last_modified),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APP_DRV: &str = "/nix/store/0s3q0y4j7vbp8nq6w1c3h0rl3r5y8d1a-hello-0.1.drv";
+    const DEP_DRV: &str = "/nix/store/9bmxsyd8lzqj8a8s1x4m4c7w8hk0x0yz-greeting-1.0.drv";
+    const DEP_OUT: &str = "/nix/store/5cm7mjwzb4sn2g0p820008k22m69xsrv-greeting-1.0";
+    const DEP_DEV: &str = "/nix/store/6cm7mjwzb4sn2g0p820008k22m69xsrv-greeting-1.0-dev";
+    const TOOLS: &str = "/nix/store/8digwrcy1qxcqaiqg16dsf0z16ns0s8n-tools";
+
+    /// `nix show-derivation` as Nix 2.8 prints it.
+    fn nix_2_8() -> String {
+        format!(
+            r#"{{"drv":"{APP_DRV}","derivations":{{
+              "{APP_DRV}":{{"outputs":{{"out":{{"path":"/nix/store/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1"}}}},
+                "inputSrcs":["{TOOLS}"],"inputDrvs":{{"{DEP_DRV}":["out"]}},"platform":"x86_64-linux"}},
+              "{DEP_DRV}":{{"outputs":{{"out":{{"path":"{DEP_OUT}"}},"dev":{{"path":"{DEP_DEV}"}}}},"inputSrcs":["{TOOLS}"],"inputDrvs":{{}}}}}},
+             "sourceClosure":["{TOOLS}"],"package":{{"name":"hello-0.1","mainProgram":"hello"}},"flake":{{"lastModified":7}}}}"#
+        )
+    }
+
+    #[test]
+    fn inputs_are_the_used_outputs_of_direct_input_derivations() {
+        let plan = parse_plan(nix_2_8().as_bytes()).unwrap().unwrap();
+        assert_eq!(plan.drv, APP_DRV);
+        assert_eq!(plan.inputs, [(DEP_DRV.to_string(), DEP_OUT.to_string())], "dev is not used");
+        assert_eq!(plan.sources, [TOOLS]);
+        assert_eq!((plan.main_program.as_deref(), plan.flake_last_modified), (Some("hello"), Some(7)));
+    }
+
+    #[test]
+    fn the_recent_shape_reads_the_same() {
+        let bare = |p: &str| p.trim_start_matches("/nix/store/").to_string();
+        let recent = nix_2_8()
+            .replace(
+                &format!(r#"{{"{DEP_DRV}":["out"]}}"#),
+                &format!(r#"{{"{}":{{"outputs":["out"],"dynamicOutputs":{{}}}}}}"#, bare(DEP_DRV)),
+            )
+            .replace(&format!(r#""{DEP_DRV}":{{"outputs""#), &format!(r#""{}":{{"outputs""#, bare(DEP_DRV)));
+        assert_eq!(parse_plan(recent.as_bytes()).unwrap(), parse_plan(nix_2_8().as_bytes()).unwrap());
+    }
+
+    #[test]
+    fn floating_outputs_and_holes_are_told_apart() {
+        let floating = nix_2_8().replace(&format!(r#""out":{{"path":"{DEP_OUT}"}}"#), r#""out":{}"#);
+        assert!(matches!(parse_plan(floating.as_bytes()).unwrap(), Err(Unplannable::FloatingOutput(_))));
+        let holed = nix_2_8().replace(
+            &format!(r#""{DEP_DRV}":{{"outputs""#),
+            r#""/nix/store/0000000000000000000000000000000a-x.drv":{"outputs""#,
+        );
+        assert!(parse_plan(holed.as_bytes()).unwrap_err().to_string().contains("lacks the input derivation"));
+        assert!(parse_plan(b"{}").is_err());
+    }
+}

@@ -1,0 +1,24 @@
+# nixfront's layer step: `/bin/sh materialise.sh` in the builder image, with
+# $NIXFRONT_SPEC/$NIXFRONT_SPEC_GROUPS listing `INDEX STORE-PATH` lines (the definition names them). Copies
+# each path from the persistent store into output $NIXFRONT_LAYERS/INDEX as nix/store/<base>:
+# each output is one layer of the image, byte-identical whenever it holds the same paths
+# (store times are 1 s after the epoch; nixfront gives its own directories the same).
+. "$(dirname "$0")/common.sh"
+: "${NIXFRONT_SPEC:?}" "${NIXFRONT_LAYERS:?}"
+
+work=$(mktemp -d)
+while read -r index p; do
+    if [ ! -e "$p" ]; then
+        echo "nixfront: the persistent store lacks $p, which an earlier (cached) step realised;" \
+            "build again with --no-cache (the store is kept)" >&2
+        exit 1
+    fi
+    echo "$p" >>"$work/$index"
+done <"$NIXFRONT_SPEC/$NIXFRONT_SPEC_GROUPS"
+for list in "$work"/*; do
+    dir="$NIXFRONT_LAYERS/${list##*/}/nix/store"
+    mkdir -p "$dir"
+    xargs cp -a -t "$dir/" -- <"$list"
+    touch -h -d @1 "$dir" "${dir%/store}"
+done
+echo "nixfront: $(wc -l <"$NIXFRONT_SPEC/$NIXFRONT_SPEC_GROUPS") store paths laid out in $(ls "$NIXFRONT_LAYERS" | wc -l) layers" >&2

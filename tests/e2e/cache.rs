@@ -1,0 +1,111 @@
+//! CI-grade caching: a fresh runner that carries only BuildKit's exported cache rebuilds only
+//! what changed, and gets the image a warm builder gets.
+
+use crate::harness::engine::d26_only;
+use crate::harness::{Engine, Fixture, assert_contains, exclusive_engines, image, tag};
+
+const APP: &str = "# syntax=org/nixfront\nFLAKE .#edited\n";
+
+/// Builds and returns (image ID, log).
+fn build(engine: Engine, fx: &Fixture, name: &str, extra: &[&str]) -> (String, String) {
+    let t = tag(name, engine);
+    let mut flags = extra.to_vec();
+    if engine == Engine::D26 {
+        flags.push("--provenance=false");
+    }
+    let run = engine.build(fx, &t, &flags);
+    assert!(run.ok, "{engine:?} {name}: {}", run.all());
+    (engine.inspect(&t)["Id"].as_str().unwrap().to_string(), run.all())
+}
+
+/// Nothing was built or fetched: no derivation ran.
+fn assert_nothing_built(engine: Engine, log: &str) {
+    assert!(!log.contains(".drv'..."), "{engine:?} built something:\n{log}");
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn a_fresh_runner_with_a_local_cache_rebuilds_only_the_app() {
+    let _engines = exclusive_engines();
+    let d26 = d26_only("--cache-to type=local (dockerd 26's containerd store)");
+    let fx = Fixture::new("ci-local", APP);
+    // Outside the build context: the context must stay the same.
+    let store = Fixture::new("ci-local-cache", "unused\n");
+    let cache = store.file_for(d26, "cache");
+    let export = format!("type=local,dest={cache},mode=max");
+    let import = format!("type=local,src={cache}");
+    d26.prune();
+    let (cold, log) = build(d26, &fx, "ci-local", &["--cache-to", &export]);
+    assert_contains(&log, &["building slowdep"]);
+
+    // A new runner: empty builder, no image, the cache imported. Nothing is built.
+    d26.prune();
+    let _ = d26.docker(&["image", "rm", "-f", &tag("ci-local", d26)]);
+    let (unchanged, log) = build(d26, &fx, "ci-local", &["--cache-from", &import]);
+    assert_nothing_built(d26, &log);
+    assert_eq!(unchanged, cold, "the same image from the cache");
+
+    // Another new runner, after an app-only edit: only the app is built, on the
+    // dependencies the cache carries.
+    d26.prune();
+    let _ = d26.docker(&["image", "rm", "-f", &tag("ci-local", d26)]);
+    fx.write("app/message", "message v2\n");
+    let (fresh, log) = build(d26, &fx, "ci-local", &["--cache-from", &import]);
+    assert_contains(&log, &["-edited-1.0.drv'...", "dependencies taken from BuildKit's cache"]);
+    assert!(!log.contains("building slowdep"), "a dependency was rebuilt:\n{log}");
+    let built: Vec<&str> = log.lines().filter(|l| l.contains("building '/nix/store/")).collect();
+    assert_eq!(built.len(), 1, "only the app's derivation: {built:?}");
+    assert_eq!(d26.run_image(&tag("ci-local", d26), &[]).stdout, "message v2\nslow dependency\n");
+
+    // The warm builder (the same one, now) gives the same image.
+    let (warm, log) = build(d26, &fx, "ci-local", &["--no-cache"]);
+    assert_nothing_built(d26, &log);
+    assert_eq!(warm, fresh, "a fresh runner's image is the warm builder's");
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn the_exported_cache_carries_the_closure_once_and_no_builder_image() {
+    let _engines = exclusive_engines();
+    let d26 = d26_only("--cache-to type=local (dockerd 26's containerd store)");
+    let fx = Fixture::new("ci-size", APP);
+    let store = Fixture::new("ci-size-cache", "unused\n");
+    let cache = store.file_for(d26, "cache");
+    d26.prune();
+    let (_, _) = build(d26, &fx, "ci-size", &["--cache-to", &format!("type=local,dest={cache},mode=max")]);
+    let blobs = store.host_path().join("cache/blobs/sha256");
+    let exported: u64 =
+        std::fs::read_dir(&blobs).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let image: u64 = image::saved_layers(d26, &tag("ci-size", d26)).iter().map(|(size, _)| size).sum();
+    let builder: u64 = d26.inspect("localnix/nix:2.8")["Size"].as_u64().unwrap();
+    assert!(exported < image * 13 / 10 + 200_000, "exported {exported} bytes for an image of {image}");
+    assert!(exported < builder / 4, "the builder image ({builder} bytes) is in the export ({exported})");
+}
+
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn a_fresh_runner_with_inline_cache_gets_the_same_image() {
+    let _engines = exclusive_engines();
+    let d20 = Engine::D20;
+    let fx = Fixture::new("ci-inline", APP);
+    let inline = ["--build-arg", "BUILDKIT_INLINE_CACHE=1"];
+    d20.prune();
+    let (_, log) = build(d20, &fx, "ci-inline-source", &inline);
+    assert_contains(&log, &["building slowdep"]);
+    // A new builder with the image as its only cache (Docker 20.10 reads inline cache from it).
+    d20.prune();
+    let source = tag("ci-inline-source", d20);
+    let (_, log) = build(d20, &fx, "ci-inline", &[&inline[..], &["--cache-from", &source]].concat());
+    // The image IDs differ only by the inline cache records the config carries (with their
+    // times): the layers and the config proper are the same.
+    let (a, b) = (d20.inspect(&source), d20.inspect(&tag("ci-inline", d20)));
+    assert_eq!(a["RootFS"], b["RootFS"], "the same layers from the inline cache");
+    assert_eq!(a["Config"], b["Config"]);
+    assert_eq!(a["Created"], b["Created"]);
+    // How far BuildKit 0.8's inline cache gets (the note of issue 10 says why): it carries the
+    // image's layers, which it reuses, but not the steps nixfront reads before it can name
+    // them, so those steps run again: the dependencies are realised again.
+    let cached_layer = log.lines().skip_while(|l| !l.contains("layer 1/3: slowdep-1.0")).nth(2).unwrap_or("");
+    assert!(cached_layer.ends_with("CACHED"), "the dependency layer comes from the inline cache:\n{log}");
+    assert_contains(&log, &["building slowdep"]);
+}
