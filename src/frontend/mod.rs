@@ -40,11 +40,7 @@ pub async fn run() -> i32 {
     let mut returner = gateway.returner();
     let array_refs = gateway.caps.supports(caps::PROTO_REF_ARRAY);
     let file: Arc<Mutex<Option<SourceFile>>> = Arc::default();
-    let outcome = match tokio::spawn(serve(gateway, file.clone())).await {
-        Ok(outcome) => outcome,
-        Err(e) if e.is_panic() => Err(anyhow!("{}", bug_report(&panic_text(e.into_panic())))),
-        Err(e) => Err(anyhow!("the build was cancelled: {e}")),
-    };
+    let outcome = catching_panics(serve(gateway, file.clone())).await;
     let code = match outcome {
         Ok(result) => match returner.return_result(result, array_refs).await {
             Ok(()) => 0,
@@ -224,6 +220,18 @@ fn describe_failure(e: &anyhow::Error, file: Option<&SourceFile>) -> (String, Ve
     (message, details)
 }
 
+/// Runs `work` as its own task, so that a panic in it becomes an error (a bug report) while
+/// the caller can still return it to BuildKit.
+async fn catching_panics<T: Send + 'static>(
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    match tokio::spawn(work).await {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => Err(anyhow!("{}", bug_report(&panic_text(e.into_panic())))),
+        Err(e) => Err(anyhow!("the build was cancelled: {e}")),
+    }
+}
+
 /// Where the last panic happened, as the panic hook saw it.
 static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
 
@@ -323,5 +331,22 @@ mod tests {
         let text = bug_report("panicked at src/x.rs:1:1: boom");
         assert!(text.contains("bug") && text.contains("src/x.rs") && text.contains("report it"), "{text}");
         assert_eq!(panic_text(Box::new("plain")), "plain");
+    }
+
+    #[test]
+    fn a_panicking_build_becomes_an_error_the_caller_returns() {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let outcome: Result<()> = runtime.block_on(catching_panics(async {
+            let empty: Vec<u8> = Vec::new();
+            let _ = empty[1]; // a bug
+            Ok(())
+        }));
+        let message = outcome.unwrap_err().to_string();
+        assert!(
+            message.contains("nixfront hit a bug") && message.contains("index out of bounds"),
+            "{message}"
+        );
+        let fine: Result<u8> = runtime.block_on(catching_panics(async { Ok(7) }));
+        assert_eq!(fine.unwrap(), 7);
     }
 }

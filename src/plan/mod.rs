@@ -566,6 +566,28 @@ mod tests {
     }
 
     #[test]
+    fn listing_targets_uses_the_builds_secrets_and_nix_config() {
+        let flake = flake_ref(&with_flake(".#hello"), None).unwrap();
+        let platform = crate::llb::platform("linux", "amd64", "");
+        let mut settings = persistent();
+        settings.nix_config = Some(crate::options::nixconf::check("max-jobs = 2").unwrap());
+        let step = NixStep {
+            builder: &builder(),
+            platform: &platform,
+            context: &State::scratch(),
+            settings: &settings,
+            location: None,
+        };
+        let exec = the_exec(&nix_packages(&flake, "x86_64-linux", &step).to_definition());
+        let secrets: Vec<&str> =
+            exec.mounts.iter().filter_map(|m| m.secret_opt.as_ref().map(|s| s.id.as_str())).collect();
+        assert_eq!(secrets, ["access-tokens", "netrc"]);
+        let meta = exec.meta.unwrap();
+        assert!(meta.env.contains(&"NIX_CONFIG=max-jobs = 2".to_string()));
+        assert_eq!(meta.args[1], "/nixfront/bin/packages.sh");
+    }
+
+    #[test]
     fn a_hermetic_build_has_no_store_cache() {
         let flake = flake_ref(&with_flake(".#hello"), None).unwrap();
         let platform = crate::llb::platform("linux", "amd64", "");
