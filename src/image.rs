@@ -21,7 +21,7 @@ pub const LABEL_VERSION: &str = "org.nixfront.version";
 pub const LABEL_RESULT: &str = "org.nixfront.result";
 
 /// An entry of the package's `bin/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BinEntry {
     pub name: String,
     /// A file with an execute bit, or a symlink (Nix links executables into bin/).
@@ -47,6 +47,9 @@ pub struct ConfigInputs<'a> {
     pub created: i64,
     /// What each layer holds, bottom to top, for the history.
     pub layers: &'a [String],
+    /// What the build read from its steps, for a fresh runner with inline cache
+    /// ([`crate::memo`]); `None` leaves it out.
+    pub memo: Option<&'a crate::memo::Memo>,
 }
 
 /// The image's date: `SOURCE_DATE_EPOCH`, else the flake's `lastModified` when the flake is
@@ -128,6 +131,9 @@ pub fn image_config(inputs: &ConfigInputs) -> Result<Vec<u8>> {
     });
     if !inputs.platform.variant.is_empty() {
         image["variant"] = json!(inputs.platform.variant);
+    }
+    if let Some(memo) = inputs.memo.filter(|m| !m.is_empty()).and_then(|m| m.to_config_value()) {
+        image[crate::memo::CONFIG_FIELD] = memo;
     }
     Ok(serde_json::to_vec(&image)?)
 }
@@ -234,6 +240,15 @@ mod tests {
     }
 
     fn config(file: &str, main_program: Option<&str>, bins: &[&str]) -> Result<Value> {
+        config_with(file, main_program, bins, None)
+    }
+
+    fn config_with(
+        file: &str,
+        main_program: Option<&str>,
+        bins: &[&str],
+        memo: Option<&crate::memo::Memo>,
+    ) -> Result<Value> {
         let nixfile = parse("Dockerfile", file.as_bytes(), &BTreeMap::new()).result.unwrap();
         let closure = closure(main_program);
         let bin = bin(bins);
@@ -251,8 +266,22 @@ mod tests {
             flake: ".#hello",
             flake_lines: Lines::one(1),
             extra_labels: &labels,
+            memo,
         };
         Ok(serde_json::from_slice(&image_config(&inputs)?)?)
+    }
+
+    #[test]
+    fn the_memo_is_a_top_level_field_only_when_given() {
+        let plain = config("", None, &["hello"]).unwrap();
+        assert!(plain.get(crate::memo::CONFIG_FIELD).is_none());
+        let mut memo = crate::memo::Memo::default();
+        memo.record("sha256:k".into(), &[0u8; 0]);
+        let with = config_with("", None, &["hello"], Some(&memo)).unwrap();
+        assert_eq!(with[crate::memo::CONFIG_FIELD], json!({"sha256:k": "[]"}));
+        assert_eq!(with["config"], plain["config"], "the memo leaves the config proper alone");
+        let empty = config_with("", None, &["hello"], Some(&crate::memo::Memo::default())).unwrap();
+        assert!(empty.get(crate::memo::CONFIG_FIELD).is_none());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod image;
 pub mod layers;
 pub mod limits;
 pub mod llb;
+pub mod memo;
 pub mod nixfile;
 pub mod options;
 pub mod paths;

@@ -13,6 +13,9 @@ pub const MAX_INSTRUCTION_BYTES: usize = 256 << 10;
 pub const MAX_INSTRUCTIONS: usize = 10_000;
 /// The build manifest (`nix path-info --json` of the closure and the plan), in bytes.
 pub const MAX_MANIFEST_BYTES: usize = 48 << 20;
+/// The memo a build leaves in its image config for inline cache ([`crate::memo`]), in bytes;
+/// a bigger one is left out.
+pub const MAX_MEMO_BYTES: usize = 1 << 20;
 /// An error message returned to BuildKit, in bytes; longer ones are cut with a note.
 pub const MAX_ERROR_BYTES: usize = 16 << 10;
 /// User text quoted in a message, in characters; longer text is cut with `…`.
@@ -25,6 +28,7 @@ pub const ALL: &[(&str, usize, &str)] = &[
     ("MAX_INSTRUCTION_BYTES", MAX_INSTRUCTION_BYTES, "one instruction, continuations joined"),
     ("MAX_INSTRUCTIONS", MAX_INSTRUCTIONS, "instructions in the file"),
     ("MAX_MANIFEST_BYTES", MAX_MANIFEST_BYTES, "the closure manifest a build writes"),
+    ("MAX_MEMO_BYTES", MAX_MEMO_BYTES, "the memo an image config carries for inline cache"),
 ];
 
 /// `text` cut to at most [`MAX_ERROR_BYTES`] on a character boundary, saying so.
@@ -42,6 +46,14 @@ pub fn bounded_message(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_names_every_limit() {
+        let readme = include_str!("../README.md");
+        for (name, _, _) in ALL {
+            assert!(readme.contains(&format!("(`{name}`")), "README.md does not name {name}");
+        }
+    }
 
     #[test]
     fn long_messages_are_cut_on_a_character_boundary() {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, anyhow};
 use bollard_buildkit_proto::pb;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::at_lines;
 use super::result::PlatformImage;
@@ -20,9 +20,12 @@ use crate::layers::{self, Extras, LayerPlan, Layout, TopSource};
 use crate::limits::MAX_MANIFEST_BYTES;
 use crate::llb::State;
 use crate::llb::definition::{Marshal, SourceFile};
+use crate::memo::{self, DependenciesAnswer, Memo, PackageAnswer};
 use crate::nixfile::{self, Lines, Nixfile};
 use crate::options::Options;
-use crate::plan::output::{self, DEPS_INFO_FILE, EXIT_NO_NIX, MANIFEST_FILE, PACKAGES_FILE, PLAN_FILE};
+use crate::plan::output::{
+    self, DEPS_DB_FILE, DEPS_INFO_FILE, EXIT_NO_NIX, MANIFEST_FILE, PACKAGES_FILE, PLAN_FILE,
+};
 use crate::plan::{self, BuilderImage, FlakeRef, NixStep, derivation, steps};
 use crate::sbom;
 
@@ -72,6 +75,8 @@ pub struct Shared<'a> {
     attestations: bool,
     /// The package step may skip hashing the dependency layers (`exec.mount.cache.content`).
     no_content_hash: bool,
+    /// What earlier builds read from their steps, from the cache sources' image configs.
+    memo: Memo,
 }
 
 impl<'a> Shared<'a> {
@@ -85,10 +90,14 @@ impl<'a> Shared<'a> {
         plans: &[PlatformPlan],
     ) -> Result<Shared<'a>> {
         let image = &options.nix.image;
-        let (digest, config) = gw.resolve_image_config(image, Some(build_platform.clone())).await?;
+        let (digest, config) = gw
+            .resolve_image_config(image, Some(build_platform.clone()))
+            .await
+            .context("resolving the builder image (NIX_IMAGE)")?;
         let builder = BuilderImage::from_config(image, &digest, &config)?;
         let uses_context = plans.iter().any(|p| p.flake.uses_context);
         let context = context::build_context(gw, options, file, uses_context).await?;
+        let memo = imported_memo(gw, options, plans).await;
         Ok(Shared {
             options,
             file,
@@ -98,6 +107,7 @@ impl<'a> Shared<'a> {
             merge: gw.caps.supports(caps::MERGE_OP),
             attestations: gw.caps.supports(caps::ATTESTATIONS),
             no_content_hash: gw.caps.supports(steps::CAP_NO_CONTENT_HASH),
+            memo,
         })
     }
 
@@ -178,6 +188,7 @@ impl<'a> Shared<'a> {
             extra_labels: &options.labels,
             created,
             layers: &rootfs.layers,
+            memo: options.inline_cache.then_some(&built.memo),
         })?;
         let rootfs =
             at_lines(self.solve(gw, &rootfs.state).await.context("assembling the image"), plan.flake_lines)?;
@@ -197,19 +208,24 @@ impl<'a> Shared<'a> {
         Ok(PlatformImage { platform: plan.target.clone(), rootfs, config, created, sbom })
     }
 
-    /// Solves a Nix step of `plan` and reads `file` of its metadata output. Solves are lazy:
+    /// Solves a Nix step of `plan` and reads `files` of its metadata output. Solves are lazy:
     /// the step runs, and may fail, in either call. A failure says what failed, points at the
     /// FLAKE line, and names what the builder lacks when that is the cause.
-    async fn step_meta(
+    async fn step_meta<const N: usize>(
         &self,
         gw: &mut Gateway,
         plan: &PlatformPlan,
         meta: &State,
-        file: &str,
-    ) -> Result<Vec<u8>> {
+        files: [&str; N],
+    ) -> Result<[Vec<u8>; N]> {
         let read = async {
             let solved = self.solve(gw, meta).await?;
-            gw.read_file(&solved, &output::meta_path(file), MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES").await
+            let mut read: [Vec<u8>; N] = std::array::from_fn(|_| Vec::new());
+            for (bytes, file) in read.iter_mut().zip(files) {
+                let path = output::meta_path(file);
+                *bytes = gw.read_file(&solved, &path, MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES").await?;
+            }
+            Ok(read)
         };
         let read = read.await.map_err(|e| {
             let what =
@@ -230,7 +246,7 @@ impl<'a> Shared<'a> {
     async fn build_in_steps(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<Option<Built>> {
         let step = self.step(plan);
         let evaluation = steps::evaluate(&plan.flake, &plan.system, &step);
-        let evaluated = self.step_meta(gw, plan, &evaluation, PLAN_FILE).await?;
+        let [evaluated] = self.step_meta(gw, plan, &evaluation, [PLAN_FILE]).await?;
         let eval = match derivation::parse_plan(&evaluated)? {
             Ok(eval) => eval,
             Err(why) => {
@@ -239,56 +255,138 @@ impl<'a> Shared<'a> {
             }
         };
         let max_layers = self.options.nix.max_layers;
-        let (groups, layers, deps_meta) = if eval.inputs.is_empty() {
-            (Vec::new(), Vec::new(), None)
-        } else {
-            let realise = steps::realise(&eval.inputs, &plan.system, &step);
-            let info: serde_json::Value =
-                serde_json::from_slice(&self.step_meta(gw, plan, &realise, DEPS_INFO_FILE).await?)
-                    .context("reading the dependencies' path-info")?;
-            let deps = Closure {
-                results: Vec::new(),
-                main_program: None,
-                flake_last_modified: None,
-                paths: closure::parse_path_info(info)?,
-            };
-            // The top layer, the package's own paths and its sources take one layer each.
-            let groups = grouping::group(&deps, max_layers.saturating_sub(3).max(1));
-            let paths: Vec<Vec<String>> = groups.iter().map(|g| g.paths.clone()).collect();
-            let layers = steps::lay_out(&paths, &step, self.merge);
-            (groups, layers, Some(realise))
+        let mut memo = Memo::default();
+        let deps = match eval.inputs.is_empty() {
+            true => None,
+            false => Some(self.dependencies(gw, plan, &eval, &mut memo).await?),
         };
-        let deps = deps_meta.as_ref().map(|meta| steps::Dependencies { layers: &layers, meta });
-        let package =
-            steps::package(&plan.flake, &plan.system, &step, deps, &eval.sources, self.no_content_hash);
-        let mut closure =
-            closure::parse_manifest(&self.step_meta(gw, plan, &package.meta, MANIFEST_FILE).await?)?;
+        let on_deps = |step: &NixStep<'_>| {
+            let deps = deps.as_ref().map(|d| steps::Dependencies {
+                trees: match d.stacked.last() {
+                    Some(top) => steps::DependencyTrees::Stacked(top),
+                    None => steps::DependencyTrees::Layers(&d.laid_out),
+                },
+                db: &d.db,
+            });
+            steps::package(&plan.flake, &plan.system, step, deps, &eval.sources, self.no_content_hash)
+        };
+        let package = on_deps(&step);
+        // The package's key: its step with a placeholder for the context, whose definition
+        // changes with the client's session; the derivation stands for what the context holds.
+        let placeholder = State::scratch();
+        let key = memo::package_key(
+            &on_deps(&NixStep { context: &placeholder, ..self.step(plan) }).meta,
+            &eval.drv,
+        );
+        let remembered: Option<(Closure, PackageAnswer)> =
+            self.memo.get(&key).and_then(|answer: PackageAnswer| {
+                let closure = closure::parse_manifest(answer.manifest.as_bytes())
+                    .inspect_err(|e| warn!("ignoring the memo's package manifest: {e:#}"))
+                    .ok()?;
+                Some((closure, answer))
+            });
+        let (mut closure, answer) = match remembered {
+            Some(found) => found,
+            None => {
+                let [manifest] = self.step_meta(gw, plan, &package.meta, [MANIFEST_FILE]).await?;
+                let closure = closure::parse_manifest(&manifest)?;
+                let results = self.solve_output(gw, plan, &package.results).await?;
+                let bin = bin_entries(gw, &results, &format!("{}/bin", closure.main_result())).await;
+                let manifest = String::from_utf8_lossy(&manifest).into_owned();
+                (closure, PackageAnswer { manifest, bin })
+            }
+        };
+        memo.record(key, &answer);
         closure.main_program = eval.main_program.clone();
         closure.flake_last_modified = eval.flake_last_modified;
-        let results = self.solve_output(gw, plan, &package.results).await?;
-        let bin = bin_entries(gw, &results, &format!("{}/bin", closure.main_result())).await;
-        let deps: Vec<(Group, steps::LaidOut)> = groups.into_iter().zip(layers).collect();
+        let (laid_out, stacked): (Vec<(Group, steps::LaidOut)>, Vec<State>) = match deps {
+            Some(d) => (d.groups.into_iter().zip(d.laid_out).collect(), d.stacked),
+            None => Default::default(),
+        };
         let layers = layers::split_build_layers(
-            &deps,
+            &laid_out,
+            &stacked,
             &closure,
             (&eval.sources, &package.sources),
             &package.results,
             max_layers,
         );
         let anchors = vec![evaluation, package.meta];
-        Ok(Some(Built { closure, layers, top: Top::Tree(package.extras), anchors, bin }))
+        Ok(Some(Built { closure, layers, top: Top::Tree(package.extras), anchors, bin: answer.bin, memo }))
+    }
+
+    /// The package's dependencies: realised by the dependency step (or its answer taken from
+    /// the memo), laid out in layers, and without MergeOp stacked as the image will have them.
+    async fn dependencies(
+        &self,
+        gw: &mut Gateway,
+        plan: &PlatformPlan,
+        eval: &derivation::EvalPlan,
+        memo: &mut Memo,
+    ) -> Result<DependencyLayers> {
+        let step = self.step(plan);
+        let realise = steps::realise(&eval.inputs, &plan.system, &step);
+        let key = memo::dependencies_key(&realise);
+        let parse = |answer: &DependenciesAnswer| -> Result<Closure> {
+            let info: serde_json::Value =
+                serde_json::from_str(&answer.path_info).context("reading the dependencies' path-info")?;
+            Ok(Closure {
+                results: Vec::new(),
+                main_program: None,
+                flake_last_modified: None,
+                paths: closure::parse_path_info(info)?,
+            })
+        };
+        let remembered = self.memo.get(&key).and_then(|answer: DependenciesAnswer| {
+            let deps =
+                parse(&answer).inspect_err(|e| warn!("ignoring the memo's dependencies: {e:#}")).ok()?;
+            Some((deps, answer))
+        });
+        let (deps, answer) = match remembered {
+            Some(found) => found,
+            None => {
+                let [info, db] = self.step_meta(gw, plan, &realise, [DEPS_INFO_FILE, DEPS_DB_FILE]).await?;
+                let text = |bytes: Vec<u8>| {
+                    String::from_utf8(bytes).context("the dependency step's output is not UTF-8")
+                };
+                let answer = DependenciesAnswer { path_info: text(info)?, db: text(db)? };
+                (parse(&answer)?, answer)
+            }
+        };
+        memo.record(key, &answer);
+        // The top layer, the package's own paths and its sources take one layer each.
+        let groups = grouping::group(&deps, self.options.nix.max_layers.saturating_sub(3).max(1));
+        let paths: Vec<Vec<String>> = groups.iter().map(|g| g.paths.clone()).collect();
+        let laid_out = steps::lay_out(&paths, &step, self.merge, &realise);
+        let stacked = match self.merge {
+            true => Vec::new(),
+            false => {
+                let pairs: Vec<(Group, steps::LaidOut)> =
+                    groups.iter().cloned().zip(laid_out.iter().cloned()).collect();
+                layers::stack(&pairs, &deps, Some((plan.flake_lines.start, plan.flake_lines.end)))
+            }
+        };
+        Ok(DependencyLayers { groups, laid_out, stacked, db: answer.db })
     }
 
     /// Builds in one step: without the persistent store, or for a package that cannot be
     /// planned in steps.
     async fn build_at_once(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<Built> {
         let nix = plan::single_build(&plan.flake, &plan.system, &self.step(plan));
-        let closure = closure::parse_manifest(&self.step_meta(gw, plan, &nix.meta, MANIFEST_FILE).await?)?;
+        let [manifest] = self.step_meta(gw, plan, &nix.meta, [MANIFEST_FILE]).await?;
+        let closure = closure::parse_manifest(&manifest)?;
         let built = self.solve_output(gw, plan, &nix.closure).await?;
         let main = closure.main_result();
         let bin = bin_entries(gw, &built, &format!("{}{main}/bin", output::output_tree(main))).await;
         let layers = layers::single_build_layers(&closure, &nix.closure, self.options.nix.max_layers);
-        Ok(Built { closure, layers, top: Top::SingleBuild(nix.closure), anchors: vec![nix.meta], bin })
+        Ok(Built {
+            closure,
+            layers,
+            top: Top::SingleBuild(nix.closure),
+            anchors: vec![nix.meta],
+            bin,
+            memo: Memo::default(),
+        })
     }
 
     /// A failed step's error: what the builder image or the builder lacks when that is the
@@ -336,12 +434,47 @@ struct Built {
     /// Step outputs read but not in the image, whose cache must travel with it.
     anchors: Vec<State>,
     bin: Vec<BinEntry>,
+    /// What the steps answered, for the image config under inline cache.
+    memo: Memo,
+}
+
+/// The package's dependencies, as the package step and the image take them.
+struct DependencyLayers {
+    groups: Vec<Group>,
+    /// Each group as the layer step wrote it.
+    laid_out: Vec<steps::LaidOut>,
+    /// Without MergeOp, the groups stacked ([`layers::stack`]); empty with it.
+    stacked: Vec<State>,
+    /// Their registrations (`nix-store --dump-db`).
+    db: String,
 }
 
 /// Where the top layer's `tmp` comes from (see [`TopSource`]).
 enum Top {
     Tree(State),
     SingleBuild(State),
+}
+
+/// The memo of the cache sources that are images (`--cache-from IMAGE`, inline cache), for
+/// the platforms built; empty under `--no-cache`, without the persistent store, or when no
+/// source is an image. A source that does not resolve is skipped: BuildKit's own import
+/// reports it.
+async fn imported_memo(gw: &mut Gateway, options: &Options, plans: &[PlatformPlan]) -> Memo {
+    if options.no_cache || !options.nix.persistent_store {
+        return Memo::default();
+    }
+    let references =
+        options.cache_imports.iter().filter(|e| e.r#type == "registry").filter_map(|e| e.attrs.get("ref"));
+    let mut configs = Vec::new();
+    for reference in references {
+        for plan in plans {
+            match gw.resolve_image_config(reference, Some(plan.target.clone())).await {
+                Ok((_, config)) => configs.push((reference.as_str(), config)),
+                Err(e) => info!("no memo from the cache source {reference}: {e:#}"),
+            }
+        }
+    }
+    Memo::from_configs(configs.iter().map(|(r, c)| (*r, c.as_slice())))
 }
 
 /// The main result's `bin/` at `dir` of `built`, empty when it has none.

@@ -223,8 +223,7 @@ impl Gateway {
         let started = Instant::now();
         let response = self.client.resolve_image_config(request).await.map_err(status_error);
         self.waited += started.elapsed();
-        let response =
-            response.with_context(|| format!("resolving the builder image {reference}"))?.into_inner();
+        let response = response.with_context(|| format!("resolving the image {reference}"))?.into_inner();
         Ok((response.digest, response.config))
     }
 

@@ -76,6 +76,28 @@ impl Part {
 pub struct LayerPlan {
     pub name: String,
     pub parts: Vec<Part>,
+    /// Without MergeOp: this layer already made on the ones below it ([`stack`]), used as it
+    /// is when every layer below is too.
+    pub stacked: Option<State>,
+}
+
+/// Without MergeOp (BuildKit 0.8): the dependency layers stacked as the image's bottom layers,
+/// each its group's tree copied onto the ones below. The package step builds on the last, and
+/// [`split_build_layers`] hands them on to the image, which is then made of the very ops the
+/// package step used: where BuildKit's cache has the image's layers (inline cache has nothing
+/// else) it has what the package step needs.
+pub fn stack(deps: &[(Group, LaidOut)], closure: &Closure, location: Option<Location>) -> Vec<State> {
+    let total = deps.len();
+    let mut below = State::scratch();
+    deps.iter()
+        .enumerate()
+        .map(|(i, (group, laid))| {
+            let part = Part::Tree(laid.state.clone(), laid.dir.clone());
+            let name = format!("dependency layer {}/{total}: {}", i + 1, describe(closure, group));
+            below = part.copy_onto(FileOp::on(&below)).at(location).build(&name);
+            below.clone()
+        })
+        .collect()
 }
 
 /// The layers of a one-step build's closure: `built` holds one tree per store path.
@@ -85,6 +107,7 @@ pub fn single_build_layers(closure: &Closure, built: &State, max_layers: usize) 
         .map(|g| LayerPlan {
             name: describe(closure, g),
             parts: vec![Part::PathTrees(built.clone(), g.paths.clone())],
+            stacked: None,
         })
         .collect()
 }
@@ -94,8 +117,11 @@ pub fn single_build_layers(closure: &Closure, built: &State, max_layers: usize) 
 /// step's layers of its input sources and its own paths. A dependency group outside the
 /// closure (build-time only) is left out, one partly in it gives the paths that are; when
 /// there are more layers than `max_layers` allows (the top layer aside), the last ones share.
+/// `stacked` are the dependency layers [`stack`]ed (empty with MergeOp): the image's bottom
+/// layers are those, as far as every group is whole in the closure.
 pub fn split_build_layers(
     deps: &[(Group, LaidOut)],
+    stacked: &[State],
     closure: &Closure,
     sources: (&[String], &State),
     results: &State,
@@ -103,18 +129,21 @@ pub fn split_build_layers(
 ) -> Vec<LayerPlan> {
     let in_closure = |p: &String| closure.paths.iter().any(|sp| &sp.path == p);
     let mut layers = Vec::new();
-    for (group, state) in deps {
+    for (i, (group, state)) in deps.iter().enumerate() {
         let kept: Vec<String> = group.paths.iter().filter(|p| in_closure(p)).cloned().collect();
         if kept.is_empty() {
             continue;
         }
-        let part = if kept.len() == group.paths.len() {
+        let whole = kept.len() == group.paths.len();
+        let part = if whole {
             Part::Tree(state.state.clone(), state.dir.clone())
         } else {
             Part::Paths(state.state.clone(), state.dir.clone(), kept.clone())
         };
+        // Stacked layers serve while every group so far is whole.
+        let stacked = stacked.get(i).filter(|_| whole && layers.len() == i).cloned();
         let shown = Group { kind: group.kind, size: size_of(closure, &kept), paths: kept };
-        layers.push(LayerPlan { name: describe(closure, &shown), parts: vec![part] });
+        layers.push(LayerPlan { name: describe(closure, &shown), parts: vec![part], stacked });
     }
     let in_deps = |p: &String| deps.iter().any(|(g, _)| g.paths.contains(p));
     let source_paths: Vec<String> =
@@ -127,7 +156,11 @@ pub fn split_build_layers(
         } else {
             format!("{} sources ({})", group.paths.len(), human_size(group.size))
         };
-        layers.push(LayerPlan { name, parts: vec![Part::Tree(sources.1.clone(), "/".to_string())] });
+        layers.push(LayerPlan {
+            name,
+            parts: vec![Part::Tree(sources.1.clone(), "/".to_string())],
+            stacked: None,
+        });
     }
     let own: Vec<String> = closure
         .paths
@@ -140,12 +173,14 @@ pub fn split_build_layers(
     layers.push(LayerPlan {
         name: describe(closure, &group),
         parts: vec![Part::Tree(results.clone(), "/".to_string())],
+        stacked: None,
     });
     while layers.len() > max_layers.saturating_sub(1).max(1) {
         let last = layers.pop().expect("more than one layer");
         let below = layers.last_mut().expect("more than one layer");
         below.name = format!("{} + {}", below.name, last.name);
         below.parts.extend(last.parts);
+        below.stacked = None;
     }
     layers
 }
@@ -221,10 +256,16 @@ pub fn assemble(
         states.push(top_layer(&State::scratch()));
         merge::merge(&states, &format!("merge {} layers", states.len()), layout.location)
     } else {
-        let store = layers
-            .iter()
-            .zip(&names)
-            .fold(State::scratch(), |below, (layer, name)| build(&below, layer, name));
+        let mut on_stack = true;
+        let store = layers.iter().zip(&names).fold(State::scratch(), |below, (layer, name)| {
+            match layer.stacked.as_ref().filter(|_| on_stack) {
+                Some(stacked) => stacked.clone(),
+                None => {
+                    on_stack = false;
+                    build(&below, layer, name)
+                }
+            }
+        });
         top_layer(&store)
     };
     let mut all = names;
@@ -360,7 +401,7 @@ mod tests {
             (group(GroupKind::Single, &[TOOL]), whole(&tools)),
             (group(GroupKind::Bucket(0), &[DEP, TOOL]), whole(&mixed)),
         ];
-        let layers = split_build_layers(&deps, &c, (&[], &sources), &results, 100);
+        let layers = split_build_layers(&deps, &[], &c, (&[], &sources), &results, 100);
         assert_eq!(layers.len(), 3, "the compiler's own layer is left out, no sources layer");
         assert!(matches!(&layers[0].parts[..], [Part::Tree(_, _)]));
         assert!(
@@ -391,10 +432,51 @@ mod tests {
         assert!(removed, "...and removed again");
         assert_eq!((copied[0].0.as_str(), copied[0].1.as_str(), copied[0].2), (DEP, DEP, false));
         // Too many layers: the last ones share one.
-        let layers = split_build_layers(&deps, &c, (&[], &sources), &results, 3);
+        let layers = split_build_layers(&deps, &[], &c, (&[], &sources), &results, 3);
         assert_eq!(layers.len(), 2);
         assert_eq!(layers[1].parts.len(), 2);
         assert!(layers[1].name.contains(" + "), "{}", layers[1].name);
+    }
+
+    #[test]
+    fn without_mergeop_the_image_stands_on_the_stacked_dependency_layers() {
+        const TOOL: &str = "/nix/store/8digwrcy1qxcqaiqg16dsf0z16ns0s8n-compiler-1.0";
+        let c = closure();
+        let (sources, results) = (output("sources"), output("results"));
+        let laid = |name: &str| LaidOut { state: output("layers"), dir: format!("/{name}") };
+        let op_of = |state: &State| decode(&state.to_definition()).pop().unwrap().1.inputs[0].digest.clone();
+        let layout = Layout { max_layers: 100, merge: false, location: None };
+        let ops_of = |layers: &[LayerPlan]| -> Vec<String> {
+            let fs = assemble(layers, TopSource::Tree(&output("extras")), &[], &Extras::default(), layout);
+            decode(&fs.state.to_definition()).into_iter().map(|(digest, _)| digest).collect()
+        };
+
+        // Every group whole in the closure: the image's dependency layers are the stacked ones.
+        let deps = [(group(GroupKind::Single, &[DEP]), laid("000"))];
+        let stacked = stack(&deps, &c, None);
+        assert_eq!(stacked.len(), 1);
+        let layers = split_build_layers(&deps, &stacked, &c, (&[], &sources), &results, 100);
+        assert!(layers[0].stacked.is_some() && layers[1].stacked.is_none());
+        assert!(ops_of(&layers).contains(&op_of(&stacked[0])), "the image is built on the stacked layer");
+
+        // A group partly outside the closure: the stack serves up to it, no further.
+        let deps = [
+            (group(GroupKind::Single, &[DEP]), laid("000")),
+            (group(GroupKind::Bucket(0), &[TOOL, APP]), laid("001")),
+        ];
+        let stacked = stack(&deps, &c, None);
+        assert_eq!(stacked.len(), 2);
+        let layers = split_build_layers(&deps, &stacked, &c, (&[], &sources), &results, 100);
+        assert!(layers[0].stacked.is_some() && layers[1].stacked.is_none());
+        let ops = ops_of(&layers);
+        assert!(ops.contains(&op_of(&stacked[0])) && !ops.contains(&op_of(&stacked[1])));
+
+        // Layers merged to respect NIX_LAYERS are made anew.
+        let deps = [(group(GroupKind::Single, &[DEP]), laid("000"))];
+        let stacked = stack(&deps, &c, None);
+        let layers = split_build_layers(&deps, &stacked, &c, (&[], &sources), &results, 2);
+        assert_eq!(layers.len(), 1);
+        assert!(layers[0].stacked.is_none());
     }
 
     #[test]

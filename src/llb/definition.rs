@@ -104,6 +104,13 @@ impl State {
         self.marshal(Marshal::default())
     }
 
+    /// The digest BuildKit knows this state by: that of its definition's terminal op, which
+    /// names the output and, through its input's digest, everything below it. Scratch has
+    /// none (an empty string).
+    pub fn key(&self) -> String {
+        self.to_definition().def.last().map(|op| digest_of(op)).unwrap_or_default()
+    }
+
     /// The definition that solves to this state, marshalled as `how` says.
     pub fn marshal(&self, how: Marshal) -> pb::Definition {
         let mut m = Marshaller::default();

@@ -21,9 +21,11 @@ pub const META_DIR: &str = "/nixfront/meta";
 pub const SPEC_DIR: &str = "/nixfront/spec";
 /// The layer step's outputs: `<i>/nix/store/<base>`, one output (one layer) per group.
 pub const LAYERS_DIR: &str = "/nixfront/layers";
-/// Where the package step finds the dependency layers (`<i>/nix/store/<base>`) and the
-/// dependency step's metadata, read-only.
+/// Where the package step finds the dependency layers, read-only: one mount per layer
+/// (`<i>/nix/store/<base>`) where BuildKit has MergeOp, else the layers stacked as the image
+/// has them (`nix/store/<base>`).
 pub const DEPS_DIR: &str = "/nixfront/deps";
+/// Where the layer step finds the dependency step's output, read-only.
 pub const DEPS_META_DIR: &str = "/nixfront/deps-meta";
 /// A scratch directory for temporary files (TMPDIR), whatever the builder image has.
 pub const TMP_DIR: &str = "/nixfront/tmp";
@@ -33,19 +35,22 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// The evaluation step's plan in [`META_DIR`]: the derivations, the source closure, the
 /// package and flake metadata.
 pub const PLAN_FILE: &str = "plan.json";
-/// The dependency step's path-info of the dependencies' closure in [`META_DIR`], and the
-/// directory of their registrations (`db/<base>`).
+/// The dependency step's path-info of the dependencies' closure in [`META_DIR`], and their
+/// registrations (one `nix-store --dump-db` stream), which the package step takes as
+/// [`SPEC_DEPS_DB`].
 pub const DEPS_INFO_FILE: &str = "deps.json";
-pub const DEPS_DB_DIR: &str = "db";
+pub const DEPS_DB_FILE: &str = "deps.db";
 /// The package listing in [`META_DIR`]: `{"name": "description", ...}`.
 pub const PACKAGES_FILE: &str = "packages.json";
 /// The tree in [`OUT_DIR`] holding what nixfront adds to the image's root (`tmp`, mode 1777).
 pub const EXTRAS_TREE: &str = ".nixfront-root";
 /// Spec files: the dependency step's inputs (`DRV OUTPUT-PATH` lines), the layer step's
-/// groups (`INDEX STORE-PATH` lines), the package step's input sources (one path a line).
+/// groups (`INDEX STORE-PATH` lines), the package step's input sources (one path a line) and
+/// its dependencies' registrations ([`DEPS_DB_FILE`] as the dependency step wrote it).
 pub const SPEC_INPUTS: &str = "inputs";
 pub const SPEC_GROUPS: &str = "groups";
 pub const SPEC_SOURCES: &str = "sources";
+pub const SPEC_DEPS_DB: &str = "deps-db";
 
 /// The time given to everything nixfront writes: 1 s after the epoch, as Nix gives store
 /// files, in nanoseconds.
@@ -91,12 +96,13 @@ pub fn contract_env() -> Vec<String> {
         format!("NIXFRONT_MANIFEST={MANIFEST_FILE}"),
         format!("NIXFRONT_PLAN={PLAN_FILE}"),
         format!("NIXFRONT_DEPS_INFO={DEPS_INFO_FILE}"),
-        format!("NIXFRONT_DEPS_DB={DEPS_DB_DIR}"),
+        format!("NIXFRONT_DEPS_DB={DEPS_DB_FILE}"),
         format!("NIXFRONT_PACKAGES={PACKAGES_FILE}"),
         format!("NIXFRONT_EXTRAS={EXTRAS_TREE}"),
         format!("NIXFRONT_SPEC_INPUTS={SPEC_INPUTS}"),
         format!("NIXFRONT_SPEC_GROUPS={SPEC_GROUPS}"),
         format!("NIXFRONT_SPEC_SOURCES={SPEC_SOURCES}"),
+        format!("NIXFRONT_SPEC_DEPS_DB={SPEC_DEPS_DB}"),
         format!("NIXFRONT_SECRETS={}", super::secrets::SECRETS_DIR),
         format!("NIXFRONT_EXIT_NO_NIX={EXIT_NO_NIX}"),
         format!("TMPDIR={TMP_DIR}"),
@@ -125,6 +131,7 @@ mod tests {
             MANIFEST_FILE,
             PLAN_FILE,
             DEPS_INFO_FILE,
+            DEPS_DB_FILE,
             PACKAGES_FILE,
             EXTRAS_TREE,
             super::super::secrets::SECRETS_DIR,
@@ -133,10 +140,9 @@ mod tests {
             for literal in literals {
                 assert!(!script.contains(literal), "{name} spells out {literal}; read it from the contract");
             }
-            for spec in [SPEC_INPUTS, SPEC_GROUPS, SPEC_SOURCES] {
+            for spec in [SPEC_INPUTS, SPEC_GROUPS, SPEC_SOURCES, SPEC_DEPS_DB] {
                 assert!(!script.contains(&format!("$NIXFRONT_SPEC/{spec}")), "{name} spells out {spec}");
             }
-            assert!(!script.contains(&format!("META/{DEPS_DB_DIR}")), "{name} spells out {DEPS_DB_DIR}");
         }
         let names: Vec<String> =
             contract_env().iter().map(|e| e.split('=').next().unwrap().to_string()).collect();

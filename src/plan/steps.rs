@@ -4,8 +4,8 @@
 //! store paths. None of the dependency steps mounts the context.
 
 use super::output::{
-    DEPS_DIR, DEPS_META_DIR, EXTRAS_DIR, LAYERS_DIR, META_DIR, RESULTS_DIR, SOURCES_DIR, SPEC_DIR,
-    SPEC_GROUPS, SPEC_INPUTS, SPEC_SOURCES, layer_name,
+    DEPS_DIR, DEPS_META_DIR, EXTRAS_DIR, LAYERS_DIR, META_DIR, RESULTS_DIR, SOURCES_DIR, SPEC_DEPS_DB,
+    SPEC_DIR, SPEC_GROUPS, SPEC_INPUTS, SPEC_SOURCES, layer_name,
 };
 use super::{FIXED_TIME_NS, FlakeRef, NixStep, flake_args};
 use crate::llb::State;
@@ -51,15 +51,25 @@ pub struct LaidOut {
 /// Lays `groups` of store paths out as `<i>/nix/store/<base>`: the dependency layers. The
 /// definition names every path of every group. With `output_per_layer` each group is an
 /// output of its own (a layer as it is, for MergeOp); otherwise all are directories of one
-/// output (BuildKit 0.8 times out on an exec with many outputs).
-pub fn lay_out(groups: &[Vec<String>], step: &NixStep, output_per_layer: bool) -> Vec<LaidOut> {
+/// output (BuildKit 0.8 times out on an exec with many outputs). `realised` (the dependency
+/// step's output) is mounted so that the step runs after it: nixfront may have its answer
+/// from the memo ([`crate::memo`]) without running it, and the paths must be in the store.
+pub fn lay_out(
+    groups: &[Vec<String>],
+    step: &NixStep,
+    output_per_layer: bool,
+    realised: &State,
+) -> Vec<LaidOut> {
     let lines: String = groups
         .iter()
         .enumerate()
         .flat_map(|(i, paths)| paths.iter().map(move |p| format!("{} {p}\n", layer_name(i))))
         .collect();
     let spec = spec(&[(SPEC_GROUPS, lines)], "nixfront: the dependency layers");
-    let mut exec = step.exec(false, "materialise.sh", Vec::new()).mount(Mount::readonly(SPEC_DIR, &spec));
+    let mut exec = step
+        .exec(false, "materialise.sh", Vec::new())
+        .mount(Mount::readonly(SPEC_DIR, &spec))
+        .mount(Mount::readonly(DEPS_META_DIR, realised));
     let paths: usize = groups.iter().map(Vec::len).sum();
     let name = format!("nix: lay out {paths} store paths in {} layers", groups.len());
     if output_per_layer {
@@ -89,10 +99,21 @@ pub struct PackageBuild {
     pub meta: State,
 }
 
-/// The dependencies the package step builds on: the layers and the dependency step's output.
+/// The dependencies the package step builds on: their store paths and registrations.
 pub struct Dependencies<'a> {
-    pub layers: &'a [LaidOut],
-    pub meta: &'a State,
+    pub trees: DependencyTrees<'a>,
+    /// Their registrations, as the dependency step wrote them ([`super::output::DEPS_DB_FILE`]).
+    pub db: &'a str,
+}
+
+/// Where the package step finds the dependencies' store paths: in the image's own layers, so
+/// that on a fresh runner BuildKit's cache (even inline cache, which holds nothing else)
+/// gives them without the steps below.
+pub enum DependencyTrees<'a> {
+    /// Each layer as the layer step wrote it, mounted at `DEPS_DIR/<i>` (MergeOp).
+    Layers(&'a [LaidOut]),
+    /// The layers stacked as the image's bottom layers, mounted at `DEPS_DIR` (BuildKit 0.8).
+    Stacked(&'a State),
 }
 
 /// Builds the package on its dependencies (taken from `deps` when the store lacks them) and
@@ -108,16 +129,18 @@ pub fn package(
     no_content_hash: bool,
 ) -> PackageBuild {
     let lines: String = sources.iter().map(|p| format!("{p}\n")).collect();
-    let spec = spec(&[(SPEC_SOURCES, lines)], "nixfront: the package's sources");
+    let db = deps.as_ref().map_or("", |d| d.db);
+    let spec = spec(
+        &[(SPEC_SOURCES, lines), (SPEC_DEPS_DB, db.to_string())],
+        "nixfront: the package's sources and dependencies",
+    );
     let mut exec = step
         .exec(flake.uses_context, "build.sh", flake_args(flake, system))
         .mount(Mount::readonly(SPEC_DIR, &spec));
     if let Some(deps) = deps {
-        exec = exec.mount(Mount::readonly(DEPS_META_DIR, deps.meta));
-        let mounts: Vec<Mount> = match deps.layers {
-            // All in one output: mounted once, its directories are the layers.
-            [first, ..] if first.dir != "/" => vec![Mount::readonly(DEPS_DIR, &first.state)],
-            layers => layers
+        let mounts: Vec<Mount> = match deps.trees {
+            DependencyTrees::Stacked(state) => vec![Mount::readonly(DEPS_DIR, state)],
+            DependencyTrees::Layers(layers) => layers
                 .iter()
                 .enumerate()
                 .map(|(i, layer)| Mount::readonly(&format!("{DEPS_DIR}/{}", layer_name(i)), &layer.state))
@@ -196,10 +219,10 @@ mod tests {
         let inputs = [("/nix/store/a-d.drv".to_string(), "/nix/store/b-d".to_string())];
         let realised = realise(&inputs, "x86_64-linux", &step);
         let groups = [vec!["/nix/store/b-d".to_string()], vec!["/nix/store/c-e".to_string()]];
-        let layers = lay_out(&groups, &step, true);
+        let layers = lay_out(&groups, &step, true, &realised);
         assert_eq!(layers.len(), 2);
         for state in [&realised, &layers[1].state] {
-            let exec = &execs(state)[0];
+            let exec = &execs(state).pop().unwrap();
             assert!(exec.mounts.iter().all(|m| m.dest != super::super::output::CONTEXT_DIR));
             let def = state.to_definition();
             let spec = decode(&def)
@@ -222,10 +245,22 @@ mod tests {
                 "the definition names the paths"
             );
         }
-        let layer_exec = &execs(&layers[1].state)[0];
+        let layer_exec = &execs(&layers[1].state).pop().unwrap();
         let outputs: Vec<&str> =
             layer_exec.mounts.iter().filter(|m| m.output > 0).map(|m| m.dest.as_str()).collect();
         assert_eq!(outputs, ["/nixfront/layers/000", "/nixfront/layers/001"]);
+        // It runs after the dependency step, whose output it mounts.
+        let after = layer_exec.mounts.iter().find(|m| m.dest == DEPS_META_DIR).expect("the dependency step");
+        let realised_op = decode(&realised.to_definition()).pop().unwrap().1.inputs[0].digest.clone();
+        let layer_op = decode(&layers[1].state.to_definition())
+            .into_iter()
+            .map(|(_, op)| op)
+            .find(|op| {
+                matches!(op.op, Some(pb::op::Op::Exec(_)))
+                    && op.inputs.iter().any(|i| i.digest == realised_op)
+            })
+            .expect("the layer step takes the dependency step's output");
+        assert_eq!(layer_op.inputs[after.input as usize].digest, realised_op);
         // The package step mounts them without hashing their content, where BuildKit can.
         let flake =
             FlakeRef { written: ".#x".into(), for_nix: "path:/nixfront/src#x".into(), uses_context: true };
@@ -233,7 +268,7 @@ mod tests {
             &flake,
             "x86_64-linux",
             &step,
-            Some(Dependencies { layers: &layers, meta: &realised }),
+            Some(Dependencies { trees: DependencyTrees::Layers(&layers), db: "/nix/store/b-d\n" }),
             &["/nix/store/t-tools".to_string()],
             true,
         );
@@ -246,20 +281,18 @@ mod tests {
             .collect();
         assert_eq!(deps, [pb::MountContentCache::Off as i32; 2]);
         assert!(exec.mounts.iter().any(|m| m.dest == super::super::output::CONTEXT_DIR));
-        // Without MergeOp: one output, its directories the layers, mounted once.
-        let one = lay_out(&groups, &step, false);
+        // Without MergeOp: one output, its directories the layers; the package step builds on
+        // the layers stacked as the image has them, mounted once.
+        let one = lay_out(&groups, &step, false, &realised);
         assert_eq!((one[0].dir.as_str(), one[1].dir.as_str()), ("/000", "/001"));
         let outputs: Vec<i64> =
-            execs(&one[0].state)[0].mounts.iter().map(|m| m.output).filter(|o| *o > 0).collect();
+            execs(&one[0].state).pop().unwrap().mounts.iter().map(|m| m.output).filter(|o| *o > 0).collect();
         assert_eq!(outputs, [1]);
-        let built = package(
-            &flake,
-            "x86_64-linux",
-            &step,
-            Some(Dependencies { layers: &one, meta: &realised }),
-            &[],
-            false,
-        );
+        let stacked =
+            FileOp::on(&State::scratch()).copy_contents(&one[0].state, "/000", "/", 0).build("stack");
+        let db = "/nix/store/b-d\nsha256:x\n1\n\n0\n";
+        let deps = Dependencies { trees: DependencyTrees::Stacked(&stacked), db };
+        let built = package(&flake, "x86_64-linux", &step, Some(deps), &[], false);
         let exec = execs(&built.meta).into_iter().last().unwrap();
         let deps: Vec<&str> = exec
             .mounts
@@ -267,6 +300,19 @@ mod tests {
             .filter(|m| m.dest.starts_with("/nixfront/deps"))
             .map(|m| m.dest.as_str())
             .collect();
-        assert_eq!(deps, ["/nixfront/deps", "/nixfront/deps-meta"]);
+        assert_eq!(deps, ["/nixfront/deps"], "the stacked layers, and not the dependency step's output");
+        let spec = decode(&built.meta.to_definition())
+            .into_iter()
+            .flat_map(|(_, op)| match op.op {
+                Some(pb::op::Op::File(f)) => f.actions,
+                _ => Vec::new(),
+            })
+            .find_map(|a| match a.action {
+                Some(pb::file_action::Action::Mkfile(m)) if m.path == format!("/{SPEC_DEPS_DB}") => {
+                    Some(m.data)
+                }
+                _ => None,
+            });
+        assert_eq!(spec.as_deref(), Some(db.as_bytes()), "the registrations are part of the definition");
     }
 }

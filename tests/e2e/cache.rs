@@ -84,7 +84,7 @@ fn the_exported_cache_carries_the_closure_once_and_no_builder_image() {
 
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn a_fresh_runner_with_inline_cache_gets_the_same_image() {
+fn a_fresh_runner_with_inline_cache_rebuilds_only_the_app() {
     let _engines = exclusive_engines();
     let d20 = Engine::D20;
     let fx = Fixture::new("ci-inline", APP);
@@ -92,20 +92,43 @@ fn a_fresh_runner_with_inline_cache_gets_the_same_image() {
     d20.prune();
     let (_, log) = build(d20, &fx, "ci-inline-source", &inline);
     assert_contains(&log, &["building slowdep"]);
-    // A new builder with the image as its only cache (Docker 20.10 reads inline cache from it).
-    d20.prune();
     let source = tag("ci-inline-source", d20);
-    let (_, log) = build(d20, &fx, "ci-inline", &[&inline[..], &["--cache-from", &source]].concat());
+    let config = image::raw_config(d20, &source);
+    let memo = config["org.nixfront.memo.v1"].as_object().expect("the memo in the image config");
+    assert_eq!(memo.len(), 2, "the dependency step's and the package step's answers: {memo:?}");
+
+    // A new builder with the image as its only cache (Docker 20.10 reads inline cache from
+    // it): nothing is built, the evaluation aside; the memo in the image config answers
+    // for the steps nixfront would otherwise read.
+    d20.prune();
+    let with_cache = [&inline[..], &["--cache-from", &source]].concat();
+    let (_, log) = build(d20, &fx, "ci-inline", &with_cache);
+    assert_nothing_built(d20, &log);
     // The image IDs differ only by the inline cache records the config carries (with their
     // times): the layers and the config proper are the same.
     let (a, b) = (d20.inspect(&source), d20.inspect(&tag("ci-inline", d20)));
     assert_eq!(a["RootFS"], b["RootFS"], "the same layers from the inline cache");
     assert_eq!(a["Config"], b["Config"]);
     assert_eq!(a["Created"], b["Created"]);
-    // How far BuildKit 0.8's inline cache gets (the note of issue 10 says why): it carries the
-    // image's layers, which it reuses, but not the steps nixfront reads before it can name
-    // them, so those steps run again: the dependencies are realised again.
-    let cached_layer = log.lines().skip_while(|l| !l.contains("layer 1/3: slowdep-1.0")).nth(2).unwrap_or("");
-    assert!(cached_layer.ends_with("CACHED"), "the dependency layer comes from the inline cache:\n{log}");
-    assert_contains(&log, &["building slowdep"]);
+
+    // Another new builder, after an app-only edit: only the app is built, on the dependency
+    // layers the image carries.
+    d20.prune();
+    fx.write("app/message", "message v2\n");
+    let (_, log) = build(d20, &fx, "ci-inline-edit", &with_cache);
+    assert_contains(&log, &["-edited-1.0.drv'...", "dependencies taken from BuildKit's cache"]);
+    let built: Vec<&str> = log.lines().filter(|l| l.contains("building '/nix/store/")).collect();
+    assert_eq!(built.len(), 1, "only the app's derivation: {built:?}");
+    let edited = tag("ci-inline-edit", d20);
+    assert_eq!(d20.run_image(&edited, &[]).stdout, "message v2\nslow dependency\n");
+
+    // The warm builder (the same one, now) gives the same layers and config; without
+    // inline cache nixfront leaves the memo out.
+    let (_, log) = build(d20, &fx, "ci-inline-warm", &["--no-cache"]);
+    assert_nothing_built(d20, &log);
+    let (fresh, warm) = (d20.inspect(&edited), d20.inspect(&tag("ci-inline-warm", d20)));
+    assert_eq!(fresh["RootFS"], warm["RootFS"], "a fresh runner's layers are the warm builder's");
+    assert_eq!(fresh["Config"], warm["Config"]);
+    let config = image::raw_config(d20, &tag("ci-inline-warm", d20));
+    assert!(config.get("org.nixfront.memo.v1").is_none(), "a memo without inline cache");
 }

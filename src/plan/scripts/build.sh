@@ -2,8 +2,10 @@
 #
 # Builds the package on top of its dependencies. They are in the persistent store on a warm
 # builder; on a fresh one (a CI runner that imported BuildKit's cache) they are taken from the
-# dependency layers mounted at $NIXFRONT_DEPS/<i>/nix/store and registered from
-# $NIXFRONT_DEPS_META/$NIXFRONT_DEPS_DB, so nothing is built or fetched again. Writes, as plan/output.rs says:
+# dependency layers mounted at $NIXFRONT_DEPS (`<i>/nix/store/<base>`, or the layers stacked:
+# `nix/store/<base>`) and registered from $NIXFRONT_SPEC/$NIXFRONT_SPEC_DEPS_DB (the dependency
+# step's `nix-store --dump-db`), so nothing is built or fetched again. Writes, as
+# plan/output.rs says:
 #   $NIXFRONT_RESULTS/nix/store/<base>   the package's own paths of its runtime closure
 #   $NIXFRONT_SOURCES/nix/store/<base>   its input sources that are in the closure
 #   $NIXFRONT_EXTRAS_DIR/tmp             what nixfront adds to the image (mode 1777)
@@ -11,7 +13,7 @@
 # Paths of the closure that are dependencies are left to the dependency layers.
 . "$(dirname "$0")/common.sh"
 : "${NIXFRONT_RESULTS:?}" "${NIXFRONT_SOURCES:?}" "${NIXFRONT_EXTRAS_DIR:?}" "${NIXFRONT_META:?}" \
-    "${NIXFRONT_MANIFEST:?}" "${NIXFRONT_DEPS:?}" "${NIXFRONT_DEPS_META:?}" "${NIXFRONT_SPEC:?}"
+    "${NIXFRONT_MANIFEST:?}" "${NIXFRONT_DEPS:?}" "${NIXFRONT_SPEC:?}"
 ref=$1
 system=$3
 work=$(mktemp -d)
@@ -21,21 +23,34 @@ started=$(date +%s%N)
 . "$(dirname "$0")/verify.sh"
 
 # Dependencies this store lacks come from the dependency layers, registered from their
-# records (`nix-store --dump-db`, a file per path).
-db="$NIXFRONT_DEPS_META/$NIXFRONT_DEPS_DB"
+# records: the `--dump-db` stream cut into a file per path (path, hash, size, deriver,
+# reference count, references; shell builtins only, no process per path).
+registrations="$NIXFRONT_SPEC/$NIXFRONT_SPEC_DEPS_DB"
 : >"$work/deps"
-if [ -d "$db" ]; then
-    for record in "$db"/*; do
-        [ -e "$record" ] && echo "/nix/store/${record##*/}"
-    done >"$work/deps"
+if [ -s "$registrations" ]; then
+    mkdir "$work/db"
+    while IFS= read -r db_path && IFS= read -r db_hash && IFS= read -r db_size \
+        && IFS= read -r db_deriver && IFS= read -r db_count; do
+        echo "$db_path" >>"$work/deps"
+        {
+            printf '%s\n%s\n%s\n%s\n%s\n' "$db_path" "$db_hash" "$db_size" "$db_deriver" "$db_count"
+            db_i=0
+            while [ "$db_i" -lt "$db_count" ]; do
+                IFS= read -r db_ref
+                printf '%s\n' "$db_ref"
+                db_i=$((db_i + 1))
+            done
+        } >"$work/db/${db_path##*/}"
+    done <"$registrations"
     xargs nix-store --check-validity --print-invalid <"$work/deps" >"$work/missing"
     if [ -s "$work/missing" ]; then
         while read -r p; do
-            found=$(ls -d "$NIXFRONT_DEPS"/*/nix/store/"${p##*/}" 2>/dev/null | head -n1)
+            found=$(ls -d "$NIXFRONT_DEPS/nix/store/${p##*/}" "$NIXFRONT_DEPS"/*/nix/store/"${p##*/}" \
+                2>/dev/null | head -n1)
             [ -n "$found" ] || { echo "nixfront: no dependency layer holds $p" >&2; exit 1; }
             echo "$found"
         done <"$work/missing" | xargs cp -a -t /nix/store/ --
-        while read -r p; do echo "$db/${p##*/}"; done <"$work/missing" | xargs cat | nix-store --load-db
+        while read -r p; do echo "$work/db/${p##*/}"; done <"$work/missing" | xargs cat | nix-store --load-db
         echo "nixfront: $(wc -l <"$work/missing") dependencies taken from BuildKit's cache" >&2
     fi
 fi

@@ -4,8 +4,8 @@
 # builders. Builds them in the persistent store when absent and writes, for their runtime
 # closure:
 #   $NIXFRONT_META/$NIXFRONT_DEPS_INFO   `nix path-info --json` of every path
-#   $NIXFRONT_META/$NIXFRONT_DEPS_DB/<base>  the registration of each (`nix-store --dump-db`), so
-#                                        that a store without it (a fresh runner) can take it in
+#   $NIXFRONT_META/$NIXFRONT_DEPS_DB     their registrations (`nix-store --dump-db`), so that
+#                                        a store without them (a fresh runner) can take them in
 . "$(dirname "$0")/common.sh"
 : "${NIXFRONT_META:?}" "${NIXFRONT_SPEC:?}" "${NIXFRONT_DEPS_INFO:?}"
 system=$1
@@ -28,21 +28,5 @@ nixstore_for "$system" --realise $(cat "$work/drvs") >/dev/null
 nixc path-info --json --recursive -- $(cat "$work/outputs") >"$NIXFRONT_META/$NIXFRONT_DEPS_INFO"
 # shellcheck disable=SC2046
 nixc path-info --recursive -- $(cat "$work/outputs") >"$work/closure"
-# One `--dump-db` for all, cut into a file per path: path, hash, size, deriver, reference
-# count, references (shell builtins only, no process per path).
-db="$NIXFRONT_META/$NIXFRONT_DEPS_DB"
-mkdir "$db"
-xargs nix-store --dump-db <"$work/closure" >"$work/dump"
-while IFS= read -r path && IFS= read -r hash && IFS= read -r size && IFS= read -r deriver \
-    && IFS= read -r count; do
-    {
-        printf '%s\n%s\n%s\n%s\n%s\n' "$path" "$hash" "$size" "$deriver" "$count"
-        i=0
-        while [ "$i" -lt "$count" ]; do
-            IFS= read -r ref
-            printf '%s\n' "$ref"
-            i=$((i + 1))
-        done
-    } >"$db/${path##*/}"
-done <"$work/dump"
+xargs nix-store --dump-db <"$work/closure" >"$NIXFRONT_META/$NIXFRONT_DEPS_DB"
 echo "nixfront: $(wc -l <"$work/drvs") inputs realised, closure of $(wc -l <"$work/closure") store paths" >&2

@@ -59,6 +59,13 @@ pub fn saved_layers(engine: Engine, tag: &str) -> Vec<(u64, Vec<String>)> {
         .collect()
 }
 
+/// The image's config as stored, fields Docker does not show included (`docker save`).
+pub fn raw_config(engine: Engine, tag: &str) -> Value {
+    let saved = Saved::new(engine, tag);
+    let manifest = saved.json("manifest.json");
+    saved.json(manifest[0]["Config"].as_str().unwrap())
+}
+
 /// The top-level entries of the image's layers (what the image itself puts at its root).
 pub fn root_entries(engine: Engine, tag: &str) -> Vec<String> {
     let saved = Saved::new(engine, tag);

@@ -1,0 +1,179 @@
+//! What a build read from its steps, carried in the image config so that a fresh runner whose
+//! only cache is the image itself (inline cache: `--cache-from IMAGE`, the one kind Docker
+//! 20.10 has) need not run those steps again to read it.
+//!
+//! Inline cache is BuildKit's `mode=min`: it holds the image's own layers and the cache keys
+//! that lead to them, but no other step output. nixfront reads three outputs before it can
+//! name the layers (the dependencies' path-info, the package's manifest, its `bin/`), and a
+//! read makes BuildKit run the step, with everything below it: on a fresh runner that was the
+//! whole closure built again. With the memo, the steps are not read, so BuildKit finds the
+//! layers from their cache keys alone and runs nothing but the evaluation.
+//!
+//! This module owns the config field, its format, its keys and its size. A key is the digest
+//! of what determines the answer: the step's LLB (which pins the builder image, the scripts and
+//! the settings) and, for the package, its derivation. An entry that does not parse is
+//! ignored (the step runs); one that parses is trusted as far as the cache it comes with.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::image::BinEntry;
+use crate::limits::MAX_MEMO_BYTES;
+use crate::llb::State;
+use crate::llb::definition::digest_of;
+
+/// The image config's top-level field that holds the memo.
+pub const CONFIG_FIELD: &str = "org.nixfront.memo.v1";
+
+/// Answers by key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memo(BTreeMap<String, String>);
+
+/// What the dependency step's output told: the path-info and the registrations of the
+/// dependencies' closure, as it wrote them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DependenciesAnswer {
+    pub path_info: String,
+    pub db: String,
+}
+
+/// What the package step's outputs told: its manifest and its main result's `bin/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageAnswer {
+    pub manifest: String,
+    pub bin: Vec<BinEntry>,
+}
+
+impl Memo {
+    /// The memos of the given image configs (the cache sources'), merged. A config without
+    /// one, or with one that does not parse, adds nothing.
+    pub fn from_configs<'a>(configs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Memo {
+        let mut memo = Memo::default();
+        for (source, config) in configs {
+            let field = serde_json::from_slice::<Value>(config)
+                .ok()
+                .and_then(|mut v| v.get_mut(CONFIG_FIELD).map(Value::take));
+            let Some(field) = field else { continue };
+            match serde_json::from_value::<Memo>(field) {
+                Ok(found) => {
+                    info!(entries = found.0.len(), "nixfront's memo from the cache source {source}");
+                    memo.0.extend(found.0);
+                }
+                Err(e) => warn!("ignoring the nixfront memo of {source}: {e}"),
+            }
+        }
+        memo
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The answer kept under `key`, if there is one of that kind.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let text = self.0.get(key)?;
+        serde_json::from_str(text).inspect_err(|e| warn!("ignoring the memo's entry {key}: {e}")).ok()
+    }
+
+    pub fn record<T: Serialize>(&mut self, key: String, answer: &T) {
+        let text = serde_json::to_string(answer).expect("an answer serializes");
+        self.0.insert(key, text);
+    }
+
+    /// The config field's value, or `None` when it would exceed [`MAX_MEMO_BYTES`] (the
+    /// image is then made without it, and a fresh runner runs the steps).
+    pub fn to_config_value(&self) -> Option<Value> {
+        let size: usize = self.0.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_MEMO_BYTES {
+            info!(
+                size,
+                "the memo exceeds MAX_MEMO_BYTES ({MAX_MEMO_BYTES}); the image config goes without it"
+            );
+            return None;
+        }
+        Some(serde_json::to_value(self).expect("a memo serializes"))
+    }
+}
+
+/// The key of the dependency step's answer: its LLB, which names the input derivations.
+pub fn dependencies_key(realise: &State) -> String {
+    key(&["dependencies", &realise.key()])
+}
+
+/// The key of the package step's answer: its LLB (the builder, scripts, settings, the
+/// dependencies), made with a placeholder for the context (whose definition names the client's
+/// session), and the derivation it builds, which is what the context decides.
+pub fn package_key(package_meta: &State, drv: &str) -> String {
+    key(&["package", &package_meta.key(), drv])
+}
+
+fn key(parts: &[&str]) -> String {
+    digest_of(parts.join("\n").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llb::file::FileOp;
+    use serde_json::json;
+
+    fn state(name: &str) -> State {
+        FileOp::on(&State::scratch()).mkdir(&format!("/{name}"), 0o755, 0).build(name)
+    }
+
+    #[test]
+    fn a_memo_goes_into_a_config_and_comes_back() {
+        let mut memo = Memo::default();
+        let deps = dependencies_key(&state("realise"));
+        let dependencies = DependenciesAnswer {
+            path_info: r#"[{"path":"/nix/store/a-x"}]"#.into(),
+            db: "/nix/store/a-x\n".into(),
+        };
+        memo.record(deps.clone(), &dependencies);
+        let package = package_key(&state("package"), "/nix/store/d-app.drv");
+        let answer = PackageAnswer {
+            manifest: "{}".into(),
+            bin: vec![BinEntry { name: "app".into(), executable: true }],
+        };
+        memo.record(package.clone(), &answer);
+        let config = json!({ "config": {}, CONFIG_FIELD: memo.to_config_value().unwrap() }).to_string();
+        let back = Memo::from_configs([("app:v1", config.as_bytes())]);
+        assert_eq!(back, memo);
+        assert_eq!(back.get(&deps), Some(dependencies));
+        assert_eq!(back.get(&package), Some(answer));
+        assert_eq!(back.get::<PackageAnswer>(&deps), None, "an entry of the other kind does not parse");
+        assert_eq!(back.get::<PackageAnswer>("sha256:none"), None);
+    }
+
+    #[test]
+    fn keys_follow_the_step_and_the_derivation() {
+        let (a, b) = (state("a"), state("b"));
+        assert_eq!(package_key(&a, "/nix/store/x.drv"), package_key(&a, "/nix/store/x.drv"));
+        assert_ne!(package_key(&a, "/nix/store/x.drv"), package_key(&a, "/nix/store/y.drv"));
+        assert_ne!(package_key(&a, "/nix/store/x.drv"), package_key(&b, "/nix/store/x.drv"));
+        assert_ne!(dependencies_key(&a), dependencies_key(&b));
+    }
+
+    #[test]
+    fn configs_without_a_usable_memo_add_nothing() {
+        let configs: [(&str, &[u8]); 4] = [
+            ("plain", br#"{"config":{}}"#),
+            ("wrong", br#"{"org.nixfront.memo.v1":[1,2]}"#),
+            ("not json", b"\xff"),
+            ("empty", b""),
+        ];
+        assert!(Memo::from_configs(configs).is_empty());
+    }
+
+    #[test]
+    fn an_oversized_memo_stays_out_of_the_config() {
+        let mut memo = Memo::default();
+        memo.record("k".into(), &"x".repeat(MAX_MEMO_BYTES));
+        assert!(memo.to_config_value().is_none());
+    }
+}
