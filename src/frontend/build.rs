@@ -278,24 +278,7 @@ impl<'a> Shared<'a> {
             &on_deps(&NixStep { context: &placeholder, ..self.step(plan) }).meta,
             &eval.drv,
         );
-        let remembered: Option<(Closure, PackageAnswer)> =
-            self.memo.get(&key).and_then(|answer: PackageAnswer| {
-                let closure = closure::parse_manifest(answer.manifest.as_bytes())
-                    .inspect_err(|e| warn!("ignoring the memo's package manifest: {e:#}"))
-                    .ok()?;
-                Some((closure, answer))
-            });
-        let (mut closure, answer) = match remembered {
-            Some(found) => found,
-            None => {
-                let [manifest] = self.step_meta(gw, plan, &package.meta, [MANIFEST_FILE]).await?;
-                let closure = closure::parse_manifest(&manifest)?;
-                let results = self.solve_output(gw, plan, &package.results).await?;
-                let bin = bin_entries(gw, &results, &format!("{}/bin", closure.main_result())).await;
-                let manifest = String::from_utf8_lossy(&manifest).into_owned();
-                (closure, PackageAnswer { manifest, bin })
-            }
-        };
+        let (mut closure, answer) = self.package_answer(gw, plan, &package, &key).await?;
         memo.record(key, &answer);
         closure.main_program = eval.main_program.clone();
         closure.flake_last_modified = eval.flake_last_modified;
@@ -313,6 +296,32 @@ impl<'a> Shared<'a> {
         );
         let anchors = vec![evaluation, package.meta];
         Ok(Some(Built { closure, layers, top: Top::Tree(package.extras), anchors, bin: answer.bin, memo }))
+    }
+
+    /// What the package step tells: from the memo under `key`, else its manifest and its main
+    /// result's `bin/` read from its outputs.
+    async fn package_answer(
+        &self,
+        gw: &mut Gateway,
+        plan: &PlatformPlan,
+        package: &steps::PackageBuild,
+        key: &str,
+    ) -> Result<(Closure, PackageAnswer)> {
+        let remembered = self.memo.get(key).and_then(|answer: PackageAnswer| {
+            let closure = closure::parse_manifest(answer.manifest.as_bytes())
+                .inspect_err(|e| warn!("ignoring the memo's package manifest: {e:#}"))
+                .ok()?;
+            Some((closure, answer))
+        });
+        if let Some(found) = remembered {
+            return Ok(found);
+        }
+        let [manifest] = self.step_meta(gw, plan, &package.meta, [MANIFEST_FILE]).await?;
+        let closure = closure::parse_manifest(&manifest)?;
+        let results = self.solve_output(gw, plan, &package.results).await?;
+        let bin = bin_entries(gw, &results, &format!("{}/bin", closure.main_result())).await;
+        let manifest = String::from_utf8_lossy(&manifest).into_owned();
+        Ok((closure, PackageAnswer { manifest, bin }))
     }
 
     /// The package's dependencies: realised by the dependency step (or its answer taken from
