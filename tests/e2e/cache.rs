@@ -6,18 +6,6 @@ use crate::harness::{Engine, Fixture, assert_contains, exclusive_engines, image,
 
 const APP: &str = "# syntax=org/nixfront\nFLAKE .#edited\n";
 
-/// Builds and returns (image ID, log).
-fn build(engine: Engine, fx: &Fixture, name: &str, extra: &[&str]) -> (String, String) {
-    let t = tag(name, engine);
-    let mut flags = extra.to_vec();
-    if engine == Engine::D26 {
-        flags.push("--provenance=false");
-    }
-    let run = engine.build(fx, &t, &flags);
-    assert!(run.ok, "{engine:?} {name}: {}", run.all());
-    (engine.inspect(&t)["Id"].as_str().unwrap().to_string(), run.all())
-}
-
 /// Nothing was built or fetched: no derivation ran.
 fn assert_nothing_built(engine: Engine, log: &str) {
     assert!(!log.contains(".drv'..."), "{engine:?} built something:\n{log}");
@@ -35,13 +23,13 @@ fn a_fresh_runner_with_a_local_cache_rebuilds_only_the_app() {
     let export = format!("type=local,dest={cache},mode=max");
     let import = format!("type=local,src={cache}");
     d26.prune();
-    let (cold, log) = build(d26, &fx, "ci-local", &["--cache-to", &export]);
+    let (cold, log) = d26.build_id(&fx, "ci-local", &["--cache-to", &export]);
     assert_contains(&log, &["building slowdep"]);
 
     // A new runner: empty builder, no image, the cache imported. Nothing is built.
     d26.prune();
     let _ = d26.docker(&["image", "rm", "-f", &tag("ci-local", d26)]);
-    let (unchanged, log) = build(d26, &fx, "ci-local", &["--cache-from", &import]);
+    let (unchanged, log) = d26.build_id(&fx, "ci-local", &["--cache-from", &import]);
     assert_nothing_built(d26, &log);
     assert_eq!(unchanged, cold, "the same image from the cache");
 
@@ -50,7 +38,7 @@ fn a_fresh_runner_with_a_local_cache_rebuilds_only_the_app() {
     d26.prune();
     let _ = d26.docker(&["image", "rm", "-f", &tag("ci-local", d26)]);
     fx.write("app/message", "message v2\n");
-    let (fresh, log) = build(d26, &fx, "ci-local", &["--cache-from", &import]);
+    let (fresh, log) = d26.build_id(&fx, "ci-local", &["--cache-from", &import]);
     assert_contains(&log, &["-edited-1.0.drv'...", "dependencies taken from BuildKit's cache"]);
     assert!(!log.contains("building slowdep"), "a dependency was rebuilt:\n{log}");
     let built: Vec<&str> = log.lines().filter(|l| l.contains("building '/nix/store/")).collect();
@@ -58,7 +46,7 @@ fn a_fresh_runner_with_a_local_cache_rebuilds_only_the_app() {
     assert_eq!(d26.run_image(&tag("ci-local", d26), &[]).stdout, "message v2\nslow dependency\n");
 
     // The warm builder (the same one, now) gives the same image.
-    let (warm, log) = build(d26, &fx, "ci-local", &["--no-cache"]);
+    let (warm, log) = d26.build_id(&fx, "ci-local", &["--no-cache"]);
     assert_nothing_built(d26, &log);
     assert_eq!(warm, fresh, "a fresh runner's image is the warm builder's");
 }
@@ -72,7 +60,7 @@ fn the_exported_cache_carries_the_closure_once_and_no_builder_image() {
     let store = Fixture::new("ci-size-cache", "unused\n");
     let cache = store.file_for(d26, "cache");
     d26.prune();
-    let (_, _) = build(d26, &fx, "ci-size", &["--cache-to", &format!("type=local,dest={cache},mode=max")]);
+    let (_, _) = d26.build_id(&fx, "ci-size", &["--cache-to", &format!("type=local,dest={cache},mode=max")]);
     let blobs = store.host_path().join("cache/blobs/sha256");
     let exported: u64 =
         std::fs::read_dir(&blobs).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
@@ -90,7 +78,7 @@ fn a_fresh_runner_with_inline_cache_rebuilds_only_the_app() {
     let fx = Fixture::new("ci-inline", APP);
     let inline = ["--build-arg", "BUILDKIT_INLINE_CACHE=1"];
     d20.prune();
-    let (_, log) = build(d20, &fx, "ci-inline-source", &inline);
+    let (_, log) = d20.build_id(&fx, "ci-inline-source", &inline);
     assert_contains(&log, &["building slowdep"]);
     let source = tag("ci-inline-source", d20);
     let config = image::raw_config(d20, &source);
@@ -102,7 +90,7 @@ fn a_fresh_runner_with_inline_cache_rebuilds_only_the_app() {
     // for the steps nixfront would otherwise read.
     d20.prune();
     let with_cache = [&inline[..], &["--cache-from", &source]].concat();
-    let (_, log) = build(d20, &fx, "ci-inline", &with_cache);
+    let (_, log) = d20.build_id(&fx, "ci-inline", &with_cache);
     assert_nothing_built(d20, &log);
     // The image IDs differ only by the inline cache records the config carries (with their
     // times): the layers and the config proper are the same.
@@ -115,7 +103,7 @@ fn a_fresh_runner_with_inline_cache_rebuilds_only_the_app() {
     // layers the image carries.
     d20.prune();
     fx.write("app/message", "message v2\n");
-    let (_, log) = build(d20, &fx, "ci-inline-edit", &with_cache);
+    let (_, log) = d20.build_id(&fx, "ci-inline-edit", &with_cache);
     assert_contains(&log, &["-edited-1.0.drv'...", "dependencies taken from BuildKit's cache"]);
     let built: Vec<&str> = log.lines().filter(|l| l.contains("building '/nix/store/")).collect();
     assert_eq!(built.len(), 1, "only the app's derivation: {built:?}");
@@ -124,7 +112,7 @@ fn a_fresh_runner_with_inline_cache_rebuilds_only_the_app() {
 
     // The warm builder (the same one, now) gives the same layers and config; without
     // inline cache nixfront leaves the memo out.
-    let (_, log) = build(d20, &fx, "ci-inline-warm", &["--no-cache"]);
+    let (_, log) = d20.build_id(&fx, "ci-inline-warm", &["--no-cache"]);
     assert_nothing_built(d20, &log);
     let (fresh, warm) = (d20.inspect(&edited), d20.inspect(&tag("ci-inline-warm", d20)));
     assert_eq!(fresh["RootFS"], warm["RootFS"], "a fresh runner's layers are the warm builder's");

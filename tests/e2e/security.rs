@@ -9,18 +9,6 @@ use crate::harness::{
 
 const VICTIM: &str = "# syntax=org/nixfront\nFLAKE .#victim\n";
 
-/// Builds `fx` and returns its image ID (buildx's provenance records build times: left out).
-fn image_id(engine: Engine, fx: &Fixture, name: &str, extra: &[&str]) -> (String, String) {
-    let t = tag(name, engine);
-    let mut flags = extra.to_vec();
-    if engine == Engine::D26 {
-        flags.push("--provenance=false");
-    }
-    let run = engine.build(fx, &t, &flags);
-    assert!(run.ok, "{engine:?} {name}: {}", run.all());
-    (engine.inspect(&t)["Id"].as_str().unwrap().to_string(), run.all())
-}
-
 /// Runs one attack of the hostile flake; its log.
 fn attack(engine: Engine, name: &str, extra: &[&str], target: &str) -> String {
     let hostile =
@@ -40,7 +28,7 @@ fn hostile_flakes_cannot_change_another_projects_image() {
     for engine in engines() {
         let victim = Fixture::from_dir("victim", "victim", VICTIM);
         engine.prune();
-        let (clean, _) = image_id(engine, &victim, "victim", &[]);
+        let (clean, _) = engine.build_id(&victim, "victim", &[]);
         assert_eq!(engine.run_image(&tag("victim", engine), &[]).stdout, "victim ok\nshared data\n");
 
         // 2. Before the victim is ever built, create its output path and register it.
@@ -51,7 +39,7 @@ fn hostile_flakes_cannot_change_another_projects_image() {
         // register it: Nix replaces an invalid path before it builds it.
         assert_contains(&log, &["attack preempt: denied registering"]);
         assert!(!log.contains("attack preempt: registered"), "{engine:?}: {log}");
-        let (first, log) = image_id(engine, &victim, "victim", &[]);
+        let (first, log) = engine.build_id(&victim, "victim", &[]);
         assert_eq!(first, clean, "{engine:?}: the victim's first build after the preemption:\n{log}");
 
         // 1. With the victim in the store, overwrite and add files in its paths.
@@ -62,14 +50,14 @@ fn hostile_flakes_cannot_change_another_projects_image() {
             "{log}"
         );
         victim.write("unrelated.txt", "a new context: the build step runs again, nothing is rebuilt\n");
-        let (again, log) = image_id(engine, &victim, "victim", &[]);
+        let (again, log) = engine.build_id(&victim, "victim", &[]);
         assert_contains(&log, &["store paths copied"]);
         assert!(!log.contains("-victim-1.0.drv"), "{engine:?}: the victim was rebuilt:\n{log}");
         assert_eq!(again, clean, "{engine:?}: the victim after tampering:\n{log}");
 
         // 3. The store checks as consistent: nothing was changed.
         victim.write("unrelated.txt", "another new context\n");
-        let (_, log) = image_id(engine, &victim, "victim", &["--build-arg", "NIX_VERIFY_STORE=true"]);
+        let (_, log) = engine.build_id(&victim, "victim", &["--build-arg", "NIX_VERIFY_STORE=true"]);
         assert_contains(&log, &["nixfront: the Nix store is consistent"]);
 
         // 5. Files at the image's root, outside /nix/store, and a rewritten manifest.

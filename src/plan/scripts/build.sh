@@ -85,10 +85,9 @@ chmod 1777 "$NIXFRONT_EXTRAS_DIR/tmp"
 touch -h -d @1 "$NIXFRONT_EXTRAS_DIR/tmp"
 
 {
-    printf '{"manifestVersion":2,"results":['
-    sep=
-    while read -r p; do printf '%s"%s"' "$sep" "$p"; sep=,; done <"$work/results"
-    printf '],"pathInfo":'
+    printf '{"manifestVersion":2,"results":'
+    json_lines "$work/results"
+    printf ',"pathInfo":'
     cat "$work/path-info.json"
     printf '}\n'
 } >"$NIXFRONT_META/$NIXFRONT_MANIFEST"

@@ -70,3 +70,21 @@ nixstore_for() {
     # shellcheck disable=SC2086
     nix-store $nix_opts --option system "$system" "$@"
 }
+
+# The package's name and meta.mainProgram (for the entrypoint) and the flake's metadata (its
+# lastModified dates the image) as JSON files in DIR; `null` where Nix cannot tell.
+package_facts() { # SYSTEM REF FLAKE DIR
+    nixc_for "$1" eval --json --no-write-lock-file \
+        --apply 'p: { name = p.name or null; mainProgram = (p.meta or {}).mainProgram or null; }' \
+        -- "$2" >"$4/package.json" 2>/dev/null || echo null >"$4/package.json"
+    nixc flake metadata --json --no-write-lock-file -- "$3" >"$4/flake.json" 2>/dev/null \
+        || echo null >"$4/flake.json"
+}
+
+# The lines of FILE as a JSON array of strings (store paths: no quotes or backslashes).
+json_lines() {
+    printf '['
+    sep=
+    while read -r line; do printf '%s"%s"' "$sep" "$line"; sep=,; done <"$1"
+    printf ']'
+}

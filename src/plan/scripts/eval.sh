@@ -27,19 +27,14 @@ if [ -s "$work/srcs" ]; then
     nix-store --query --requisites $(cat "$work/srcs") >"$work/src-closure"
 fi
 
-nixc_for "$system" eval --json --no-write-lock-file \
-    --apply 'p: { name = p.name or null; mainProgram = (p.meta or {}).mainProgram or null; }' \
-    -- "$ref" >"$work/package.json" 2>/dev/null || echo null >"$work/package.json"
-nixc flake metadata --json --no-write-lock-file -- "$flake" >"$work/flake.json" 2>/dev/null \
-    || echo null >"$work/flake.json"
+package_facts "$system" "$ref" "$flake" "$work"
 
 {
     printf '{"planVersion":1,"drv":"%s","derivations":' "$drv"
     cat "$work/derivations.json"
-    printf ',"sourceClosure":['
-    sep=
-    while read -r p; do printf '%s"%s"' "$sep" "$p"; sep=,; done <"$work/src-closure"
-    printf '],"package":'
+    printf ',"sourceClosure":'
+    json_lines "$work/src-closure"
+    printf ',"package":'
     cat "$work/package.json"
     printf ',"flake":'
     cat "$work/flake.json"

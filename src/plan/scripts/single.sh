@@ -36,30 +36,22 @@ nixc path-info --json --recursive -- $results >"$work/path-info.json"
 # shellcheck disable=SC2086
 nixc path-info --recursive -- $results >"$work/closure"
 
-# Name and meta.mainProgram, for the image's entrypoint. Optional: null when not evaluable.
-nixc_for "$system" eval --json --no-write-lock-file \
-    --apply 'p: { name = p.name or null; mainProgram = (p.meta or {}).mainProgram or null; }' \
-    -- "$ref" >"$work/package.json" 2>/dev/null || echo null >"$work/package.json"
-
 while read -r p; do
     tree="$NIXFRONT_OUT/${p##*/}/nix/store"
     mkdir -p "$tree"
     cp -a -- "$p" "$tree/"
 done <"$work/closure"
 
-# The flake's lastModified dates the image when SOURCE_DATE_EPOCH is not given.
-nixc flake metadata --json --no-write-lock-file -- "$flake" >"$work/flake.json" 2>/dev/null \
-    || echo null >"$work/flake.json"
+package_facts "$system" "$ref" "$flake" "$work"
 
 # BuildKit's own mkdir cannot set the sticky bit; the top layer copies this directory instead.
 mkdir -p "$NIXFRONT_OUT/$NIXFRONT_EXTRAS/tmp"
 chmod 1777 "$NIXFRONT_OUT/$NIXFRONT_EXTRAS/tmp"
 
 {
-    printf '{"manifestVersion":1,"results":['
-    sep=
-    while read -r p; do printf '%s"%s"' "$sep" "$p"; sep=,; done <"$work/results"
-    printf '],"package":'
+    printf '{"manifestVersion":1,"results":'
+    json_lines "$work/results"
+    printf ',"package":'
     cat "$work/package.json"
     printf ',"flake":'
     cat "$work/flake.json"

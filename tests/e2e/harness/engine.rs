@@ -122,6 +122,19 @@ impl Engine {
         self.build_context(&fixture.path_for(self), tag, extra)
     }
 
+    /// Builds `fixture`, which must succeed, without buildx's provenance (it records build
+    /// times), and returns its image ID and log: two builds of the same flake compare by ID.
+    pub fn build_id(self, fixture: &Fixture, name: &str, extra: &[&str]) -> (String, String) {
+        let t = crate::harness::tag(name, self);
+        let mut flags = extra.to_vec();
+        if self == Engine::D26 {
+            flags.push("--provenance=false");
+        }
+        let run = self.build(fixture, &t, &flags);
+        assert!(run.ok, "{self:?} {name}: {}", run.all());
+        (self.inspect(&t)["Id"].as_str().expect("an image ID").to_string(), run.all())
+    }
+
     /// Builds `context` (a directory as this engine sees it, or a URL).
     pub fn build_context(self, context: &str, tag: &str, extra: &[&str]) -> Run {
         let _ = self.docker(&["image", "rm", "-f", tag]);

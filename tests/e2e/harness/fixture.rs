@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::engine::{Engine, NIX_IMAGE, trixie};
+use super::engine::{Engine, NIX_IMAGE, Run, trixie};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -78,23 +78,18 @@ impl Fixture {
         }
     }
 
-    /// `nix eval --raw` of `attr` of the fixture's flake, in the builder image on d20.
-    pub fn eval_raw(&self, attr: &str) -> String {
+    /// Runs `script` with `$1` = this fixture's flake `#attr`, in the builder image on d20 with
+    /// the fixture mounted read-only: Nix outside nixfront, for reference answers.
+    fn nix_outside(&self, script: &str, attr: &str) -> Run {
         let mount = format!("{}:/src:ro", self.host_path().display());
         let installable = format!("path:/src#{attr}");
-        let script = "nix eval --raw --no-write-lock-file \"$1\"";
-        let run = Engine::D20.docker(&[
-            "run",
-            "--rm",
-            "-v",
-            &mount,
-            NIX_IMAGE,
-            "sh",
-            "-c",
-            script,
-            "sh",
-            &installable,
-        ]);
+        let args = ["run", "--rm", "-v", &mount, NIX_IMAGE, "sh", "-c", script, "sh", &installable];
+        Engine::D20.docker(&args)
+    }
+
+    /// `nix eval --raw` of `attr` of the fixture's flake, in the builder image on d20.
+    pub fn eval_raw(&self, attr: &str) -> String {
+        let run = self.nix_outside("nix eval --raw --no-write-lock-file \"$1\"", attr);
         assert!(run.ok, "eval {attr} failed: {}", run.all());
         run.stdout.trim().to_string()
     }
@@ -102,21 +97,8 @@ impl Fixture {
     /// `nix path-info -r` of `attr`, built independently in the builder image on d20: what
     /// the image's /nix/store must hold.
     pub fn expected_closure(&self, attr: &str) -> Vec<String> {
-        let mount = format!("{}:/src:ro", self.host_path().display());
-        let installable = format!("path:/src#{attr}");
         let script = "nix build --no-link --no-write-lock-file \"$1\" >&2 && nix path-info -r \"$1\"";
-        let run = Engine::D20.docker(&[
-            "run",
-            "--rm",
-            "-v",
-            &mount,
-            NIX_IMAGE,
-            "sh",
-            "-c",
-            script,
-            "sh",
-            &installable,
-        ]);
+        let run = self.nix_outside(script, attr);
         assert!(run.ok, "reference build failed: {}", run.all());
         let mut paths: Vec<String> = run
             .stdout
