@@ -118,8 +118,9 @@ pub enum DependencyTrees<'a> {
 
 /// Builds the package on its dependencies (taken from `deps` when the store lacks them) and
 /// lays out what of its closure is not a dependency. `sources` is the closure of its input
-/// sources. `no_content_hash`: key the step by the dependencies' cache keys alone
-/// (`exec.mount.cache.content`), never by hashing their layers.
+/// sources. The step is keyed by the dependencies' cache keys, never by hashing their layers:
+/// with `no_content_hash` (BuildKit's `exec.mount.cache.content`) they are read-only mounts
+/// that say so, else writable mounts with an unused output.
 pub fn package(
     flake: &FlakeRef,
     system: &str,
@@ -138,16 +139,24 @@ pub fn package(
         .exec(flake.uses_context, "build.sh", flake_args(flake, system))
         .mount(Mount::readonly(SPEC_DIR, &spec));
     if let Some(deps) = deps {
-        let mounts: Vec<Mount> = match deps.trees {
-            DependencyTrees::Stacked(state) => vec![Mount::readonly(DEPS_DIR, state)],
+        let mounts: Vec<(String, &State)> = match deps.trees {
+            DependencyTrees::Stacked(state) => vec![(DEPS_DIR.to_string(), state)],
             DependencyTrees::Layers(layers) => layers
                 .iter()
                 .enumerate()
-                .map(|(i, layer)| Mount::readonly(&format!("{DEPS_DIR}/{}", layer_name(i)), &layer.state))
+                .map(|(i, layer)| (format!("{DEPS_DIR}/{}", layer_name(i)), &layer.state))
                 .collect(),
         };
-        for mount in mounts {
-            exec = exec.mount(if no_content_hash { mount.without_content_hash() } else { mount });
+        for (dest, state) in mounts {
+            if no_content_hash {
+                exec = exec.mount(Mount::readonly(&dest, state).without_content_hash());
+            } else {
+                // Older BuildKits key an exec by hashing the content of each read-only input
+                // (seconds for a big closure, on the first edit after each dependency change),
+                // but a writable mount with an output by its input's cache key alone, which
+                // names the store paths. The output is never used; the script only reads.
+                exec.output(&dest, state);
+            }
         }
     }
     let results = exec.output(RESULTS_DIR, &State::scratch());
@@ -301,6 +310,10 @@ mod tests {
             .map(|m| m.dest.as_str())
             .collect();
         assert_eq!(deps, ["/nixfront/deps"], "the stacked layers, and not the dependency step's output");
+        // Without the capability, BuildKit keys the mount by its cache key alone only when it
+        // is writable and an output.
+        let mount = exec.mounts.iter().find(|m| m.dest == "/nixfront/deps").unwrap();
+        assert!(!mount.readonly && mount.output >= 0, "{mount:?}");
         let spec = decode(&built.meta.to_definition())
             .into_iter()
             .flat_map(|(_, op)| match op.op {

@@ -111,8 +111,8 @@ fn concurrent_builds_share_the_store_safely() {
         let (a, b) = (Fixture::new("conc-a", FILE_EDITED), Fixture::new("conc-b", FILE_EDITED));
         let (ta, tb) = (tag("conc-a", engine), tag("conc-b", engine));
         let (ra, rb) = std::thread::scope(|s| {
-            let ja = s.spawn(|| engine.build(&a, &ta, &[]));
-            let jb = s.spawn(|| engine.build(&b, &tb, &[]));
+            let ja = s.spawn(|| engine.build_alongside(&a, &ta, &[]));
+            let jb = s.spawn(|| engine.build_alongside(&b, &tb, &[]));
             (ja.join().unwrap(), jb.join().unwrap())
         });
         assert!(ra.ok && rb.ok, "{engine:?}:\n{}\n{}", ra.all(), rb.all());
