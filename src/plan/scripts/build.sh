@@ -60,10 +60,8 @@ nixc_for "$system" build --no-write-lock-file --print-build-logs --out-link "$wo
 for link in "$work"/links/result*; do readlink -f "$link"; done >"$work/results"
 . "$(dirname "$0")/roots.sh"
 
-# shellcheck disable=SC2046
-nixc path-info --json --recursive -- $(cat "$work/results") >"$work/path-info.json"
-# shellcheck disable=SC2046
-nixc path-info --recursive -- $(cat "$work/results") | sort >"$work/closure"
+closure_of "$work/results" "$work/path-info.json" "$work/closure.unsorted"
+sort "$work/closure.unsorted" >"$work/closure"
 
 # The closure, minus the dependencies (their layers hold them): sources, then the rest.
 sort "$work/deps" >"$work/deps.sorted"
@@ -71,11 +69,6 @@ sort "$NIXFRONT_SPEC/$NIXFRONT_SPEC_SOURCES" >"$work/sources.sorted"
 comm -23 "$work/closure" "$work/deps.sorted" >"$work/own"
 comm -12 "$work/own" "$work/sources.sorted" >"$work/part-sources"
 comm -23 "$work/own" "$work/sources.sorted" >"$work/part-results"
-lay_out() { # lay_out LIST DIR: the paths of LIST as DIR/nix/store/<base>, nixfront's times
-    mkdir -p "$2/nix/store"
-    [ -s "$1" ] && xargs cp -a -t "$2/nix/store/" -- <"$1"
-    touch -h -d @1 "$2/nix/store" "$2/nix"
-}
 lay_out "$work/part-results" "$NIXFRONT_RESULTS"
 lay_out "$work/part-sources" "$NIXFRONT_SOURCES"
 

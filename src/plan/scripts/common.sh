@@ -88,3 +88,30 @@ json_lines() {
     while read -r line; do printf '%s"%s"' "$sep" "$line"; sep=,; done <"$1"
     printf ']'
 }
+
+# Fails with what to do when the persistent store lacks PATH, which an earlier, cached step
+# made (WHAT it did): the store was dropped while BuildKit kept that step's cache.
+require_in_store() { # PATH WHAT
+    [ -e "$1" ] && return 0
+    echo "nixfront: the persistent store lacks $1, which an earlier (cached) step $2;" \
+        "build again with --no-cache (the store is kept)" >&2
+    exit 1
+}
+
+# The runtime closure of the store paths listed in FILE: `nix path-info --json` into JSON and
+# the paths, one a line, into LIST. Store paths contain no blanks or glob characters, so the
+# unquoted expansion is a plain list.
+closure_of() { # FILE JSON LIST
+    # shellcheck disable=SC2046
+    nixc path-info --json --recursive -- $(cat "$1") >"$2"
+    # shellcheck disable=SC2046
+    nixc path-info --recursive -- $(cat "$1") >"$3"
+}
+
+# The store paths listed in FILE as DIR/nix/store/<base>, with nixfront's fixed times on the
+# directories it makes: the same paths give a byte-identical tree.
+lay_out() { # FILE DIR
+    mkdir -p "$2/nix/store"
+    [ -s "$1" ] && xargs cp -a -t "$2/nix/store/" -- <"$1"
+    touch -h -d @1 "$2/nix/store" "$2/nix"
+}

@@ -14,17 +14,8 @@
 
 work=$(mktemp -d)
 while read -r index p; do
-    if [ ! -e "$p" ]; then
-        echo "nixfront: the persistent store lacks $p, which an earlier (cached) step realised;" \
-            "build again with --no-cache (the store is kept)" >&2
-        exit 1
-    fi
+    require_in_store "$p" realised
     echo "$p" >>"$work/$index"
 done <"$NIXFRONT_SPEC/$NIXFRONT_SPEC_GROUPS"
-for list in "$work"/*; do
-    dir="$NIXFRONT_LAYERS/${list##*/}/nix/store"
-    mkdir -p "$dir"
-    xargs cp -a -t "$dir/" -- <"$list"
-    touch -h -d @1 "$dir" "${dir%/store}"
-done
+for list in "$work"/*; do lay_out "$list" "$NIXFRONT_LAYERS/${list##*/}"; done
 echo "nixfront: $(wc -l <"$NIXFRONT_SPEC/$NIXFRONT_SPEC_GROUPS") store paths laid out in $(ls "$NIXFRONT_LAYERS" | wc -l) layers" >&2

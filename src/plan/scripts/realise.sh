@@ -13,20 +13,11 @@ work=$(mktemp -d)
 
 cut -d' ' -f1 "$NIXFRONT_SPEC/$NIXFRONT_SPEC_INPUTS" | sort -u >"$work/drvs"
 cut -d' ' -f2 "$NIXFRONT_SPEC/$NIXFRONT_SPEC_INPUTS" | sort -u >"$work/outputs"
-while read -r drv; do
-    [ -e "$drv" ] || {
-        echo "nixfront: the persistent store lacks $drv, which an earlier (cached) step evaluated;" \
-            "build again with --no-cache (the store is kept)" >&2
-        exit 1
-    }
-done <"$work/drvs"
+while read -r drv; do require_in_store "$drv" evaluated; done <"$work/drvs"
 
 # shellcheck disable=SC2046
 nixstore_for "$system" --realise $(cat "$work/drvs") >/dev/null
 
-# shellcheck disable=SC2046
-nixc path-info --json --recursive -- $(cat "$work/outputs") >"$NIXFRONT_META/$NIXFRONT_DEPS_INFO"
-# shellcheck disable=SC2046
-nixc path-info --recursive -- $(cat "$work/outputs") >"$work/closure"
+closure_of "$work/outputs" "$NIXFRONT_META/$NIXFRONT_DEPS_INFO" "$work/closure"
 xargs nix-store --dump-db <"$work/closure" >"$NIXFRONT_META/$NIXFRONT_DEPS_DB"
 echo "nixfront: $(wc -l <"$work/drvs") inputs realised, closure of $(wc -l <"$work/closure") store paths" >&2

@@ -28,13 +28,8 @@ for link in "$work"/links/result*; do readlink -f "$link"; done >"$work/results"
 
 . "$(dirname "$0")/roots.sh"
 
-# The closure of every output, as JSON for the manifest and as a list to copy. Store paths
-# contain no blanks or glob characters, so the unquoted expansion is a plain list.
-results=$(cat "$work/results")
-# shellcheck disable=SC2086
-nixc path-info --json --recursive -- $results >"$work/path-info.json"
-# shellcheck disable=SC2086
-nixc path-info --recursive -- $results >"$work/closure"
+# The closure of every output, as JSON for the manifest and as a list to copy.
+closure_of "$work/results" "$work/path-info.json" "$work/closure"
 
 while read -r p; do
     tree="$NIXFRONT_OUT/${p##*/}/nix/store"
