@@ -80,6 +80,19 @@ impl Memo {
         serde_json::from_str(text).inspect_err(|e| warn!("ignoring the memo's entry {key}: {e}")).ok()
     }
 
+    /// The answer under `key` with what `parse` makes of it (`what` names it in the warning);
+    /// `None` when absent or unreadable, and then the step runs.
+    pub fn answer<T: DeserializeOwned, P>(
+        &self,
+        key: &str,
+        what: &str,
+        parse: impl FnOnce(&T) -> anyhow::Result<P>,
+    ) -> Option<(P, T)> {
+        let answer: T = self.get(key)?;
+        let parsed = parse(&answer).inspect_err(|e| warn!("ignoring the memo's {what}: {e:#}")).ok()?;
+        Some((parsed, answer))
+    }
+
     pub fn record<T: Serialize>(&mut self, key: String, answer: &T) {
         let text = serde_json::to_string(answer).expect("an answer serializes");
         self.0.insert(key, text);
@@ -148,6 +161,11 @@ mod tests {
         assert_eq!(back.get(&package), Some(answer));
         assert_eq!(back.get::<PackageAnswer>(&deps), None, "an entry of the other kind does not parse");
         assert_eq!(back.get::<PackageAnswer>("sha256:none"), None);
+        let parsed = back.answer(&deps, "dependencies", |a: &DependenciesAnswer| Ok(a.db.len()));
+        assert_eq!(parsed.map(|(n, _)| n), Some("/nix/store/a-x\n".len()));
+        let unreadable: Option<((), _)> =
+            back.answer(&deps, "dependencies", |_: &DependenciesAnswer| anyhow::bail!("bad"));
+        assert!(unreadable.is_none(), "an answer its parser refuses is not taken");
     }
 
     #[test]

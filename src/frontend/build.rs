@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, anyhow};
 use bollard_buildkit_proto::pb;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::at_lines;
 use super::result::PlatformImage;
@@ -172,11 +172,7 @@ impl<'a> Shared<'a> {
             workdir: plan.nixfile.workdir.as_deref(),
             sbom: sbom.as_deref().filter(|_| options.nix.sbom_file),
         };
-        let top = match &built.top {
-            Top::Tree(state) => TopSource::Tree(state),
-            Top::SingleBuild(state) => TopSource::SingleBuild(state),
-        };
-        let rootfs = layers::assemble(&built.layers, top, &built.anchors, &extras, layout);
+        let rootfs = layers::assemble(&built.layers, built.top, &built.anchors, &extras, layout);
         let config = image::image_config(&ConfigInputs {
             filename: &options.filename,
             nixfile: &plan.nixfile,
@@ -264,7 +260,9 @@ impl<'a> Shared<'a> {
             let deps = deps.as_ref().map(|d| steps::Dependencies {
                 trees: match d.stacked.last() {
                     Some(top) => steps::DependencyTrees::Stacked(top),
-                    None => steps::DependencyTrees::Layers(&d.laid_out),
+                    None => {
+                        steps::DependencyTrees::Layers(d.laid_out.iter().map(|(_, l)| &l.state).collect())
+                    }
                 },
                 db: &d.db,
             });
@@ -282,10 +280,7 @@ impl<'a> Shared<'a> {
         memo.record(key, &answer);
         closure.main_program = eval.main_program.clone();
         closure.flake_last_modified = eval.flake_last_modified;
-        let (laid_out, stacked): (Vec<(Group, steps::LaidOut)>, Vec<State>) = match deps {
-            Some(d) => (d.groups.into_iter().zip(d.laid_out).collect(), d.stacked),
-            None => Default::default(),
-        };
+        let (laid_out, stacked) = deps.map(|d| (d.laid_out, d.stacked)).unwrap_or_default();
         let layers = layers::split_build_layers(
             &laid_out,
             &stacked,
@@ -295,7 +290,14 @@ impl<'a> Shared<'a> {
             max_layers,
         );
         let anchors = vec![evaluation, package.meta];
-        Ok(Some(Built { closure, layers, top: Top::Tree(package.extras), anchors, bin: answer.bin, memo }))
+        Ok(Some(Built {
+            closure,
+            layers,
+            top: TopSource::Tree(package.extras),
+            anchors,
+            bin: answer.bin,
+            memo,
+        }))
     }
 
     /// What the package step tells: from the memo under `key`, else its manifest and its main
@@ -307,13 +309,8 @@ impl<'a> Shared<'a> {
         package: &steps::PackageBuild,
         key: &str,
     ) -> Result<(Closure, PackageAnswer)> {
-        let remembered = self.memo.get(key).and_then(|answer: PackageAnswer| {
-            let closure = closure::parse_manifest(answer.manifest.as_bytes())
-                .inspect_err(|e| warn!("ignoring the memo's package manifest: {e:#}"))
-                .ok()?;
-            Some((closure, answer))
-        });
-        if let Some(found) = remembered {
+        let parse = |answer: &PackageAnswer| closure::parse_manifest(answer.manifest.as_bytes());
+        if let Some(found) = self.memo.answer(key, "package manifest", parse) {
             return Ok(found);
         }
         let [manifest] = self.step_meta(gw, plan, &package.meta, [MANIFEST_FILE]).await?;
@@ -346,12 +343,7 @@ impl<'a> Shared<'a> {
                 paths: closure::parse_path_info(info)?,
             })
         };
-        let remembered = self.memo.get(&key).and_then(|answer: DependenciesAnswer| {
-            let deps =
-                parse(&answer).inspect_err(|e| warn!("ignoring the memo's dependencies: {e:#}")).ok()?;
-            Some((deps, answer))
-        });
-        let (deps, answer) = match remembered {
+        let (deps, answer) = match self.memo.answer(&key, "dependencies", parse) {
             Some(found) => found,
             None => {
                 let [info, db] = self.step_meta(gw, plan, &realise, [DEPS_INFO_FILE, DEPS_DB_FILE]).await?;
@@ -366,16 +358,13 @@ impl<'a> Shared<'a> {
         // The top layer, the package's own paths and its sources take one layer each.
         let groups = grouping::group(&deps, self.options.nix.max_layers.saturating_sub(3).max(1));
         let paths: Vec<Vec<String>> = groups.iter().map(|g| g.paths.clone()).collect();
-        let laid_out = steps::lay_out(&paths, &step, self.merge, &realise);
+        let laid_out: Vec<(Group, steps::LaidOut)> =
+            groups.into_iter().zip(steps::lay_out(&paths, &step, self.merge, &realise)).collect();
         let stacked = match self.merge {
             true => Vec::new(),
-            false => {
-                let pairs: Vec<(Group, steps::LaidOut)> =
-                    groups.iter().cloned().zip(laid_out.iter().cloned()).collect();
-                layers::stack(&pairs, &deps, Some((plan.flake_lines.start, plan.flake_lines.end)))
-            }
+            false => layers::stack(&laid_out, &deps, Some((plan.flake_lines.start, plan.flake_lines.end))),
         };
-        Ok(DependencyLayers { groups, laid_out, stacked, db: answer.db })
+        Ok(DependencyLayers { laid_out, stacked, db: answer.db })
     }
 
     /// Builds in one step: without the persistent store, or for a package that cannot be
@@ -391,7 +380,7 @@ impl<'a> Shared<'a> {
         Ok(Built {
             closure,
             layers,
-            top: Top::SingleBuild(nix.closure),
+            top: TopSource::SingleBuild(nix.closure.clone()),
             anchors: vec![nix.meta],
             bin,
             memo: Memo::default(),
@@ -439,7 +428,8 @@ impl<'a> Shared<'a> {
 struct Built {
     closure: Closure,
     layers: Vec<LayerPlan>,
-    top: Top,
+    /// Where the top layer's `tmp` comes from.
+    top: TopSource,
     /// Step outputs read but not in the image, whose cache must travel with it.
     anchors: Vec<State>,
     bin: Vec<BinEntry>,
@@ -449,19 +439,12 @@ struct Built {
 
 /// The package's dependencies, as the package step and the image take them.
 struct DependencyLayers {
-    groups: Vec<Group>,
-    /// Each group as the layer step wrote it.
-    laid_out: Vec<steps::LaidOut>,
+    /// Each group and the layer step's output holding it.
+    laid_out: Vec<(Group, steps::LaidOut)>,
     /// Without MergeOp, the groups stacked ([`layers::stack`]); empty with it.
     stacked: Vec<State>,
     /// Their registrations (`nix-store --dump-db`).
     db: String,
-}
-
-/// Where the top layer's `tmp` comes from (see [`TopSource`]).
-enum Top {
-    Tree(State),
-    SingleBuild(State),
 }
 
 /// The memo of the cache sources that are images (`--cache-from IMAGE`, inline cache), for

@@ -190,11 +190,11 @@ fn size_of(closure: &Closure, paths: &[String]) -> u64 {
 }
 
 /// The top layer's part holding what nixfront adds (`tmp`, mode 1777).
-pub enum TopSource<'a> {
+pub enum TopSource {
     /// The package step's extras output.
-    Tree(&'a State),
+    Tree(State),
     /// The one-step build's output, whose extras tree is [`output::extras_tree`].
-    SingleBuild(&'a State),
+    SingleBuild(State),
 }
 
 /// The root filesystem: `layers` bottom to top, then the top layer.
@@ -226,7 +226,7 @@ pub fn assemble(
     let top_layer = |base: &State| {
         let mut op = FileOp::on(base);
         // /tmp comes from a step's output: BuildKit's mkdir drops the sticky bit, a copy keeps it.
-        op = match top {
+        op = match &top {
             TopSource::Tree(state) => op.copy_contents(state, "/", "/", FIXED_TIME_NS),
             TopSource::SingleBuild(state) => {
                 op.copy_contents(state, &output::extras_tree(), "/", FIXED_TIME_NS)
@@ -339,7 +339,7 @@ mod tests {
         let layout = Layout { max_layers: 100, merge, location: Some((2, 2)) };
         let layers = single_build_layers(&closure(), &built, layout.max_layers);
         let extras = Extras { workdir: Some("/srv"), sbom: None };
-        let fs = assemble(&layers, TopSource::SingleBuild(&built), &[], &extras, layout);
+        let fs = assemble(&layers, TopSource::SingleBuild(built.clone()), &[], &extras, layout);
         assert_eq!(fs.layers[2], "nixfront: /tmp, /srv (WORKDIR)");
         assert_eq!(fs.layers.len(), 3);
         decode(&fs.state.to_definition()).into_iter().map(|(_, op)| op).collect()
@@ -412,7 +412,7 @@ mod tests {
         let layout = Layout { max_layers: 100, merge: true, location: None };
         let fs = assemble(
             &layers,
-            TopSource::Tree(&output("extras")),
+            TopSource::Tree(output("extras")),
             &[output("plan")],
             &Extras::default(),
             layout,
@@ -447,7 +447,7 @@ mod tests {
         let op_of = |state: &State| decode(&state.to_definition()).pop().unwrap().1.inputs[0].digest.clone();
         let layout = Layout { max_layers: 100, merge: false, location: None };
         let ops_of = |layers: &[LayerPlan]| -> Vec<String> {
-            let fs = assemble(layers, TopSource::Tree(&output("extras")), &[], &Extras::default(), layout);
+            let fs = assemble(layers, TopSource::Tree(output("extras")), &[], &Extras::default(), layout);
             decode(&fs.state.to_definition()).into_iter().map(|(digest, _)| digest).collect()
         };
 

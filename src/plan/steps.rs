@@ -111,7 +111,7 @@ pub struct Dependencies<'a> {
 /// gives them without the steps below.
 pub enum DependencyTrees<'a> {
     /// Each layer as the layer step wrote it, mounted at `DEPS_DIR/<i>` (MergeOp).
-    Layers(&'a [LaidOut]),
+    Layers(Vec<&'a State>),
     /// The layers stacked as the image's bottom layers, mounted at `DEPS_DIR` (BuildKit 0.8).
     Stacked(&'a State),
 }
@@ -142,9 +142,9 @@ pub fn package(
         let mounts: Vec<(String, &State)> = match deps.trees {
             DependencyTrees::Stacked(state) => vec![(DEPS_DIR.to_string(), state)],
             DependencyTrees::Layers(layers) => layers
-                .iter()
+                .into_iter()
                 .enumerate()
-                .map(|(i, layer)| (format!("{DEPS_DIR}/{}", layer_name(i)), &layer.state))
+                .map(|(i, state)| (format!("{DEPS_DIR}/{}", layer_name(i)), state))
                 .collect(),
         };
         for (dest, state) in mounts {
@@ -277,7 +277,10 @@ mod tests {
             &flake,
             "x86_64-linux",
             &step,
-            Some(Dependencies { trees: DependencyTrees::Layers(&layers), db: "/nix/store/b-d\n" }),
+            Some(Dependencies {
+                trees: DependencyTrees::Layers(layers.iter().map(|l| &l.state).collect()),
+                db: "/nix/store/b-d\n",
+            }),
             &["/nix/store/t-tools".to_string()],
             true,
         );
