@@ -11,6 +11,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub const STORE_DIR: &str = "/nix/store";
+/// Nix's base-32 alphabet, in which store path hashes are written.
+pub const NIX_BASE32: &str = "0123456789abcdfghijklmnpqrsvwxyz";
+/// The characters of a store path's hash part, before the `-` and the name.
+pub const HASH_CHARS: usize = 32;
+/// The characters a store path's name may hold besides ASCII letters and digits (it may not
+/// begin with a `.`), and their most (Nix's rules).
+const NAME_CHARS: &str = "+-._?=";
+const MAX_NAME_CHARS: usize = 211;
 
 /// One store path of the closure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +29,8 @@ pub struct StorePath {
     pub nar_hash: Option<String>,
     /// Other store paths this one refers to, self-references left out, sorted.
     pub references: Vec<String>,
+    /// The derivation that built it, when Nix knows one (a source has none).
+    pub deriver: Option<String>,
 }
 
 impl StorePath {
@@ -91,6 +101,8 @@ struct RawPathInfo {
     nar_hash: Option<String>,
     #[serde(default)]
     references: Vec<String>,
+    #[serde(default)]
+    deriver: Option<String>,
 }
 
 /// Parses the manifest JSON written by a build step.
@@ -145,9 +157,12 @@ pub fn parse_path_info(value: Value) -> Result<Vec<StorePath>> {
         references.retain(|r| *r != path);
         references.sort();
         references.dedup();
+        // Nix writes no deriver, `unknown-deriver`, or a bare or full .drv path.
+        let deriver =
+            info.deriver.as_deref().filter(|d| d.ends_with(".drv")).and_then(|d| full_store_path(d).ok());
         paths.insert(
             path.clone(),
-            StorePath { path, nar_size: info.nar_size, nar_hash: info.nar_hash, references },
+            StorePath { path, nar_size: info.nar_size, nar_hash: info.nar_hash, references, deriver },
         );
     }
     for p in paths.values() {
@@ -162,10 +177,14 @@ pub fn parse_path_info(value: Value) -> Result<Vec<StorePath>> {
 /// store path (one component, Nix's own character set), as it is used in file operations.
 pub fn full_store_path(path: &str) -> Result<String> {
     let base = path.strip_prefix("/nix/store/").unwrap_or(path);
-    let valid = base.len() > 33
-        && base.as_bytes()[32] == b'-'
-        && base.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._?=".contains(&b))
-        && !base.starts_with('.');
+    let valid = base.len() > HASH_CHARS + 1
+        && base.len() <= HASH_CHARS + 1 + MAX_NAME_CHARS
+        && base.as_bytes()[HASH_CHARS] == b'-'
+        && base[..HASH_CHARS].bytes().all(|b| NIX_BASE32.as_bytes().contains(&b))
+        && base[HASH_CHARS + 1..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || NAME_CHARS.as_bytes().contains(&b))
+        && !base[HASH_CHARS + 1..].starts_with('.');
     if !valid {
         bail!("`{path}` is not a store path under {STORE_DIR}");
     }

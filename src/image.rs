@@ -231,7 +231,13 @@ mod tests {
             results: vec![MAIN.into()],
             main_program: main_program.map(str::to_string),
             flake_last_modified: None,
-            paths: vec![StorePath { path: MAIN.into(), nar_size: 1, nar_hash: None, references: vec![] }],
+            paths: vec![StorePath {
+                path: MAIN.into(),
+                nar_size: 1,
+                nar_hash: None,
+                references: vec![],
+                deriver: None,
+            }],
         }
     }
 

@@ -113,6 +113,28 @@ impl Memo {
     }
 }
 
+/// Whether a package answer fits the evaluation: its results must be the evaluated
+/// derivation's outputs (a memo is taken from an image anyone can make).
+pub fn check_package(results: &[String], outputs: &[String]) -> anyhow::Result<()> {
+    if results != outputs {
+        anyhow::bail!("its results are not the evaluated derivation's outputs ({})", outputs.join(", "));
+    }
+    Ok(())
+}
+
+/// Whether a dependencies answer fits the evaluation: its closure must hold every input's
+/// output. `paths` is sorted.
+pub fn check_dependencies(
+    paths: &[crate::closure::StorePath],
+    inputs: &[(String, String)],
+) -> anyhow::Result<()> {
+    let has = |p: &String| paths.binary_search_by(|sp| sp.path.cmp(p)).is_ok();
+    match inputs.iter().find(|(_, out)| !has(out)) {
+        Some((_, missing)) => anyhow::bail!("it lacks the input {missing}"),
+        None => Ok(()),
+    }
+}
+
 /// The key of the dependency step's answer: its LLB, which names the input derivations.
 pub fn dependencies_key(realise: &State) -> String {
     key(&["dependencies", &realise.key()])
@@ -166,6 +188,27 @@ mod tests {
         let unreadable: Option<((), _)> =
             back.answer(&deps, "dependencies", |_: &DependenciesAnswer| anyhow::bail!("bad"));
         assert!(unreadable.is_none(), "an answer its parser refuses is not taken");
+    }
+
+    #[test]
+    fn answers_that_do_not_fit_the_evaluation_are_refused() {
+        let out = "/nix/store/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1".to_string();
+        let other = "/nix/store/5cm7mjwzb4sn2g0p820008k22m69xsrv-victim-1.0".to_string();
+        assert!(check_package(std::slice::from_ref(&out), std::slice::from_ref(&out)).is_ok());
+        let e = check_package(std::slice::from_ref(&other), std::slice::from_ref(&out)).unwrap_err();
+        assert!(e.to_string().contains("not the evaluated derivation's outputs"), "{e}");
+        let path = |p: &str| crate::closure::StorePath {
+            path: p.to_string(),
+            nar_size: 1,
+            nar_hash: None,
+            references: Vec::new(),
+            deriver: None,
+        };
+        let inputs = [("/nix/store/x.drv".to_string(), out.clone())];
+        assert!(check_dependencies(&[path(&out)], &inputs).is_ok());
+        assert!(
+            check_dependencies(&[path(&other)], &inputs).unwrap_err().to_string().contains("lacks the input")
+        );
     }
 
     #[test]

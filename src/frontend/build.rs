@@ -71,10 +71,10 @@ pub struct Shared<'a> {
     build_platform: pb::Platform,
     builder: BuilderImage,
     context: State,
+    /// The Nix system the builder runs natively (the build platform's).
+    native: String,
     merge: bool,
     attestations: bool,
-    /// The package step may skip hashing the dependency layers (`exec.mount.cache.content`).
-    no_content_hash: bool,
     /// What earlier builds read from their steps, from the cache sources' image configs.
     memo: Memo,
 }
@@ -95,6 +95,7 @@ impl<'a> Shared<'a> {
             .await
             .context("resolving the builder image (NIX_IMAGE)")?;
         let builder = BuilderImage::from_config(image, &digest, &config)?;
+        let native = crate::platform::nix_system(build_platform).context("the builder's own platform")?;
         let uses_context = plans.iter().any(|p| p.flake.uses_context);
         let context = context::build_context(gw, options, file, uses_context).await?;
         let memo = imported_memo(gw, options, plans).await;
@@ -103,10 +104,10 @@ impl<'a> Shared<'a> {
             file,
             build_platform: build_platform.clone(),
             builder,
+            native,
             context,
             merge: gw.caps.supports(caps::MERGE_OP),
             attestations: gw.caps.supports(caps::ATTESTATIONS),
-            no_content_hash: gw.caps.supports(steps::CAP_NO_CONTENT_HASH),
             memo,
         })
     }
@@ -115,6 +116,7 @@ impl<'a> Shared<'a> {
         NixStep {
             builder: &self.builder,
             platform: &self.build_platform,
+            native: &self.native,
             context: &self.context,
             settings: &self.options.nix,
             location: Some((plan.flake_lines.start, plan.flake_lines.end)),
@@ -236,13 +238,13 @@ impl<'a> Shared<'a> {
         at_lines(self.solve(gw, state).await, plan.flake_lines)
     }
 
-    /// Builds on the persistent store in four steps whose cache keys hold across edits (see
-    /// [`plan::steps`]), or `None` when the package cannot be planned so (an input's output is
-    /// only known once built).
+    /// Builds on the persistent store in steps whose cache keys hold across edits (see
+    /// [`plan::steps`]), or `None` when the package cannot be planned so (an output is only
+    /// known once built).
     async fn build_in_steps(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<Option<Built>> {
         let step = self.step(plan);
-        let evaluation = steps::evaluate(&plan.flake, &plan.system, &step);
-        let [evaluated] = self.step_meta(gw, plan, &evaluation, [PLAN_FILE]).await?;
+        let evaluation = steps::evaluate(&plan.flake, &plan.system, None, &[], &step);
+        let [evaluated] = self.step_meta(gw, plan, &evaluation.meta, [PLAN_FILE]).await?;
         let eval = match derivation::parse_plan(&evaluated)? {
             Ok(eval) => eval,
             Err(why) => {
@@ -254,29 +256,41 @@ impl<'a> Shared<'a> {
         let mut memo = Memo::default();
         let deps = match eval.inputs.is_empty() {
             true => None,
-            false => Some(self.dependencies(gw, plan, &eval, &mut memo).await?),
+            false => Some(self.dependencies(gw, plan, &eval, &evaluation.drvs, &mut memo).await?),
         };
-        let on_deps = |step: &NixStep<'_>| {
-            let deps = deps.as_ref().map(|d| steps::Dependencies {
-                trees: match d.stacked.last() {
-                    Some(top) => steps::DependencyTrees::Stacked(top),
-                    None => {
-                        steps::DependencyTrees::Layers(d.laid_out.iter().map(|(_, l)| &l.state).collect())
-                    }
-                },
-                db: &d.db,
-            });
-            steps::package(&plan.flake, &plan.system, step, deps, &eval.sources, self.no_content_hash)
+        let (dep_paths, deps_db) = match &deps {
+            Some(d) => (d.closure.paths.iter().map(|p| p.path.clone()).collect(), d.db.as_str()),
+            None => (Vec::new(), ""),
         };
-        let package = on_deps(&step);
-        // The package's key: its step with a placeholder for the context, whose definition
-        // changes with the client's session; the derivation stands for what the context holds.
+        let spec = steps::PackageSpec {
+            what: &plan.flake.written,
+            drv: &eval.drv,
+            outputs: &eval.outputs,
+            records: deps_db,
+            deps: &dep_paths,
+            sources: &eval.sources,
+        };
+        let location = Some((plan.flake_lines.start, plan.flake_lines.end));
+        let trees = match &deps {
+            None => steps::DependencyTrees::None,
+            Some(d) => match d.stacked.last() {
+                Some(top) => steps::DependencyTrees::Stacked(top),
+                None => steps::DependencyTrees::Layers(d.laid_out.iter().map(|(_, l)| &l.state).collect()),
+            },
+        };
+        let builder_root = self.builder.has_nix_in_store().then(|| {
+            crate::llb::source::pinned_image(&self.builder.reference, Some(self.build_platform.clone()))
+        });
+        let store = steps::step_store(trees, builder_root.as_ref(), location);
+        let package = steps::package(&spec, &plan.system, &store, &evaluation.pkg, &evaluation.drvs, &step);
+        // The memo's key: the step with placeholders for what the client's session names (the
+        // evaluation's tree, made from the context) and for the store (named by the spec).
         let placeholder = State::scratch();
         let key = memo::package_key(
-            &on_deps(&NixStep { context: &placeholder, ..self.step(plan) }).meta,
+            &steps::package(&spec, &plan.system, &placeholder, &placeholder, &placeholder, &step).meta,
             &eval.drv,
         );
-        let (mut closure, answer) = self.package_answer(gw, plan, &package, &key).await?;
+        let (mut closure, answer) = self.package_answer(gw, plan, &package, &key, &eval).await?;
         memo.record(key, &answer);
         closure.main_program = eval.main_program.clone();
         closure.flake_last_modified = eval.flake_last_modified;
@@ -289,7 +303,7 @@ impl<'a> Shared<'a> {
             &package.results,
             max_layers,
         );
-        let anchors = vec![evaluation, package.meta];
+        let anchors = vec![evaluation.meta, package.meta];
         Ok(Some(Built {
             closure,
             layers,
@@ -300,16 +314,22 @@ impl<'a> Shared<'a> {
         }))
     }
 
-    /// What the package step tells: from the memo under `key`, else its manifest and its main
-    /// result's `bin/` read from its outputs.
+    /// What the package step tells: from the memo under `key` (when its results are the
+    /// evaluated derivation's outputs), else its manifest and its main result's `bin/` read
+    /// from its outputs.
     async fn package_answer(
         &self,
         gw: &mut Gateway,
         plan: &PlatformPlan,
         package: &steps::PackageBuild,
         key: &str,
+        eval: &derivation::EvalPlan,
     ) -> Result<(Closure, PackageAnswer)> {
-        let parse = |answer: &PackageAnswer| closure::parse_manifest(answer.manifest.as_bytes());
+        let parse = |answer: &PackageAnswer| {
+            let closure = closure::parse_manifest(answer.manifest.as_bytes())?;
+            memo::check_package(&closure.results, &eval.outputs)?;
+            Ok(closure)
+        };
         if let Some(found) = self.memo.answer(key, "package manifest", parse) {
             return Ok(found);
         }
@@ -322,26 +342,27 @@ impl<'a> Shared<'a> {
     }
 
     /// The package's dependencies: realised by the dependency step (or its answer taken from
-    /// the memo), laid out in layers, and without MergeOp stacked as the image will have them.
+    /// the memo, when it covers the package's inputs), laid out in layers, and without MergeOp
+    /// stacked as the image will have them.
     async fn dependencies(
         &self,
         gw: &mut Gateway,
         plan: &PlatformPlan,
         eval: &derivation::EvalPlan,
+        drvs: &State,
         memo: &mut Memo,
     ) -> Result<DependencyLayers> {
         let step = self.step(plan);
-        let realise = steps::realise(&eval.inputs, &plan.system, &step);
-        let key = memo::dependencies_key(&realise);
+        let realise = steps::realise(&eval.inputs, &plan.system, drvs, &step);
+        // Keyed without the evaluation's cache, whose definition names the client's session.
+        let key =
+            memo::dependencies_key(&steps::realise(&eval.inputs, &plan.system, &State::scratch(), &step));
         let parse = |answer: &DependenciesAnswer| -> Result<Closure> {
             let info: serde_json::Value =
                 serde_json::from_str(&answer.path_info).context("reading the dependencies' path-info")?;
-            Ok(Closure {
-                results: Vec::new(),
-                main_program: None,
-                flake_last_modified: None,
-                paths: closure::parse_path_info(info)?,
-            })
+            let paths = closure::parse_path_info(info)?;
+            memo::check_dependencies(&paths, &eval.inputs)?;
+            Ok(Closure { results: Vec::new(), main_program: None, flake_last_modified: None, paths })
         };
         let (deps, answer) = match self.memo.answer(&key, "dependencies", parse) {
             Some(found) => found,
@@ -358,13 +379,19 @@ impl<'a> Shared<'a> {
         // The top layer, the package's own paths and its sources take one layer each.
         let groups = grouping::group(&deps, self.options.nix.max_layers.saturating_sub(3).max(1));
         let paths: Vec<Vec<String>> = groups.iter().map(|g| g.paths.clone()).collect();
-        let laid_out: Vec<(Group, steps::LaidOut)> =
-            groups.into_iter().zip(steps::lay_out(&paths, &step, self.merge, &realise)).collect();
+        let deriver_of = |p: &str| {
+            let i = deps.paths.binary_search_by(|sp| sp.path.as_str().cmp(p)).ok()?;
+            deps.paths[i].deriver.as_deref()
+        };
+        let laid_out: Vec<(Group, steps::LaidOut)> = groups
+            .into_iter()
+            .zip(steps::lay_out(&paths, deriver_of, &plan.system, &step, self.merge, &realise, drvs))
+            .collect();
         let stacked = match self.merge {
             true => Vec::new(),
             false => layers::stack(&laid_out, &deps, Some((plan.flake_lines.start, plan.flake_lines.end))),
         };
-        Ok(DependencyLayers { laid_out, stacked, db: answer.db })
+        Ok(DependencyLayers { laid_out, stacked, db: answer.db, closure: deps })
     }
 
     /// Builds in one step: without the persistent store, or for a package that cannot be
@@ -445,6 +472,8 @@ struct DependencyLayers {
     stacked: Vec<State>,
     /// Their registrations (`nix-store --dump-db`).
     db: String,
+    /// Their closure.
+    closure: Closure,
 }
 
 /// The memo of the cache sources that are images (`--cache-from IMAGE`, inline cache), for

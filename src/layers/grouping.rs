@@ -149,6 +149,7 @@ mod tests {
                 nar_size: *size,
                 nar_hash: None,
                 references: refs.iter().map(|r| sp(r)).collect(),
+                deriver: None,
             })
             .collect();
         paths.push(StorePath {
@@ -156,6 +157,7 @@ mod tests {
             nar_size: 10,
             nar_hash: None,
             references: deps.iter().map(|(n, _, _)| sp(n)).collect(),
+            deriver: None,
         });
         paths.sort_by(|a, b| a.path.cmp(&b.path));
         Closure { results: vec![sp(app)], main_program: None, flake_last_modified: None, paths }

@@ -29,15 +29,18 @@ pub struct Mount {
     pub source: State,
     pub selector: String,
     pub kind: MountKind,
-    /// Key the exec by the input's cache key alone, never by hashing its content
-    /// (`exec.mount.cache.content`, BuildKit >= 0.12): for big inputs whose key says it all.
-    pub no_content_hash: bool,
 }
 
 impl Mount {
     /// A writable mount of `source` whose result is one of the exec's outputs.
     fn output(dest: &str, source: &State) -> Self {
         Self::bind(dest, source, false, true)
+    }
+
+    /// A writable mount of `source` whose result is an output nothing asks for: BuildKit keys
+    /// the exec by `source`'s cache key, never by hashing its content.
+    pub fn writable(dest: &str, source: &State) -> Self {
+        Self::output(dest, source)
     }
 
     /// A read-only view of `source`.
@@ -51,7 +54,6 @@ impl Mount {
             source: source.clone(),
             selector: String::new(),
             kind: MountKind::Bind { readonly, output },
-            no_content_hash: false,
         }
     }
 
@@ -67,7 +69,6 @@ impl Mount {
             source: seed.clone(),
             selector: String::new(),
             kind: MountKind::Cache { id: id.to_string(), sharing },
-            no_content_hash: false,
         }
     }
 
@@ -79,7 +80,6 @@ impl Mount {
             source: State::scratch(),
             selector: String::new(),
             kind: MountKind::Secret { id: id.to_string(), optional },
-            no_content_hash: false,
         }
     }
 
@@ -90,18 +90,11 @@ impl Mount {
             source: State::scratch(),
             selector: String::new(),
             kind: MountKind::Ssh { id: id.to_string(), optional },
-            no_content_hash: false,
         }
     }
 
     pub fn with_selector(mut self, selector: &str) -> Self {
         self.selector = selector.to_string();
-        self
-    }
-
-    /// See [`Mount::no_content_hash`].
-    pub fn without_content_hash(mut self) -> Self {
-        self.no_content_hash = true;
         self
     }
 }
@@ -191,11 +184,6 @@ impl Exec {
                 dest: mount.dest.clone(),
                 selector: mount.selector.clone(),
                 output: -1,
-                content_cache: if mount.no_content_hash {
-                    pb::MountContentCache::Off as i32
-                } else {
-                    pb::MountContentCache::Default as i32
-                },
                 ..Default::default()
             };
             match &mount.kind {

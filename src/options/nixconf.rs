@@ -31,16 +31,13 @@ const HARMLESS: &[&str] = &[
     "timeout",
     "allow-import-from-derivation",
     "restrict-eval",
-    "pure-eval",
     "allowed-uris",
     "warn-dirty",
     "eval-cache",
     "use-registries",
-    "flake-registry",
     "experimental-features",
     "system-features",
     "hashed-mirrors",
-    "netrc-file",
     "ssl-cert-file",
     "builders-use-substitutes",
     "substitute",
@@ -72,7 +69,24 @@ const REFUSED: &[(&str, &str)] = &[
     ("min-free", "use --build-arg NIX_STORE_MAX to bound the store"),
     ("max-free", "use --build-arg NIX_STORE_MAX to bound the store"),
     ("filter-syscalls", "nixfront sets it"),
+    ("pure-eval", "the flake is always evaluated in pure mode"),
+    (
+        "flake-registry",
+        "a registry could map a flake's name to files of the builder; write the reference out",
+    ),
+    ("access-tokens", "pass them with --secret id=access-tokens, which no derivation can read"),
+    ("netrc-file", "pass the file with --secret id=netrc, which no derivation can read"),
 ];
+
+/// nixfront's own defaults, which a build's NIX_CONFIG may change: a build that stops printing
+/// for an hour, or runs for six, ends (with a persistent store kept per build, a stuck build
+/// holds nothing but its own step; these end that too).
+pub const DEFAULTS: &[(&str, &str)] = &[("max-silent-time", "3600"), ("timeout", "21600")];
+
+/// [`DEFAULTS`] as nix.conf lines.
+pub fn defaults_text() -> String {
+    DEFAULTS.iter().map(|(name, value)| format!("{name} = {value}")).collect::<Vec<_>>().join("\n")
+}
 
 /// A `NIX_CONFIG` value that passed the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,6 +25,11 @@ pub struct EvalPlan {
     pub main_program: Option<String>,
     /// The flake's `lastModified` (Unix seconds), when Nix knows it.
     pub flake_last_modified: Option<i64>,
+    /// The package's outputs that are built, the main one first.
+    pub outputs: Vec<String>,
+    /// What the flake reference resolved to (through the flake registry, for a name), when
+    /// Nix's metadata of the flake was read.
+    pub resolved: Option<String>,
 }
 
 /// Why a plan cannot drive the step-by-step build (the one-step build is used instead).
@@ -64,12 +69,21 @@ struct RawOutput {
 struct RawPackage {
     #[serde(default, rename = "mainProgram")]
     main_program: Option<String>,
+    #[serde(default)]
+    outputs: Vec<RawNamedOutput>,
+}
+
+#[derive(Deserialize)]
+struct RawNamedOutput {
+    path: String,
 }
 
 #[derive(Deserialize)]
 struct RawFlake {
     #[serde(default, rename = "lastModified")]
     last_modified: Option<i64>,
+    #[serde(default, rename = "resolvedUrl")]
+    resolved_url: Option<String>,
 }
 
 /// The output names an `inputDrvs` entry uses: `["out"]`, or `{"outputs": ["out"], ...}`.
@@ -97,6 +111,24 @@ pub fn parse_plan(bytes: &[u8]) -> Result<std::result::Result<EvalPlan, Unplanna
     let Some(top) = derivations.get(&drv) else {
         bail!("the evaluation plan lacks the package's derivation {drv}");
     };
+    let package = raw.package.unwrap_or(RawPackage { main_program: None, outputs: Vec::new() });
+    if let Some((name, _)) = top.outputs.iter().find(|(_, o)| o.path.is_none()) {
+        return Ok(Err(Unplannable::FloatingOutput(format!("{drv}^{name}"))));
+    }
+    let own: Vec<String> = top
+        .outputs
+        .values()
+        .filter_map(|o| o.path.as_deref())
+        .filter_map(|p| full_store_path(p).ok())
+        .collect();
+    let mut outputs = Vec::new();
+    for output in &package.outputs {
+        let path = full_store_path(&output.path)?;
+        if !own.contains(&path) {
+            bail!("the package's output {path} is not an output of its derivation {drv}");
+        }
+        outputs.push(path);
+    }
     let mut inputs = Vec::new();
     for (input, entry) in &top.input_drvs {
         let input = full_store_path(input)?;
@@ -117,12 +149,21 @@ pub fn parse_plan(bytes: &[u8]) -> Result<std::result::Result<EvalPlan, Unplanna
         raw.source_closure.iter().map(|p| full_store_path(p)).collect::<Result<_>>()?;
     sources.sort();
     sources.dedup();
+    if outputs.is_empty() {
+        bail!("the evaluation plan names no output of {drv}");
+    }
+    let (flake_last_modified, resolved) = match raw.flake {
+        Some(f) => (f.last_modified, f.resolved_url),
+        None => (None, None),
+    };
     Ok(Ok(EvalPlan {
         drv,
         inputs,
         sources,
-        main_program: raw.package.and_then(|p| p.main_program),
-        flake_last_modified: raw.flake.and_then(|f| f.last_modified),
+        main_program: package.main_program,
+        flake_last_modified,
+        outputs,
+        resolved,
     }))
 }
 
@@ -135,15 +176,16 @@ mod tests {
     const DEP_OUT: &str = "/nix/store/5cm7mjwzb4sn2g0p820008k22m69xsrv-greeting-1.0";
     const DEP_DEV: &str = "/nix/store/6cm7mjwzb4sn2g0p820008k22m69xsrv-greeting-1.0-dev";
     const TOOLS: &str = "/nix/store/8digwrcy1qxcqaiqg16dsf0z16ns0s8n-tools";
+    const APP_OUT: &str = "/nix/store/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1";
 
     /// `nix show-derivation` as Nix 2.8 prints it.
     fn nix_2_8() -> String {
         format!(
             r#"{{"drv":"{APP_DRV}","derivations":{{
-              "{APP_DRV}":{{"outputs":{{"out":{{"path":"/nix/store/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1"}}}},
+              "{APP_DRV}":{{"outputs":{{"out":{{"path":"{APP_OUT}"}}}},
                 "inputSrcs":["{TOOLS}"],"inputDrvs":{{"{DEP_DRV}":["out"]}},"platform":"x86_64-linux"}},
               "{DEP_DRV}":{{"outputs":{{"out":{{"path":"{DEP_OUT}"}},"dev":{{"path":"{DEP_DEV}"}}}},"inputSrcs":["{TOOLS}"],"inputDrvs":{{}}}}}},
-             "sourceClosure":["{TOOLS}"],"package":{{"name":"hello-0.1","mainProgram":"hello"}},"flake":{{"lastModified":7}}}}"#
+             "sourceClosure":["{TOOLS}"],"package":{{"name":"hello-0.1","mainProgram":"hello","outputs":[{{"name":"out","path":"{APP_OUT}"}}]}},"flake":{{"lastModified":7}}}}"#
         )
     }
 
@@ -154,6 +196,19 @@ mod tests {
         assert_eq!(plan.inputs, [(DEP_DRV.to_string(), DEP_OUT.to_string())], "dev is not used");
         assert_eq!(plan.sources, [TOOLS]);
         assert_eq!((plan.main_program.as_deref(), plan.flake_last_modified), (Some("hello"), Some(7)));
+        assert_eq!(plan.outputs, [APP_OUT]);
+    }
+
+    #[test]
+    fn outputs_must_be_the_derivations_own() {
+        let forged = nix_2_8().replace(
+            &format!(r#""name":"out","path":"{APP_OUT}""#),
+            &format!(r#""name":"out","path":"{DEP_OUT}""#),
+        );
+        let e = parse_plan(forged.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("is not an output of its derivation"), "{e}");
+        let none = nix_2_8().replace(&format!(r#"[{{"name":"out","path":"{APP_OUT}"}}]"#), "[]");
+        assert!(parse_plan(none.as_bytes()).is_err());
     }
 
     #[test]

@@ -16,6 +16,8 @@
 
 pub mod derivation;
 pub mod output;
+#[cfg(test)]
+mod script_tests;
 pub mod secrets;
 pub mod steps;
 
@@ -29,14 +31,12 @@ use crate::llb::{CachePolicy, Location, State, source};
 use crate::nixfile::Nixfile;
 use crate::options::NixArgs;
 use crate::options::nixconf::NixConfig;
-use output::{CONTEXT_DIR, FIXED_TIME_NS, META_DIR, OUT_DIR, SCRIPT_DIR, TMP_DIR};
+use output::{CONTEXT_DIR, FIXED_TIME_NS, META_DIR, OUT_DIR, SCRIPT_DIR, STEP_STORE_DIR, TMP_DIR};
 
 /// The scripts, as files in the scripts directory of every step.
 const SCRIPTS: &[(&str, &str)] = &[
     ("common.sh", include_str!("scripts/common.sh")),
-    ("verify.sh", include_str!("scripts/verify.sh")),
-    ("roots.sh", include_str!("scripts/roots.sh")),
-    ("bound.sh", include_str!("scripts/bound.sh")),
+    ("fetch.sh", include_str!("scripts/fetch.sh")),
     ("eval.sh", include_str!("scripts/eval.sh")),
     ("realise.sh", include_str!("scripts/realise.sh")),
     ("materialise.sh", include_str!("scripts/materialise.sh")),
@@ -116,6 +116,21 @@ pub fn flake_ref(nixfile: &Nixfile, target: Option<&str>) -> Result<FlakeRef> {
     Ok(FlakeRef { written, for_nix, uses_context: true })
 }
 
+/// Refuses a flake that resolved (through the flake registry) to files of the builder: what
+/// [`flake_ref`] refuses when written out.
+pub fn check_resolved(flake: &FlakeRef, resolved: Option<&str>) -> Result<()> {
+    let Some(resolved) = resolved.filter(|_| !flake.uses_context) else { return Ok(()) };
+    let scheme = resolved.split_once(':').map(|(s, _)| s).unwrap_or("");
+    if resolved.starts_with('/') || scheme == "path" || scheme.rsplit('+').next() == Some("file") {
+        anyhow::bail!(
+            "flake reference `{}` resolves to `{resolved}`, files of the builder: nixfront builds from the \
+             build context or from a remote reference; write the reference out",
+            flake.written
+        );
+    }
+    Ok(())
+}
+
 /// The builder image, resolved: where it is and the environment it declares.
 #[derive(Debug, Clone)]
 pub struct BuilderImage {
@@ -169,13 +184,16 @@ pub struct NixBuild {
 }
 
 /// The layout version of the persistent store: a store made by an earlier nixfront (whose
-/// derivations ran as root) is never reused.
-const STORE_VERSION: &str = "v2";
+/// derivations ran as root, or whose builds took paths from BuildKit's cache into it) is never
+/// reused.
+const STORE_VERSION: &str = "v3";
 
 /// The id of the cache mount that holds the persistent /nix: one per store layout version,
-/// builder image and set of trusted sources (a build that trusts other substituters or keys
-/// gets a store of its own, so what it trusts never reaches builds that do not).
-pub fn store_cache_id(builder: &BuilderImage, config: Option<&NixConfig>) -> String {
+/// builder image, set of trusted sources (a build that trusts other substituters or keys gets a
+/// store of its own, so what it trusts never reaches builds that do not) and bound (a build
+/// that bounds its store with NIX_STORE_MAX collects only a store of its own, shared with the
+/// builds that set the same bound).
+pub fn store_cache_id(builder: &BuilderImage, config: Option<&NixConfig>, store_max: Option<u64>) -> String {
     let key = if builder.digest.is_empty() { &builder.reference } else { &builder.digest };
     let mut id = format!("nixfront-store-{STORE_VERSION}-{key}");
     if let Some(trust) = config.map(|c| &c.trust).filter(|t| !t.is_empty()) {
@@ -183,14 +201,31 @@ pub fn store_cache_id(builder: &BuilderImage, config: Option<&NixConfig>) -> Str
         id.push_str("-trust-");
         id.push_str(&digest["sha256:".len().."sha256:".len() + 16]);
     }
+    if let Some(max) = store_max {
+        id.push_str(&format!("-bounded-{max}"));
+    }
     id
 }
 
-/// Where a Nix step runs: the builder, the platform, the context, nixfront's settings, and
-/// the lines of the user's file the steps come from.
+/// Which Nix store a step works in.
+#[derive(Clone, Copy)]
+pub enum StepStore<'a> {
+    /// The persistent store, an instance of it this step has to itself (`sharing=private`:
+    /// BuildKit makes another instance rather than wait for a busy one), or without it
+    /// (NIX_PERSISTENT_STORE=false) the builder image's own /nix.
+    Persistent,
+    /// A store of the step's own, gone with it: `/nix/store` is this state (whose
+    /// `/nix/store` it is), mounted writable; what the step registers is in its own database.
+    Own(&'a State),
+}
+
+/// Where a Nix step runs: the builder, the platform and its Nix system, the context, nixfront's
+/// settings, and the lines of the user's file the steps come from.
 pub struct NixStep<'a> {
     pub builder: &'a BuilderImage,
     pub platform: &'a pb::Platform,
+    /// The Nix system the builder runs natively (the build platform's).
+    pub native: &'a str,
     pub context: &'a State,
     pub settings: &'a NixArgs,
     pub location: Option<Location>,
@@ -201,60 +236,71 @@ impl NixStep<'_> {
     /// scripts are fixed files of this frontend, mounted read-only, and `args` are data. The
     /// context is mounted only when `with_context` (a step without it keeps its cache key
     /// across edits).
-    fn exec(&self, with_context: bool, script_name: &str, args: Vec<String>) -> Exec {
+    fn exec(&self, with_context: bool, store: StepStore, script_name: &str, args: Vec<String>) -> Exec {
         let root = source::pinned_image(&self.builder.reference, Some(self.platform.clone()));
         let scripts = SCRIPTS
             .iter()
             .fold(FileOp::on(&State::scratch()), |op, (name, text)| {
                 op.mkfile(&format!("/{name}"), 0o444, text.as_bytes(), FIXED_TIME_NS)
             })
-            .build("nixfront scripts");
+            .build("[internal] nixfront's step scripts");
         let mut argv = vec!["/bin/sh".to_string(), format!("{SCRIPT_DIR}/{script_name}")];
         argv.extend(args);
         let mut exec = Exec::new(&root, argv)
             .mount(Mount::readonly(SCRIPT_DIR, &scripts))
             .mount(Mount::scratch(TMP_DIR));
         let settings = self.settings;
-        if settings.persistent_store {
-            // BuildKit keys a cache mount by its id and the ref it is seeded from, so the seed
-            // keeps its identity under --no-cache (then the store survives). An image that
-            // carries Nix in /nix seeds the store with it, straight from the (pinned) image
-            // source; otherwise the store starts from an empty /nix made on scratch. Neither
-            // holds the builder image's layers, so neither reaches an exported cache.
-            let cache = store_cache_id(self.builder, settings.nix_config.as_ref());
-            let seed = if self.builder.has_nix_in_store() {
-                root.clone()
-            } else {
-                FileOp::on(&State::scratch())
-                    .mkdir("/nix", 0o755, FIXED_TIME_NS)
-                    .cache(CachePolicy { survives_no_cache: true, not_exported: false })
-                    .build("nixfront: an empty Nix store")
-            };
-            exec = exec.mount(
-                Mount::cache("/nix", &cache, pb::CacheSharingOpt::Locked, &seed).with_selector("/nix"),
-            );
+        match store {
+            StepStore::Persistent if settings.persistent_store => {
+                // BuildKit keys a cache mount by its id and the ref it is seeded from, so the
+                // seed keeps its identity under --no-cache (then the store survives). An image
+                // that carries Nix in /nix seeds the store with it, straight from the (pinned)
+                // image source; otherwise the store starts from an empty /nix made on scratch.
+                // Neither holds the builder image's layers, so neither reaches an exported cache.
+                let cache = store_cache_id(self.builder, settings.nix_config.as_ref(), settings.store_max);
+                let seed = if self.builder.has_nix_in_store() {
+                    root.clone()
+                } else {
+                    FileOp::on(&State::scratch())
+                        .mkdir("/nix", 0o755, FIXED_TIME_NS)
+                        .cache(CachePolicy { survives_no_cache: true, not_exported: false })
+                        .build("[internal] an empty Nix store")
+                };
+                exec = exec.mount(
+                    Mount::cache("/nix", &cache, pb::CacheSharingOpt::Private, &seed).with_selector("/nix"),
+                );
+                if let Some(max) = settings.store_max {
+                    exec.env.push(format!("NIXFRONT_STORE_MAX={max}"));
+                }
+            }
+            StepStore::Persistent => {}
+            StepStore::Own(state) => {
+                // Writable, with an output nothing uses: BuildKit keys the step by the state's
+                // cache key, never by hashing its content (a closure of GBs).
+                exec = exec.mount(Mount::writable(STEP_STORE_DIR, state).with_selector(STEP_STORE_DIR));
+            }
         }
         if with_context {
             exec = exec.mount(Mount::readonly(CONTEXT_DIR, self.context));
             exec.cwd = CONTEXT_DIR.to_string();
         }
-        exec.env = builder_env(&self.builder.env);
-        exec.env.extend(output::contract_env());
+        let mut env = builder_env(&self.builder.env);
+        env.extend(output::contract_env());
+        env.push(format!("NIXFRONT_NATIVE={}", self.native));
         if settings.verify_store {
-            exec.env.push("NIXFRONT_VERIFY_STORE=1".to_string());
+            env.push("NIXFRONT_VERIFY_STORE=1".to_string());
         }
         if settings.sandbox {
             // Nix's sandbox makes namespaces and mounts: BuildKit's insecure mode.
-            exec.env.push("NIXFRONT_SANDBOX=1".to_string());
+            env.push("NIXFRONT_SANDBOX=1".to_string());
             exec.insecure = true;
         }
-        if let Some(max) = settings.store_max.filter(|_| settings.persistent_store) {
-            exec.env.push(format!("NIXFRONT_STORE_MAX={max}"));
-        }
         if let Some(config) = &settings.nix_config {
-            exec.env.retain(|e| !e.starts_with("NIX_CONFIG="));
-            exec.env.push(format!("NIX_CONFIG={}", config.text));
+            env.retain(|e| !e.starts_with("NIX_CONFIG="));
+            env.push(format!("NIX_CONFIG={}", config.text));
         }
+        env.append(&mut exec.env);
+        exec.env = env;
         exec.platform = Some(self.platform.clone());
         exec.location = self.location;
         secrets::mount_all(exec)
@@ -275,7 +321,8 @@ fn flake_args(flake: &FlakeRef, system: &str) -> Vec<String> {
 /// The one step that builds `flake`'s package for Nix system `system`: the closure, one tree
 /// per store path, and the manifest.
 pub fn single_build(flake: &FlakeRef, system: &str, step: &NixStep) -> NixBuild {
-    let mut exec = step.exec(flake.uses_context, "single.sh", flake_args(flake, system));
+    let mut exec =
+        step.exec(flake.uses_context, StepStore::Persistent, "single.sh", flake_args(flake, system));
     let closure = exec.output(OUT_DIR, &State::scratch());
     let meta = exec.output(META_DIR, &State::scratch());
     let built = exec.build(&format!("nix build {} ({system})", flake.written));
@@ -286,7 +333,7 @@ pub fn single_build(flake: &FlakeRef, system: &str, step: &NixStep) -> NixBuild 
 /// [`output::PACKAGES_FILE`] of its output.
 pub fn nix_packages(flake: &FlakeRef, system: &str, step: &NixStep) -> State {
     let attr = format!("{}#packages.{system}", without_fragment(&flake.for_nix));
-    let mut exec = step.exec(flake.uses_context, "packages.sh", vec![attr]);
+    let mut exec = step.exec(flake.uses_context, StepStore::Persistent, "packages.sh", vec![attr]);
     let meta = exec.output(META_DIR, &State::scratch());
     exec.build(&format!("list packages.{system} of {}", without_fragment(&flake.written))).state(&meta)
 }
@@ -331,6 +378,19 @@ mod tests {
         }
         let r = flake_ref(&Nixfile::default(), None).unwrap();
         assert_eq!(r.for_nix, "path:/nixfront/src");
+    }
+
+    #[test]
+    fn a_registry_name_may_not_resolve_to_the_builders_files() {
+        let named = flake_ref(&with_flake("mine#app"), None).unwrap();
+        for bad in ["path:/etc", "/etc", "git+file:///root/repo", "file:///x.tar.gz"] {
+            let e = check_resolved(&named, Some(bad)).unwrap_err().to_string();
+            assert!(e.contains("files of the builder") && e.contains(bad), "{e}");
+        }
+        assert!(check_resolved(&named, Some("github:NixOS/nixpkgs/abc")).is_ok());
+        assert!(check_resolved(&named, None).is_ok());
+        let context = flake_ref(&with_flake(".#app"), None).unwrap();
+        assert!(check_resolved(&context, Some("path:/nixfront/src")).is_ok(), "the context itself");
     }
 
     #[test]
@@ -397,6 +457,7 @@ mod tests {
         let step = NixStep {
             builder: &builder(),
             platform: &platform,
+            native: "x86_64-linux",
             context: &context,
             settings: &persistent(),
             location: Some((2, 2)),
@@ -440,6 +501,7 @@ mod tests {
         let step = NixStep {
             builder: &official,
             platform: &platform,
+            native: "x86_64-linux",
             context: &State::scratch(),
             settings: &settings,
             location: None,
@@ -528,8 +590,8 @@ mod tests {
         assert!(sources.contains(&"docker-image://docker.io/localnix/nix:2.8@sha256:abc".to_string()));
         let store = exec.mounts.iter().find(|m| m.dest == "/nix").unwrap();
         let cache = store.cache_opt.as_ref().unwrap();
-        assert_eq!(cache.id, "nixfront-store-v2-sha256:abc", "versioned: an earlier layout is never reused");
-        assert_eq!(cache.sharing, pb::CacheSharingOpt::Locked as i32);
+        assert_eq!(cache.id, "nixfront-store-v3-sha256:abc", "versioned: an earlier layout is never reused");
+        assert_eq!(cache.sharing, pb::CacheSharingOpt::Private as i32, "an instance of its own");
         assert_eq!(store.selector, "/nix");
         let seed =
             decode(&def).into_iter().find(|(digest, _)| *digest == exec_inputs(&def)[store.input as usize]);
@@ -540,9 +602,24 @@ mod tests {
         let meta = exec.meta.unwrap();
         assert!(meta.env.contains(&"HOME=/root".to_string()));
         assert!(meta.env.contains(&"TMPDIR=/nixfront/tmp".to_string()), "no need for the image's /tmp");
+        assert!(meta.env.contains(&"NIXFRONT_NATIVE=x86_64-linux".to_string()));
+        let secrets = meta.env.iter().filter(|e| e.contains("access-tokens") || e.contains("netrc")).count();
+        assert_eq!(secrets, 0, "no secret, nor where one is, in the environment: {:?}", meta.env);
         assert_eq!(meta.cwd, CONTEXT_DIR);
         let location = def.source.as_ref().map(|s| s.locations.len());
         assert_eq!(location, None, "marshalled without the file: no source map");
+    }
+
+    #[test]
+    fn a_bound_or_a_trust_setting_gives_a_store_of_its_own() {
+        let plain = store_cache_id(&builder(), None, None);
+        let trusting = crate::options::nixconf::check("extra-substituters = https://c.example").unwrap();
+        let with_trust = store_cache_id(&builder(), Some(&trusting), None);
+        let bounded = store_cache_id(&builder(), None, Some(1));
+        assert!(plain != with_trust && plain != bounded && with_trust != bounded);
+        assert!(bounded.starts_with(&plain), "{bounded}");
+        let harmless = crate::options::nixconf::check("max-jobs = 2").unwrap();
+        assert_eq!(store_cache_id(&builder(), Some(&harmless), None), plain);
     }
 
     #[test]
@@ -574,6 +651,7 @@ mod tests {
         let step = NixStep {
             builder: &builder(),
             platform: &platform,
+            native: "x86_64-linux",
             context: &State::scratch(),
             settings: &settings,
             location: None,
@@ -597,6 +675,7 @@ mod tests {
         let step = NixStep {
             builder: &builder,
             platform: &platform,
+            native: "x86_64-linux",
             context: &State::scratch(),
             settings: &settings,
             location: None,

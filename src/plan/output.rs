@@ -21,23 +21,37 @@ pub const META_DIR: &str = "/nixfront/meta";
 pub const SPEC_DIR: &str = "/nixfront/spec";
 /// The layer step's outputs: `<i>/nix/store/<base>`, one output (one layer) per group.
 pub const LAYERS_DIR: &str = "/nixfront/layers";
-/// Where the package step finds the dependency layers, read-only: one mount per layer
-/// (`<i>/nix/store/<base>`) where BuildKit has MergeOp, else the layers stacked as the image
-/// has them (`nix/store/<base>`).
-pub const DEPS_DIR: &str = "/nixfront/deps";
 /// Where the layer step finds the dependency step's output, read-only.
 pub const DEPS_META_DIR: &str = "/nixfront/deps-meta";
+/// The fetch step's output (the locked inputs: a `file://` binary cache and their paths),
+/// read-only in the evaluation step.
+pub const FETCHED_DIR: &str = "/nixfront/fetched";
+/// The evaluation step's `file://` binary cache of the input derivations' closure (all of it
+/// content-addressed), read-only in the dependency and layer steps.
+pub const DRVS_DIR: &str = "/nixfront/drvs";
+/// The evaluation step's tree `nix/store/<base>` of what the package step needs besides the
+/// dependencies (the derivation's closure: its derivations and sources) and their
+/// registrations (`db`), read-only there.
+pub const PKG_DIR: &str = "/nixfront/pkg";
+/// Where the evaluation step finds the directories that replace flake inputs
+/// (`--build-context NAME=DIR`): `<NAME>`, read-only.
+pub const OVERRIDES_DIR: &str = "/nixfront/override";
+/// Where the package step's own store has the dependencies: the dependency layers (with the
+/// builder image's own store when Nix lives there), merged or stacked, mounted writable as the
+/// store of that step alone.
+pub const STEP_STORE_DIR: &str = "/nix/store";
 /// A scratch directory for temporary files (TMPDIR), whatever the builder image has.
 pub const TMP_DIR: &str = "/nixfront/tmp";
 /// A build's manifest in [`META_DIR`]: results and path-info of the runtime closure (the
 /// one-step build adds the package and flake metadata).
 pub const MANIFEST_FILE: &str = "manifest.json";
-/// The evaluation step's plan in [`META_DIR`]: the derivations, the source closure, the
-/// package and flake metadata.
+/// The evaluation step's plan in [`META_DIR`]: the derivations, the outputs, the source
+/// closure, the package and flake metadata.
 pub const PLAN_FILE: &str = "plan.json";
+/// The fetch step's reading of the flake's `nixConfig` in [`META_DIR`] (JSON, or `null`).
+pub const FLAKE_CONFIG_FILE: &str = "flake-config.json";
 /// The dependency step's path-info of the dependencies' closure in [`META_DIR`], and their
-/// registrations (one `nix-store --dump-db` stream), which the package step takes as
-/// [`SPEC_DEPS_DB`].
+/// registrations (one `nix-store --dump-db` stream), which the package step registers.
 pub const DEPS_INFO_FILE: &str = "deps.json";
 pub const DEPS_DB_FILE: &str = "deps.db";
 /// The package listing in [`META_DIR`]: `{"name": "description", ...}`.
@@ -45,12 +59,16 @@ pub const PACKAGES_FILE: &str = "packages.json";
 /// The tree in [`OUT_DIR`] holding what nixfront adds to the image's root (`tmp`, mode 1777).
 pub const EXTRAS_TREE: &str = ".nixfront-root";
 /// Spec files: the dependency step's inputs (`DRV OUTPUT-PATH` lines), the layer step's
-/// groups (`INDEX STORE-PATH` lines), the package step's input sources (one path a line) and
-/// its dependencies' registrations ([`DEPS_DB_FILE`] as the dependency step wrote it).
+/// groups (`INDEX STORE-PATH DERIVER` lines, the deriver empty for a source), the fetch step's
+/// locked inputs (a JSON list of `fetchTree` attributes) and flake.nix, the package step's
+/// input sources and dependencies (one path a line) and the dependencies' registrations.
 pub const SPEC_INPUTS: &str = "inputs";
 pub const SPEC_GROUPS: &str = "groups";
+pub const SPEC_LOCKED: &str = "locked.json";
+pub const SPEC_FLAKE: &str = "flake.nix";
 pub const SPEC_SOURCES: &str = "sources";
-pub const SPEC_DEPS_DB: &str = "deps-db";
+pub const SPEC_DEPS: &str = "deps";
+pub const SPEC_RECORDS: &str = "records";
 
 /// The time given to everything nixfront writes: 1 s after the epoch, as Nix gives store
 /// files, in nanoseconds.
@@ -91,20 +109,27 @@ pub fn contract_env() -> Vec<String> {
         format!("NIXFRONT_META={META_DIR}"),
         format!("NIXFRONT_SPEC={SPEC_DIR}"),
         format!("NIXFRONT_LAYERS={LAYERS_DIR}"),
-        format!("NIXFRONT_DEPS={DEPS_DIR}"),
         format!("NIXFRONT_DEPS_META={DEPS_META_DIR}"),
+        format!("NIXFRONT_FETCHED={FETCHED_DIR}"),
+        format!("NIXFRONT_DRVS={DRVS_DIR}"),
+        format!("NIXFRONT_PKG={PKG_DIR}"),
         format!("NIXFRONT_MANIFEST={MANIFEST_FILE}"),
         format!("NIXFRONT_PLAN={PLAN_FILE}"),
+        format!("NIXFRONT_FLAKE_CONFIG={FLAKE_CONFIG_FILE}"),
         format!("NIXFRONT_DEPS_INFO={DEPS_INFO_FILE}"),
         format!("NIXFRONT_DEPS_DB={DEPS_DB_FILE}"),
         format!("NIXFRONT_PACKAGES={PACKAGES_FILE}"),
         format!("NIXFRONT_EXTRAS={EXTRAS_TREE}"),
         format!("NIXFRONT_SPEC_INPUTS={SPEC_INPUTS}"),
         format!("NIXFRONT_SPEC_GROUPS={SPEC_GROUPS}"),
+        format!("NIXFRONT_SPEC_LOCKED={SPEC_LOCKED}"),
+        format!("NIXFRONT_SPEC_FLAKE={SPEC_FLAKE}"),
         format!("NIXFRONT_SPEC_SOURCES={SPEC_SOURCES}"),
-        format!("NIXFRONT_SPEC_DEPS_DB={SPEC_DEPS_DB}"),
+        format!("NIXFRONT_SPEC_DEPS={SPEC_DEPS}"),
+        format!("NIXFRONT_SPEC_RECORDS={SPEC_RECORDS}"),
         format!("NIXFRONT_SECRETS={}", super::secrets::SECRETS_DIR),
         format!("NIXFRONT_EXIT_NO_NIX={EXIT_NO_NIX}"),
+        format!("NIXFRONT_NIX_DEFAULTS={}", crate::options::nixconf::defaults_text()),
         format!("TMPDIR={TMP_DIR}"),
     ]
 }
@@ -126,10 +151,14 @@ mod tests {
             META_DIR,
             SPEC_DIR,
             LAYERS_DIR,
-            DEPS_DIR,
+            DEPS_META_DIR,
+            FETCHED_DIR,
+            DRVS_DIR,
+            PKG_DIR,
             TMP_DIR,
             MANIFEST_FILE,
             PLAN_FILE,
+            FLAKE_CONFIG_FILE,
             DEPS_INFO_FILE,
             DEPS_DB_FILE,
             PACKAGES_FILE,
@@ -140,7 +169,9 @@ mod tests {
             for literal in literals {
                 assert!(!script.contains(literal), "{name} spells out {literal}; read it from the contract");
             }
-            for spec in [SPEC_INPUTS, SPEC_GROUPS, SPEC_SOURCES, SPEC_DEPS_DB] {
+            for spec in
+                [SPEC_INPUTS, SPEC_GROUPS, SPEC_LOCKED, SPEC_FLAKE, SPEC_SOURCES, SPEC_DEPS, SPEC_RECORDS]
+            {
                 assert!(!script.contains(&format!("$NIXFRONT_SPEC/{spec}")), "{name} spells out {spec}");
             }
         }

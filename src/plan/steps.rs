@@ -1,41 +1,125 @@
-//! The four steps of a build on the persistent store, as LLB. Each step's definition names
-//! what it works on, so that its cache key is as stable as that: the evaluation and the
-//! package depend on the context; the dependencies on their derivations; each layer on its
-//! store paths. None of the dependency steps mounts the context.
+//! The steps of a build on the persistent store, as LLB. Each step's definition names what it
+//! works on, so that its cache key is as stable as that: the fetched inputs depend on the lock
+//! file; the evaluation on the context; the dependencies on their derivations; each layer on
+//! its store paths; the package on its derivation and its dependencies. Only the evaluation
+//! mounts the context.
+//!
+//! Every step but the package's works in an instance of the persistent store that it has to
+//! itself (`sharing=private`), and copes with an instance that lacks what an earlier step put in
+//! another: it takes content-addressed paths from the evaluation's binary cache (Nix checks
+//! their content) and builds or fetches the rest again. The package step works in a store of
+//! its own made of the dependency layers, so nothing it registers, and nothing taken from
+//! BuildKit's cache, ever reaches the persistent store.
 
 use super::output::{
-    DEPS_DIR, DEPS_META_DIR, EXTRAS_DIR, LAYERS_DIR, META_DIR, RESULTS_DIR, SOURCES_DIR, SPEC_DEPS_DB,
-    SPEC_DIR, SPEC_GROUPS, SPEC_INPUTS, SPEC_SOURCES, layer_name,
+    DEPS_META_DIR, DRVS_DIR, EXTRAS_DIR, FETCHED_DIR, LAYERS_DIR, META_DIR, OVERRIDES_DIR, PKG_DIR,
+    RESULTS_DIR, SOURCES_DIR, SPEC_DEPS, SPEC_DIR, SPEC_FLAKE, SPEC_GROUPS, SPEC_INPUTS, SPEC_LOCKED,
+    SPEC_RECORDS, SPEC_SOURCES, STEP_STORE_DIR, layer_name,
 };
-use super::{FIXED_TIME_NS, FlakeRef, NixStep, flake_args};
-use crate::llb::State;
+use super::{FIXED_TIME_NS, FlakeRef, NixStep, StepStore, without_fragment};
 use crate::llb::exec::Mount;
 use crate::llb::file::FileOp;
+use crate::llb::{Location, State, merge};
 
 /// A read-only directory of spec files, whose contents are part of the definition.
-fn spec(files: &[(&str, String)], name: &str) -> State {
+fn spec(files: &[(&str, &[u8])], name: &str) -> State {
     files
         .iter()
-        .fold(FileOp::on(&State::scratch()), |op, (file, text)| {
-            op.mkfile(&format!("/{file}"), 0o444, text.as_bytes(), FIXED_TIME_NS)
+        .fold(FileOp::on(&State::scratch()), |op, (file, data)| {
+            op.mkfile(&format!("/{file}"), 0o444, data, FIXED_TIME_NS)
         })
         .build(name)
 }
 
-/// Evaluates the package: its plan ([`super::output::PLAN_FILE`] in the returned output).
-pub fn evaluate(flake: &FlakeRef, system: &str, step: &NixStep) -> State {
-    let mut exec = step.exec(flake.uses_context, "eval.sh", flake_args(flake, system));
+/// One path a line.
+fn lines(paths: &[String]) -> String {
+    paths.iter().map(|p| format!("{p}\n")).collect()
+}
+
+/// What the fetch step gives: its metadata (the flake's nixConfig) and the locked inputs.
+pub struct Fetched {
+    pub meta: State,
+    pub inputs: State,
+}
+
+/// Fetches the flake's locked inputs (`locked`: a JSON list of `fetchTree` attributes) and
+/// reads its nixConfig from `flake_nix`. Keyed by those alone: an edit of the package never
+/// runs it again.
+pub fn fetch(locked: &str, count: usize, flake_nix: &[u8], step: &NixStep) -> Fetched {
+    let spec = spec(&[(SPEC_LOCKED, locked.as_bytes()), (SPEC_FLAKE, flake_nix)], "[internal] flake.lock");
+    let mut exec = step
+        .exec(false, StepStore::Persistent, "fetch.sh", Vec::new())
+        .mount(Mount::readonly(SPEC_DIR, &spec));
     let meta = exec.output(META_DIR, &State::scratch());
-    exec.build(&format!("nix eval {} ({system})", flake.written)).state(&meta)
+    let inputs = exec.output(FETCHED_DIR, &State::scratch());
+    let built = exec.build(&format!("fetch {count} locked inputs of flake.lock"));
+    Fetched { meta: built.state(&meta), inputs: built.state(&inputs) }
+}
+
+/// A flake input replaced by a directory the client gives (`--build-context NAME=DIR`).
+pub struct Override {
+    pub name: String,
+    pub dir: State,
+}
+
+/// What the evaluation step gives.
+pub struct Evaluation {
+    /// Its plan ([`super::output::PLAN_FILE`]) and the registrations of `pkg`.
+    pub meta: State,
+    /// The binary cache of the input derivations' closure ([`DRVS_DIR`]).
+    pub drvs: State,
+    /// What the package step needs besides the dependencies ([`PKG_DIR`]).
+    pub pkg: State,
+}
+
+/// Evaluates the package, once: its plan. `fetched` are the locked inputs (their fetch step's
+/// output); with `metadata` the flake's metadata is read too.
+pub fn evaluate(
+    flake: &FlakeRef,
+    system: &str,
+    fetched: Option<&State>,
+    overrides: &[Override],
+    step: &NixStep,
+) -> Evaluation {
+    let metadata = if flake.uses_context { "0" } else { "1" };
+    let mut args = vec![
+        flake.for_nix.clone(),
+        without_fragment(&flake.for_nix).to_string(),
+        system.to_string(),
+        metadata.to_string(),
+    ];
+    for o in overrides {
+        args.extend([
+            "--override-input".to_string(),
+            o.name.clone(),
+            format!("path:{OVERRIDES_DIR}/{}", o.name),
+        ]);
+    }
+    let mut exec = step.exec(flake.uses_context, StepStore::Persistent, "eval.sh", args);
+    if let Some(fetched) = fetched {
+        exec = exec.mount(Mount::readonly(FETCHED_DIR, fetched));
+    }
+    for o in overrides {
+        exec = exec.mount(Mount::readonly(&format!("{OVERRIDES_DIR}/{}", o.name), &o.dir));
+    }
+    let meta = exec.output(META_DIR, &State::scratch());
+    let drvs = exec.output(DRVS_DIR, &State::scratch());
+    let pkg = exec.output(PKG_DIR, &State::scratch());
+    let built = exec.build(&format!("nix eval {} ({system})", flake.written));
+    Evaluation { meta: built.state(&meta), drvs: built.state(&drvs), pkg: built.state(&pkg) }
 }
 
 /// Realises `inputs` (`(drv, output path)`) in the store: the path-info and registrations of
-/// their runtime closure. The definition names the derivations and paths, not the package.
-pub fn realise(inputs: &[(String, String)], system: &str, step: &NixStep) -> State {
+/// their runtime closure. The definition names the derivations and paths, not the package;
+/// `drvs` (the evaluation's binary cache, the same bytes whatever the package's own source)
+/// gives the derivations where the store lacks them.
+pub fn realise(inputs: &[(String, String)], system: &str, drvs: &State, step: &NixStep) -> State {
     let lines: String = inputs.iter().map(|(drv, out)| format!("{drv} {out}\n")).collect();
-    let spec = spec(&[(SPEC_INPUTS, lines)], "nixfront: the package's inputs");
-    let mut exec =
-        step.exec(false, "realise.sh", vec![system.to_string()]).mount(Mount::readonly(SPEC_DIR, &spec));
+    let spec = spec(&[(SPEC_INPUTS, lines.as_bytes())], "[internal] the package's inputs");
+    let mut exec = step
+        .exec(false, StepStore::Persistent, "realise.sh", vec![system.to_string()])
+        .mount(Mount::readonly(SPEC_DIR, &spec))
+        .mount(Mount::readonly(DRVS_DIR, drvs));
     let meta = exec.output(META_DIR, &State::scratch());
     exec.build(&format!("nix: realise {} inputs ({system})", inputs.len())).state(&meta)
 }
@@ -49,27 +133,33 @@ pub struct LaidOut {
 }
 
 /// Lays `groups` of store paths out as `<i>/nix/store/<base>`: the dependency layers. The
-/// definition names every path of every group. With `output_per_layer` each group is an
-/// output of its own (a layer as it is, for MergeOp); otherwise all are directories of one
-/// output (BuildKit 0.8 times out on an exec with many outputs). `realised` (the dependency
-/// step's output) is mounted so that the step runs after it: nixfront may have its answer
-/// from the memo ([`crate::memo`]) without running it, and the paths must be in the store.
-pub fn lay_out(
+/// definition names every path of every group, with the derivation that builds it
+/// (`deriver_of`), so that an instance of the store without it builds it again. With
+/// `output_per_layer` each group is an output of its own (a layer as it is, for MergeOp);
+/// otherwise all are directories of one output (BuildKit 0.8 times out on an exec with many
+/// outputs). `realised` (the dependency step's output) is mounted so that the step runs after
+/// that one: nixfront may have its answer from the memo ([`crate::memo`]) without running it.
+pub fn lay_out<'a>(
     groups: &[Vec<String>],
+    deriver_of: impl Fn(&str) -> Option<&'a str>,
+    system: &str,
     step: &NixStep,
     output_per_layer: bool,
     realised: &State,
+    drvs: &State,
 ) -> Vec<LaidOut> {
     let lines: String = groups
         .iter()
         .enumerate()
-        .flat_map(|(i, paths)| paths.iter().map(move |p| format!("{} {p}\n", layer_name(i))))
+        .flat_map(|(i, paths)| paths.iter().map(move |p| (i, p)))
+        .map(|(i, p)| format!("{} {p} {}\n", layer_name(i), deriver_of(p).unwrap_or_default()))
         .collect();
-    let spec = spec(&[(SPEC_GROUPS, lines)], "nixfront: the dependency layers");
+    let spec = spec(&[(SPEC_GROUPS, lines.as_bytes())], "[internal] the dependency layers");
     let mut exec = step
-        .exec(false, "materialise.sh", Vec::new())
+        .exec(false, StepStore::Persistent, "materialise.sh", vec![system.to_string()])
         .mount(Mount::readonly(SPEC_DIR, &spec))
-        .mount(Mount::readonly(DEPS_META_DIR, realised));
+        .mount(Mount::readonly(DEPS_META_DIR, realised))
+        .mount(Mount::readonly(DRVS_DIR, drvs));
     let paths: usize = groups.iter().map(Vec::len).sum();
     let name = format!("nix: lay out {paths} store paths in {} layers", groups.len());
     if output_per_layer {
@@ -87,6 +177,57 @@ pub fn lay_out(
     }
 }
 
+/// The dependency layers as the package step's store holds them.
+pub enum DependencyTrees<'a> {
+    /// Each layer as the layer step wrote it, merged (MergeOp).
+    Layers(Vec<&'a State>),
+    /// The layers stacked as the image's bottom layers (BuildKit 0.8).
+    Stacked(&'a State),
+    /// The package has no dependencies.
+    None,
+}
+
+/// The package step's store: `/nix/store` of the returned state holds the dependencies and,
+/// when Nix itself lives in the builder image's store (`builder_root`), that store too. With
+/// MergeOp nothing is copied; without it, the builder image's store is copied onto the stacked
+/// layers once per set of dependencies.
+pub fn step_store(deps: DependencyTrees, builder_root: Option<&State>, location: Option<Location>) -> State {
+    let empty_store = || FileOp::on(&State::scratch()).mkdir(STEP_STORE_DIR, 0o755, FIXED_TIME_NS);
+    match (deps, builder_root) {
+        (DependencyTrees::Layers(layers), root) => {
+            let mut states: Vec<State> = root.into_iter().cloned().collect();
+            states.extend(layers.into_iter().cloned());
+            if states.is_empty() {
+                return empty_store().build("[internal] the package's store");
+            }
+            if root.is_none() && states.len() == 1 {
+                return states.remove(0);
+            }
+            merge::merge(&states, "[internal] the package's store", location)
+        }
+        (DependencyTrees::Stacked(top), None) => top.clone(),
+        (DependencyTrees::Stacked(top), Some(root)) => FileOp::on(top)
+            .copy_contents(root, STEP_STORE_DIR, STEP_STORE_DIR, -1)
+            .at(location)
+            .build("[internal] the package's store, with the builder's"),
+        (DependencyTrees::None, Some(root)) => root.clone(),
+        (DependencyTrees::None, None) => empty_store().build("[internal] the package's store"),
+    }
+}
+
+/// What the package step builds: the derivation and its outputs (the main one first), the
+/// registrations its store loads (the dependencies' and those of the evaluation's `pkg` tree),
+/// the dependencies' paths and the closure of its input sources.
+pub struct PackageSpec<'a> {
+    /// What the user asked for (`.#hello`), for progress output.
+    pub what: &'a str,
+    pub drv: &'a str,
+    pub outputs: &'a [String],
+    pub records: &'a str,
+    pub deps: &'a [String],
+    pub sources: &'a [String],
+}
+
 /// What the package step writes.
 pub struct PackageBuild {
     /// The package's own paths of its closure, as a layer.
@@ -99,71 +240,39 @@ pub struct PackageBuild {
     pub meta: State,
 }
 
-/// The dependencies the package step builds on: their store paths and registrations.
-pub struct Dependencies<'a> {
-    pub trees: DependencyTrees<'a>,
-    /// Their registrations, as the dependency step wrote them ([`super::output::DEPS_DB_FILE`]).
-    pub db: &'a str,
-}
-
-/// Where the package step finds the dependencies' store paths: in the image's own layers, so
-/// that on a fresh runner BuildKit's cache (even inline cache, which holds nothing else)
-/// gives them without the steps below.
-pub enum DependencyTrees<'a> {
-    /// Each layer as the layer step wrote it, mounted at `DEPS_DIR/<i>` (MergeOp).
-    Layers(Vec<&'a State>),
-    /// The layers stacked as the image's bottom layers, mounted at `DEPS_DIR` (BuildKit 0.8).
-    Stacked(&'a State),
-}
-
-/// Builds the package on its dependencies (taken from `deps` when the store lacks them) and
-/// lays out what of its closure is not a dependency. `sources` is the closure of its input
-/// sources. The step is keyed by the dependencies' cache keys, never by hashing their layers:
-/// with `no_content_hash` (BuildKit's `exec.mount.cache.content`) they are read-only mounts
-/// that say so, else writable mounts with an unused output.
+/// Builds the package's derivation in a store of the step's own: `store` (see [`step_store`])
+/// with what the evaluation gives added (its `pkg` tree and, for what that lacks, its binary
+/// cache `drvs`) and everything registered from the spec. No evaluation: the derivation says it
+/// all, so the step is keyed by it and its dependencies.
 pub fn package(
-    flake: &FlakeRef,
+    spec_in: &PackageSpec,
     system: &str,
+    store: &State,
+    pkg: &State,
+    drvs: &State,
     step: &NixStep,
-    deps: Option<Dependencies>,
-    sources: &[String],
-    no_content_hash: bool,
 ) -> PackageBuild {
-    let lines: String = sources.iter().map(|p| format!("{p}\n")).collect();
-    let db = deps.as_ref().map_or("", |d| d.db);
+    let (deps, sources) = (lines(spec_in.deps), lines(spec_in.sources));
     let spec = spec(
-        &[(SPEC_SOURCES, lines), (SPEC_DEPS_DB, db.to_string())],
-        "nixfront: the package's sources and dependencies",
+        &[
+            (SPEC_RECORDS, spec_in.records.as_bytes()),
+            (SPEC_DEPS, deps.as_bytes()),
+            (SPEC_SOURCES, sources.as_bytes()),
+        ],
+        "[internal] the package's derivation and dependencies",
     );
+    let mut args = vec![spec_in.drv.to_string(), system.to_string()];
+    args.extend(spec_in.outputs.iter().cloned());
     let mut exec = step
-        .exec(flake.uses_context, "build.sh", flake_args(flake, system))
-        .mount(Mount::readonly(SPEC_DIR, &spec));
-    if let Some(deps) = deps {
-        let mounts: Vec<(String, &State)> = match deps.trees {
-            DependencyTrees::Stacked(state) => vec![(DEPS_DIR.to_string(), state)],
-            DependencyTrees::Layers(layers) => layers
-                .into_iter()
-                .enumerate()
-                .map(|(i, state)| (format!("{DEPS_DIR}/{}", layer_name(i)), state))
-                .collect(),
-        };
-        for (dest, state) in mounts {
-            if no_content_hash {
-                exec = exec.mount(Mount::readonly(&dest, state).without_content_hash());
-            } else {
-                // Older BuildKits key an exec by hashing the content of each read-only input
-                // (seconds for a big closure, on the first edit after each dependency change),
-                // but a writable mount with an output by its input's cache key alone, which
-                // names the store paths. The output is never used; the script only reads.
-                exec.output(&dest, state);
-            }
-        }
-    }
+        .exec(false, StepStore::Own(store), "build.sh", args)
+        .mount(Mount::readonly(SPEC_DIR, &spec))
+        .mount(Mount::readonly(PKG_DIR, pkg))
+        .mount(Mount::readonly(DRVS_DIR, drvs));
     let results = exec.output(RESULTS_DIR, &State::scratch());
     let sources = exec.output(SOURCES_DIR, &State::scratch());
     let extras = exec.output(EXTRAS_DIR, &State::scratch());
     let meta = exec.output(META_DIR, &State::scratch());
-    let built = exec.build(&format!("nix build {} ({system})", flake.written));
+    let built = exec.build(&format!("nix build {} ({system})", spec_in.what));
     PackageBuild {
         results: built.state(&results),
         sources: built.state(&sources),
@@ -171,9 +280,6 @@ pub fn package(
         meta: built.state(&meta),
     }
 }
-
-/// Whether an exec's mounts may skip content hashing (BuildKit's capability).
-pub const CAP_NO_CONTENT_HASH: &str = "exec.mount.cache.content";
 
 #[cfg(test)]
 mod tests {
@@ -207,8 +313,25 @@ mod tests {
             .collect()
     }
 
+    fn spec_file(state: &State, name: &str) -> Option<Vec<u8>> {
+        decode(&state.to_definition())
+            .into_iter()
+            .flat_map(|(_, op)| match op.op {
+                Some(pb::op::Op::File(f)) => f.actions,
+                _ => Vec::new(),
+            })
+            .find_map(|a| match a.action {
+                Some(pb::file_action::Action::Mkfile(m)) if m.path == format!("/{name}") => Some(m.data),
+                _ => None,
+            })
+    }
+
+    fn cache_mounts(exec: &pb::ExecOp) -> Vec<(String, i32)> {
+        exec.mounts.iter().filter_map(|m| m.cache_opt.as_ref().map(|c| (m.dest.clone(), c.sharing))).collect()
+    }
+
     #[test]
-    fn dependency_steps_name_their_paths_and_never_mount_the_context() {
+    fn steps_name_what_they_work_on_and_only_the_evaluation_mounts_the_context() {
         let (builder, platform, settings) = step_parts();
         let context = crate::llb::source::local(
             &crate::llb::source::Local {
@@ -221,114 +344,99 @@ mod tests {
         let step = NixStep {
             builder: &builder,
             platform: &platform,
+            native: "x86_64-linux",
             context: &context,
             settings: &settings,
             location: None,
         };
+        let flake =
+            FlakeRef { written: ".#x".into(), for_nix: "path:/nixfront/src#x".into(), uses_context: true };
+        let fetched = fetch("[]", 0, b"{ }", &step);
+        let evaluation = evaluate(&flake, "x86_64-linux", Some(&fetched.inputs), &[], &step);
+        let eval_exec = execs(&evaluation.meta).pop().unwrap();
+        assert!(eval_exec.mounts.iter().any(|m| m.dest == super::super::output::CONTEXT_DIR));
+        assert!(eval_exec.mounts.iter().any(|m| m.dest == FETCHED_DIR && m.readonly));
         let inputs = [("/nix/store/a-d.drv".to_string(), "/nix/store/b-d".to_string())];
-        let realised = realise(&inputs, "x86_64-linux", &step);
+        let realised = realise(&inputs, "x86_64-linux", &evaluation.drvs, &step);
         let groups = [vec!["/nix/store/b-d".to_string()], vec!["/nix/store/c-e".to_string()]];
-        let layers = lay_out(&groups, &step, true, &realised);
+        let deriver = |p: &str| (p == "/nix/store/b-d").then_some("/nix/store/a-d.drv");
+        let layers = lay_out(&groups, deriver, "x86_64-linux", &step, true, &realised, &evaluation.drvs);
         assert_eq!(layers.len(), 2);
-        for state in [&realised, &layers[1].state] {
+        for state in [&fetched.meta, &realised, &layers[1].state] {
             let exec = &execs(state).pop().unwrap();
             assert!(exec.mounts.iter().all(|m| m.dest != super::super::output::CONTEXT_DIR));
-            let def = state.to_definition();
-            let spec = decode(&def)
-                .into_iter()
-                .flat_map(|(_, op)| match op.op {
-                    Some(pb::op::Op::File(f)) => f.actions,
-                    _ => Vec::new(),
-                })
-                .find_map(|a| match a.action {
-                    Some(pb::file_action::Action::Mkfile(m))
-                        if m.path.starts_with("/inputs") || m.path.starts_with("/groups") =>
-                    {
-                        Some(m.data)
-                    }
-                    _ => None,
-                })
-                .expect("a spec file");
-            assert!(
-                String::from_utf8(spec).unwrap().contains("/nix/store/b-d"),
-                "the definition names the paths"
-            );
+            // Every step on the persistent store has an instance of its own.
+            assert_eq!(cache_mounts(exec), [("/nix".to_string(), pb::CacheSharingOpt::Private as i32)]);
         }
+        assert_eq!(spec_file(&realised, SPEC_INPUTS).unwrap(), b"/nix/store/a-d.drv /nix/store/b-d\n");
+        let groups_spec = String::from_utf8(spec_file(&layers[0].state, SPEC_GROUPS).unwrap()).unwrap();
+        assert_eq!(groups_spec, "000 /nix/store/b-d /nix/store/a-d.drv\n001 /nix/store/c-e \n");
         let layer_exec = &execs(&layers[1].state).pop().unwrap();
         let outputs: Vec<&str> =
             layer_exec.mounts.iter().filter(|m| m.output > 0).map(|m| m.dest.as_str()).collect();
         assert_eq!(outputs, ["/nixfront/layers/000", "/nixfront/layers/001"]);
-        // It runs after the dependency step, whose output it mounts.
-        let after = layer_exec.mounts.iter().find(|m| m.dest == DEPS_META_DIR).expect("the dependency step");
-        let realised_op = decode(&realised.to_definition()).pop().unwrap().1.inputs[0].digest.clone();
-        let layer_op = decode(&layers[1].state.to_definition())
-            .into_iter()
-            .map(|(_, op)| op)
-            .find(|op| {
-                matches!(op.op, Some(pb::op::Op::Exec(_)))
-                    && op.inputs.iter().any(|i| i.digest == realised_op)
-            })
-            .expect("the layer step takes the dependency step's output");
-        assert_eq!(layer_op.inputs[after.input as usize].digest, realised_op);
-        // The package step mounts them without hashing their content, where BuildKit can.
-        let flake =
-            FlakeRef { written: ".#x".into(), for_nix: "path:/nixfront/src#x".into(), uses_context: true };
-        let built = package(
-            &flake,
-            "x86_64-linux",
-            &step,
-            Some(Dependencies {
-                trees: DependencyTrees::Layers(layers.iter().map(|l| &l.state).collect()),
-                db: "/nix/store/b-d\n",
-            }),
-            &["/nix/store/t-tools".to_string()],
-            true,
+        // The layer step runs after the dependency step, whose output it mounts.
+        assert!(layer_exec.mounts.iter().any(|m| m.dest == DEPS_META_DIR));
+
+        // The package step: no persistent store, no context; its store is the layers, merged,
+        // mounted writable so that BuildKit keys it by their cache keys.
+        let store =
+            step_store(DependencyTrees::Layers(layers.iter().map(|l| &l.state).collect()), None, None);
+        let outputs = ["/nix/store/o-x".to_string()];
+        let spec_in = PackageSpec {
+            what: ".#x",
+            drv: "/nix/store/0s3q0y4j7vbp8nq6w1c3h0rl3r5y8d1a-x-1.0.drv",
+            outputs: &outputs,
+            records: "/nix/store/b-d\n",
+            deps: &["/nix/store/b-d".to_string()],
+            sources: &[],
+        };
+        let built = package(&spec_in, "x86_64-linux", &store, &evaluation.pkg, &evaluation.drvs, &step);
+        let exec = execs(&built.meta).into_iter().last().unwrap();
+        assert!(cache_mounts(&exec).is_empty(), "the package step never mounts the persistent store");
+        assert!(exec.mounts.iter().all(|m| m.dest != super::super::output::CONTEXT_DIR));
+        let store_mount = exec.mounts.iter().find(|m| m.dest == STEP_STORE_DIR).unwrap();
+        assert!(!store_mount.readonly && store_mount.output >= 0 && store_mount.selector == STEP_STORE_DIR);
+        assert_eq!(
+            exec.meta.as_ref().unwrap().args[2..],
+            ["/nix/store/0s3q0y4j7vbp8nq6w1c3h0rl3r5y8d1a-x-1.0.drv", "x86_64-linux", "/nix/store/o-x"]
         );
-        let exec = execs(&built.meta).into_iter().last().unwrap();
-        let deps: Vec<i32> = exec
-            .mounts
-            .iter()
-            .filter(|m| m.dest.starts_with("/nixfront/deps/"))
-            .map(|m| m.content_cache)
-            .collect();
-        assert_eq!(deps, [pb::MountContentCache::Off as i32; 2]);
-        assert!(exec.mounts.iter().any(|m| m.dest == super::super::output::CONTEXT_DIR));
-        // Without MergeOp: one output, its directories the layers; the package step builds on
-        // the layers stacked as the image has them, mounted once.
-        let one = lay_out(&groups, &step, false, &realised);
-        assert_eq!((one[0].dir.as_str(), one[1].dir.as_str()), ("/000", "/001"));
-        let outputs: Vec<i64> =
-            execs(&one[0].state).pop().unwrap().mounts.iter().map(|m| m.output).filter(|o| *o > 0).collect();
-        assert_eq!(outputs, [1]);
-        let stacked =
-            FileOp::on(&State::scratch()).copy_contents(&one[0].state, "/000", "/", 0).build("stack");
-        let db = "/nix/store/b-d\nsha256:x\n1\n\n0\n";
-        let deps = Dependencies { trees: DependencyTrees::Stacked(&stacked), db };
-        let built = package(&flake, "x86_64-linux", &step, Some(deps), &[], false);
-        let exec = execs(&built.meta).into_iter().last().unwrap();
-        let deps: Vec<&str> = exec
-            .mounts
-            .iter()
-            .filter(|m| m.dest.starts_with("/nixfront/deps"))
-            .map(|m| m.dest.as_str())
-            .collect();
-        assert_eq!(deps, ["/nixfront/deps"], "the stacked layers, and not the dependency step's output");
-        // Without the capability, BuildKit keys the mount by its cache key alone only when it
-        // is writable and an output.
-        let mount = exec.mounts.iter().find(|m| m.dest == "/nixfront/deps").unwrap();
-        assert!(!mount.readonly && mount.output >= 0, "{mount:?}");
-        let spec = decode(&built.meta.to_definition())
+        assert_eq!(spec_file(&built.meta, SPEC_RECORDS).as_deref(), Some(&b"/nix/store/b-d\n"[..]));
+        let merged = decode(&built.meta.to_definition())
             .into_iter()
-            .flat_map(|(_, op)| match op.op {
+            .any(|(_, op)| matches!(op.op, Some(pb::op::Op::Merge(_))));
+        assert!(merged, "the dependency layers are merged into the step's store");
+    }
+
+    #[test]
+    fn the_package_store_carries_the_builders_own_store_when_nix_lives_there() {
+        let root = crate::llb::source::image("docker.io/nixos/nix:2.24.10", None);
+        let layer = FileOp::on(&State::scratch()).mkdir("/nix/store/x", 0o755, 1).build("layer");
+        // The ops of a state's definition, its own last (the terminal op left out).
+        let ops = |state: &State| {
+            let mut ops: Vec<pb::Op> = decode(&state.to_definition()).into_iter().map(|(_, op)| op).collect();
+            ops.pop();
+            ops
+        };
+        // MergeOp: the image and the layers, merged, nothing copied.
+        let merged = step_store(DependencyTrees::Layers(vec![&layer]), Some(&root), None);
+        assert!(matches!(ops(&merged).last().unwrap().op, Some(pb::op::Op::Merge(_))));
+        // Stacked: the image's store copied onto the top of the stack.
+        let stacked = step_store(DependencyTrees::Stacked(&layer), Some(&root), None);
+        let copies: Vec<(String, String)> = ops(&stacked)
+            .into_iter()
+            .flat_map(|op| match op.op {
                 Some(pb::op::Op::File(f)) => f.actions,
                 _ => Vec::new(),
             })
-            .find_map(|a| match a.action {
-                Some(pb::file_action::Action::Mkfile(m)) if m.path == format!("/{SPEC_DEPS_DB}") => {
-                    Some(m.data)
-                }
+            .filter_map(|a| match a.action {
+                Some(pb::file_action::Action::Copy(c)) => Some((c.src, c.dest)),
                 _ => None,
-            });
-        assert_eq!(spec.as_deref(), Some(db.as_bytes()), "the registrations are part of the definition");
+            })
+            .collect();
+        assert_eq!(copies, [("/nix/store".to_string(), "/nix/store".to_string())]);
+        // No dependencies and no Nix in the image: an empty store.
+        let empty = step_store(DependencyTrees::None, None, None);
+        assert!(matches!(ops(&empty).last().unwrap().op, Some(pb::op::Op::File(_))));
     }
 }

@@ -1,21 +1,25 @@
 //! CI-grade caching: a fresh runner that carries only BuildKit's exported cache rebuilds only
 //! what changed, and gets the image a warm builder gets.
 
-use crate::harness::engine::d26_only;
-use crate::harness::{Engine, Fixture, assert_contains, exclusive_engines, image, tag};
+use crate::harness::{Engine, Fixture, assert_contains, image, tag};
 
 const APP: &str = "# syntax=org/nixfront\nFLAKE .#edited\n";
 
-/// Nothing was built or fetched: no derivation ran.
+/// The derivations Nix built, from a build's log.
+fn built(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| l.contains("building '/nix/store/")).collect()
+}
+
+/// Nothing was built: no derivation ran.
 fn assert_nothing_built(engine: Engine, log: &str) {
-    assert!(!log.contains(".drv'..."), "{engine:?} built something:\n{log}");
+    assert!(built(log).is_empty(), "{engine:?} built something:\n{log}");
 }
 
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn a_fresh_runner_with_a_local_cache_rebuilds_only_the_app() {
-    let _engines = exclusive_engines();
-    let d26 = d26_only("--cache-to type=local (dockerd 26's containerd store)");
+    let d26 = Engine::D26;
+    let _engines = d26.exclusive();
     let fx = Fixture::new("ci-local", APP);
     // Outside the build context: the context must stay the same.
     let store = Fixture::new("ci-local-cache", "unused\n");
@@ -39,23 +43,22 @@ fn a_fresh_runner_with_a_local_cache_rebuilds_only_the_app() {
     let _ = d26.docker(&["image", "rm", "-f", &tag("ci-local", d26)]);
     fx.write("app/message", "message v2\n");
     let (fresh, log) = d26.build_id(&fx, "ci-local", &["--cache-from", &import]);
-    assert_contains(&log, &["-edited-1.0.drv'...", "dependencies taken from BuildKit's cache"]);
+    assert_contains(&log, &["-edited-1.0.drv'...", "dependencies from the dependency layers"]);
     assert!(!log.contains("building slowdep"), "a dependency was rebuilt:\n{log}");
-    let built: Vec<&str> = log.lines().filter(|l| l.contains("building '/nix/store/")).collect();
-    assert_eq!(built.len(), 1, "only the app's derivation: {built:?}");
+    assert_eq!(built(&log).len(), 1, "only the app's derivation: {:?}", built(&log));
     assert_eq!(d26.run_image(&tag("ci-local", d26), &[]).stdout, "message v2\nslow dependency\n");
 
-    // The warm builder (the same one, now) gives the same image.
-    let (warm, log) = d26.build_id(&fx, "ci-local", &["--no-cache"]);
-    assert_nothing_built(d26, &log);
-    assert_eq!(warm, fresh, "a fresh runner's image is the warm builder's");
+    // The same builder, everything run again (its store holds no dependency: the fresh
+    // runner's package step took them from the layers), gives the same image.
+    let (warm, _) = d26.build_id(&fx, "ci-local", &["--no-cache"]);
+    assert_eq!(warm, fresh, "a fresh runner's image is the one built from scratch");
 }
 
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn the_exported_cache_carries_the_closure_once_and_no_builder_image() {
-    let _engines = exclusive_engines();
-    let d26 = d26_only("--cache-to type=local (dockerd 26's containerd store)");
+    let d26 = Engine::D26;
+    let _engines = d26.exclusive();
     let fx = Fixture::new("ci-size", APP);
     let store = Fixture::new("ci-size-cache", "unused\n");
     let cache = store.file_for(d26, "cache");
@@ -66,15 +69,23 @@ fn the_exported_cache_carries_the_closure_once_and_no_builder_image() {
         std::fs::read_dir(&blobs).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     let image: u64 = image::saved_layers(d26, &tag("ci-size", d26)).iter().map(|(size, _)| size).sum();
     let builder: u64 = d26.inspect("localnix/nix:2.8")["Size"].as_u64().unwrap();
-    assert!(exported < image * 13 / 10 + 200_000, "exported {exported} bytes for an image of {image}");
+    // Besides the image's layers: the derivations and sources the package is made from, twice
+    // (the evaluation's binary cache, from which the dependency steps take them, and its tree
+    // for the package step), here mostly the static busybox these flakes build with (about
+    // 1 MB compressed).
+    let sources = std::fs::metadata("/bin/busybox").unwrap().len() * 12 / 10;
+    assert!(
+        exported < image * 13 / 10 + sources + 200_000,
+        "exported {exported} bytes for an image of {image} (and {sources} of sources)"
+    );
     assert!(exported < builder / 4, "the builder image ({builder} bytes) is in the export ({exported})");
 }
 
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn a_fresh_runner_with_inline_cache_rebuilds_only_the_app() {
-    let _engines = exclusive_engines();
     let d20 = Engine::D20;
+    let _engines = d20.exclusive();
     let fx = Fixture::new("ci-inline", APP);
     let inline = ["--build-arg", "BUILDKIT_INLINE_CACHE=1"];
     d20.prune();
@@ -104,16 +115,14 @@ fn a_fresh_runner_with_inline_cache_rebuilds_only_the_app() {
     d20.prune();
     fx.write("app/message", "message v2\n");
     let (_, log) = d20.build_id(&fx, "ci-inline-edit", &with_cache);
-    assert_contains(&log, &["-edited-1.0.drv'...", "dependencies taken from BuildKit's cache"]);
-    let built: Vec<&str> = log.lines().filter(|l| l.contains("building '/nix/store/")).collect();
-    assert_eq!(built.len(), 1, "only the app's derivation: {built:?}");
+    assert_contains(&log, &["-edited-1.0.drv'...", "dependencies from the dependency layers"]);
+    assert_eq!(built(&log).len(), 1, "only the app's derivation: {:?}", built(&log));
     let edited = tag("ci-inline-edit", d20);
     assert_eq!(d20.run_image(&edited, &[]).stdout, "message v2\nslow dependency\n");
 
-    // The warm builder (the same one, now) gives the same layers and config; without
+    // The same builder, everything run again, gives the same layers and config; without
     // inline cache nixfront leaves the memo out.
-    let (_, log) = d20.build_id(&fx, "ci-inline-warm", &["--no-cache"]);
-    assert_nothing_built(d20, &log);
+    d20.build_id(&fx, "ci-inline-warm", &["--no-cache"]);
     let (fresh, warm) = (d20.inspect(&edited), d20.inspect(&tag("ci-inline-warm", d20)));
     assert_eq!(fresh["RootFS"], warm["RootFS"], "a fresh runner's layers are the warm builder's");
     assert_eq!(fresh["Config"], warm["Config"]);

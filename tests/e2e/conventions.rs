@@ -1,18 +1,13 @@
 //! The Docker conventions users bring: build args, reproducible images, subrequests.
 
-use crate::harness::engine::d26_only;
 use crate::harness::git::GitServer;
-use crate::harness::{
-    Engine, Fixture, assert_contains, engines, exclusive_engines, image, shared_engines, tag,
-};
+use crate::harness::{Engine, Fixture, assert_contains, image, tag};
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn build_args_expand_and_nixfront_args_are_checked() {
-    let _engines = shared_engines();
-    let fx =
-        Fixture::new("args", "# syntax=org/nixfront\nARG APP=bye\nFLAKE .#${APP}\nLABEL built-app=$APP\n");
-    for engine in engines() {
+on_engines! {
+    fn build_args_expand_and_nixfront_args_are_checked(engine) {
+        let _engines = engine.shared();
+        let fx =
+            Fixture::new("args", "# syntax=org/nixfront\nARG APP=bye\nFLAKE .#${APP}\nLABEL built-app=$APP\n");
         let t = tag("args", engine);
         let default = engine.build(&fx, &t, &[]);
         assert!(default.ok, "{engine:?}: {}", default.all());
@@ -30,11 +25,9 @@ fn build_args_expand_and_nixfront_args_are_checked() {
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn nix_config_reaches_nix_build_and_not_the_image() {
-    let _engines = shared_engines();
-    for engine in engines() {
+on_engines! {
+    fn nix_config_reaches_nix_build_and_not_the_image(engine) {
+        let _engines = engine.shared();
         // A new `slowdep` must be built: with max-jobs = 0 Nix refuses to, proving it read the line.
         let fx = Fixture::new("nixconf", "# syntax=org/nixfront\nFLAKE .#edited\n");
         let t = tag("nixconf", engine);
@@ -49,12 +42,10 @@ fn nix_config_reaches_nix_build_and_not_the_image() {
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn the_same_flake_gives_the_same_image_on_a_fresh_builder() {
-    let _engines = exclusive_engines();
-    let fx = Fixture::new("repro", "# syntax=org/nixfront\nFLAKE .#hello\nEXPOSE 80\n");
-    for engine in engines() {
+on_engines! {
+    fn the_same_flake_gives_the_same_image_on_a_fresh_builder(engine) {
+        let _engines = engine.exclusive();
+        let fx = Fixture::new("repro", "# syntax=org/nixfront\nFLAKE .#hello\nEXPOSE 80\n");
         let t = tag("repro", engine);
         // buildx adds a provenance attestation (with build times) unless told not to.
         let extra: &[&str] = if engine == Engine::D26 { &["--provenance=false"] } else { &[] };
@@ -79,8 +70,8 @@ fn the_same_flake_gives_the_same_image_on_a_fresh_builder() {
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn subrequests_answer_outline_targets_lint_and_describe() {
-    let _engines = shared_engines();
-    let d26 = d26_only("subrequests (only buildx sends them)");
+    let d26 = Engine::D26;
+    let _engines = d26.shared();
     let fx = Fixture::new("print", "# syntax=org/nixfront\nARG APP=hello\nFLAKE .#${APP}\n");
     let outline = d26.print(&fx, "outline", &[]);
     assert!(outline.ok, "{}", outline.all());
@@ -107,13 +98,11 @@ fn subrequests_answer_outline_targets_lint_and_describe() {
     );
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn secrets_reach_nix_build_and_nothing_else() {
-    let _engines = shared_engines();
-    const NETRC_VALUE: &str = "SECRET-NETRC-8c1f";
-    const TOKEN_VALUE: &str = "SECRET-TOKEN-77aa";
-    for engine in engines() {
+on_engines! {
+    fn secrets_reach_nix_build_and_nothing_else(engine) {
+        let _engines = engine.shared();
+        const NETRC_VALUE: &str = "SECRET-NETRC-8c1f";
+        const TOKEN_VALUE: &str = "SECRET-TOKEN-77aa";
         // A new derivation, so nix build really runs with the secrets mounted.
         let fx = Fixture::new("secrets", "# syntax=org/nixfront\nFLAKE .#edited\n");
         // Outside the build context, so the context transfer cannot carry them.
@@ -143,15 +132,13 @@ fn secrets_reach_nix_build_and_nothing_else() {
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn platforms_map_to_nix_systems() {
-    let _engines = shared_engines();
-    let fx = Fixture::new(
-        "platforms",
-        "# syntax=org/nixfront\nARG TARGETARCH\nARG BUILDPLATFORM\nFLAKE .#sys\nLABEL arch=$TARGETARCH built-on=$BUILDPLATFORM\n",
-    );
-    for engine in engines() {
+on_engines! {
+    fn platforms_map_to_nix_systems(engine) {
+        let _engines = engine.shared();
+        let fx = Fixture::new(
+            "platforms",
+            "# syntax=org/nixfront\nARG TARGETARCH\nARG BUILDPLATFORM\nFLAKE .#sys\nLABEL arch=$TARGETARCH built-on=$BUILDPLATFORM\n",
+        );
         let t = tag("platforms", engine);
         let single = engine.build(&fx, &t, &["--platform", "linux/386"]);
         assert!(single.ok, "{engine:?}: {}", single.all());
@@ -187,13 +174,11 @@ fn platforms_map_to_nix_systems() {
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn the_sbom_is_the_closure() {
-    let _engines = shared_engines();
-    let fx = Fixture::new("sbom", "# syntax=org/nixfront\nFLAKE .#hello\n");
-    let closure = fx.expected_closure("hello");
-    for engine in engines() {
+on_engines! {
+    fn the_sbom_is_the_closure(engine) {
+        let _engines = engine.shared();
+        let fx = Fixture::new("sbom", "# syntax=org/nixfront\nFLAKE .#hello\n");
+        let closure = fx.expected_closure("hello");
         let t = tag("sbom", engine);
         if engine == Engine::D26 {
             // No scanner image can be pulled here: the SBOM can only be nixfront's own.
@@ -242,48 +227,46 @@ fn assert_sbom_is(spdx: &serde_json::Value, closure: &[String]) {
     );
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn the_context_honours_dockerignore_and_is_not_sent_when_unused() {
-    let _engines = shared_engines();
-    let fx = Fixture::new("ignore", "# syntax=org/nixfront\nFLAKE .#ctxfiles\n");
-    fx.write("secret.txt", "not for the image\n");
-    for engine in engines() {
-        let t = tag("ignore", engine);
-        fx.write(".dockerignore", "# keep secrets out\n/secret.txt\n");
-        let ignored = engine.build(&fx, &t, &[]);
-        assert!(ignored.ok, "{engine:?}: {}", ignored.all());
-        let listing = engine.run_image(&t, &[]).stdout;
-        assert!(listing.contains("flake.nix") && !listing.contains("secret.txt"), "{engine:?}: {listing}");
+on_engines! {
+    fn the_context_honours_dockerignore_and_is_not_sent_when_unused(engine) {
+        let _engines = engine.shared();
+        let fx = Fixture::new("ignore", "# syntax=org/nixfront\nFLAKE .#ctxfiles\n");
+        fx.write("secret.txt", "not for the image\n");
+        {
+            let t = tag("ignore", engine);
+            fx.write(".dockerignore", "# keep secrets out\n/secret.txt\n");
+            let ignored = engine.build(&fx, &t, &[]);
+            assert!(ignored.ok, "{engine:?}: {}", ignored.all());
+            let listing = engine.run_image(&t, &[]).stdout;
+            assert!(listing.contains("flake.nix") && !listing.contains("secret.txt"), "{engine:?}: {listing}");
 
-        fx.remove(".dockerignore");
-        let all = engine.build(&fx, &t, &[]);
-        assert!(all.ok, "{engine:?}: {}", all.all());
-        assert!(engine.run_image(&t, &[]).stdout.contains("secret.txt"), "{engine:?}: without .dockerignore");
-    }
-    // A reference that needs no context: nothing of it is transferred (the fetch itself fails
-    // here, offline).
-    let remote = Fixture::new("nocontext", "# syntax=org/nixfront\nFLAKE github:nixfront-test/none#x\n");
-    for engine in engines() {
-        let run = engine.build(&remote, &tag("nocontext", engine), &[]);
-        assert!(!run.ok);
-        assert_contains(&run.all(), &["github:nixfront-test/none"]);
-        assert!(
-            !run.all().contains("load build context"),
-            "{engine:?} transferred the context:\n{}",
-            run.all()
-        );
-        assert!(!run.all().contains("load the context's .dockerignore"), "{engine:?}");
+            fx.remove(".dockerignore");
+            let all = engine.build(&fx, &t, &[]);
+            assert!(all.ok, "{engine:?}: {}", all.all());
+            assert!(engine.run_image(&t, &[]).stdout.contains("secret.txt"), "{engine:?}: without .dockerignore");
+        }
+        // A reference that needs no context: nothing of it is transferred (the fetch itself fails
+        // here, offline).
+        let remote = Fixture::new("nocontext", "# syntax=org/nixfront\nFLAKE github:nixfront-test/none#x\n");
+        {
+            let run = engine.build(&remote, &tag("nocontext", engine), &[]);
+            assert!(!run.ok);
+            assert_contains(&run.all(), &["github:nixfront-test/none"]);
+            assert!(
+                !run.all().contains("load build context"),
+                "{engine:?} transferred the context:\n{}",
+                run.all()
+            );
+            assert!(!run.all().contains("load the context's .dockerignore"), "{engine:?}");
+        }
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn a_git_url_is_a_remote_context() {
-    let _engines = shared_engines();
-    for (i, engine) in engines().into_iter().enumerate() {
+on_engines! {
+    fn a_git_url_is_a_remote_context(engine) {
+        let _engines = engine.shared();
         let fx = Fixture::new("gitctx", "# syntax=org/nixfront\nFLAKE .#bye\n");
-        let server = GitServer::serve(engine, &fx, 19418 + i as u16);
+        let server = GitServer::serve(engine, &fx, 19418 + engine as u16);
         let t = tag("gitctx", engine);
         let built = engine.build_context(&format!("{}#main", server.url), &t, &[]);
         assert!(built.ok, "{engine:?}: {}", built.all());
@@ -291,12 +274,10 @@ fn a_git_url_is_a_remote_context() {
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn parser_warnings_reach_the_build_output_where_buildkit_shows_them() {
-    let _engines = shared_engines();
-    let fx = Fixture::new("warn", "# syntax=org/nixfront\nFLAKE .#bye\nCMD [\"a\"]\nCMD [\"b\"]\n");
-    for engine in engines() {
+on_engines! {
+    fn parser_warnings_reach_the_build_output_where_buildkit_shows_them(engine) {
+        let _engines = engine.shared();
+        let fx = Fixture::new("warn", "# syntax=org/nixfront\nFLAKE .#bye\nCMD [\"a\"]\nCMD [\"b\"]\n");
         let t = tag("warn", engine);
         let built = engine.build(&fx, &t, &[]);
         assert!(built.ok, "{engine:?}: {}", built.all());
@@ -313,21 +294,19 @@ fn parser_warnings_reach_the_build_output_where_buildkit_shows_them() {
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn no_cache_runs_the_build_again() {
-    let _engines = shared_engines();
-    let fx = Fixture::new("nocache", "# syntax=org/nixfront\nFLAKE .#bye\n");
-    for engine in engines() {
+on_engines! {
+    fn no_cache_runs_the_build_again(engine) {
+        let _engines = engine.shared();
+        let fx = Fixture::new("nocache", "# syntax=org/nixfront\nFLAKE .#bye\n");
         let t = tag("nocache", engine);
         assert!(engine.build(&fx, &t, &[]).ok);
         let cached = engine.build(&fx, &t, &[]);
         assert!(
-            cached.ok && !cached.all().contains("store paths copied"),
+            cached.ok && !cached.all().contains("nixfront: closure of"),
             "{engine:?}: the nix step was cached"
         );
         let again = engine.build(&fx, &t, &["--no-cache"]);
         assert!(again.ok, "{engine:?}: {}", again.all());
-        assert_contains(&again.all(), &["nixfront: closure of 2 store paths copied"]);
+        assert_contains(&again.all(), &["nixfront: closure of 2 store paths"]);
     }
 }

@@ -2,16 +2,14 @@
 //! closure and runs; every instruction reaches the config; bad input fails clearly and
 //! leaves no image.
 
-use crate::harness::{Fixture, assert_contains, engines, image, shared_engines, tag};
+use crate::harness::{Fixture, assert_contains, image, tag};
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn the_image_runs_and_holds_exactly_the_closure() {
-    let _engines = shared_engines();
-    let fx = Fixture::new("closure", "# syntax=org/nixfront\nFLAKE .#hello\n");
-    let expected = fx.expected_closure("hello");
-    assert_eq!(expected.len(), 3, "hello + greeting + tools: {expected:?}");
-    for engine in engines() {
+on_engines! {
+    fn the_image_runs_and_holds_exactly_the_closure(engine) {
+        let _engines = engine.shared();
+        let fx = Fixture::new("closure", "# syntax=org/nixfront\nFLAKE .#hello\n");
+        let expected = fx.expected_closure("hello");
+        assert_eq!(expected.len(), 3, "hello + greeting + tools: {expected:?}");
         let t = tag("closure", engine);
         let build = engine.build(&fx, &t, &[]);
         assert!(build.ok, "{engine:?} build failed:\n{}", build.all());
@@ -35,12 +33,10 @@ fn the_image_runs_and_holds_exactly_the_closure() {
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn flake_and_target_select_the_attribute() {
-    let _engines = shared_engines();
-    let fx = Fixture::new("select", "# syntax=org/nixfront\nFLAKE .#bye\n");
-    for engine in engines() {
+on_engines! {
+    fn flake_and_target_select_the_attribute(engine) {
+        let _engines = engine.shared();
+        let fx = Fixture::new("select", "# syntax=org/nixfront\nFLAKE .#bye\n");
         let t = tag("select", engine);
         let by_file = engine.build(&fx, &t, &[]);
         assert!(by_file.ok, "{engine:?}: {}", by_file.all());
@@ -54,25 +50,23 @@ fn flake_and_target_select_the_attribute() {
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn every_config_instruction_reaches_the_image() {
-    let _engines = shared_engines();
-    let dockerfile = r#"# syntax=org/nixfront
-FLAKE .#multi
-ENTRYPOINT ["two"]
-CMD ["--flag"]
-ENV GREETING="hi there" \
-    MODE=prod
-LABEL org.opencontainers.image.title=multi team=core
-EXPOSE 8080 53/udp
-USER 1000:1000
-WORKDIR /srv/app
-STOPSIGNAL SIGINT
-VOLUME ["/data"]
-"#;
-    let fx = Fixture::new("config", dockerfile);
-    for engine in engines() {
+on_engines! {
+    fn every_config_instruction_reaches_the_image(engine) {
+        let _engines = engine.shared();
+        let dockerfile = r#"# syntax=org/nixfront
+    FLAKE .#multi
+    ENTRYPOINT ["two"]
+    CMD ["--flag"]
+    ENV GREETING="hi there" \
+        MODE=prod
+    LABEL org.opencontainers.image.title=multi team=core
+    EXPOSE 8080 53/udp
+    USER 1000:1000
+    WORKDIR /srv/app
+    STOPSIGNAL SIGINT
+    VOLUME ["/data"]
+    "#;
+        let fx = Fixture::new("config", dockerfile);
         let t = tag("config", engine);
         let build = engine.build(&fx, &t, &["--label", "from.cli=yes"]);
         assert!(build.ok, "{engine:?}: {}", build.all());
@@ -102,13 +96,11 @@ VOLUME ["/data"]
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn a_flake_nix_can_be_the_dockerfile() {
-    let _engines = shared_engines();
-    let fx = Fixture::new("flakefile", "unused\n");
-    fx.remove("Dockerfile");
-    for engine in engines() {
+on_engines! {
+    fn a_flake_nix_can_be_the_dockerfile(engine) {
+        let _engines = engine.shared();
+        let fx = Fixture::new("flakefile", "unused\n");
+        fx.remove("Dockerfile");
         let t = tag("flakefile", engine);
         let build = engine.build(&fx, &t, &["-f", &fx.file_for(engine, "flake.nix")]);
         assert!(build.ok, "{engine:?}: {}", build.all());
@@ -116,74 +108,74 @@ fn a_flake_nix_can_be_the_dockerfile() {
     }
 }
 
-/// Each bad input fails with a message that says what and where, and leaves no image.
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn bad_input_fails_clearly_and_leaves_no_image() {
-    let _engines = shared_engines();
-    struct Case {
-        name: &'static str,
-        dockerfile: &'static str,
-        no_flake: bool,
-        expect: &'static [&'static str],
-    }
-    let cases = [
-        Case {
-            name: "unknown-instruction",
-            dockerfile: "# syntax=org/nixfront\nFLAKE .#hello\nEXPOS 80\n",
-            no_flake: false,
-            expect: &["Dockerfile:3: EXPOS: unknown instruction `EXPOS`; did you mean EXPOSE?"],
-        },
-        Case {
-            name: "missing-flake",
-            dockerfile: "# syntax=org/nixfront\nFLAKE .#hello\n",
-            no_flake: true,
-            expect: &["nix build .#hello` failed", "flake.nix"],
-        },
-        Case {
-            name: "missing-attribute",
-            dockerfile: "# syntax=org/nixfront\nFLAKE .#nosuchthing\n",
-            no_flake: false,
-            expect: &["does not provide attribute", "nosuchthing"],
-        },
-        Case {
-            name: "failing-derivation",
-            dockerfile: "# syntax=org/nixfront\nFLAKE .#broken\n",
-            no_flake: false,
-            expect: &["kaboom: the build of broken failed on purpose", "nix build .#broken` failed"],
-        },
-        Case {
-            name: "shell-metacharacters",
-            dockerfile: "# syntax=org/nixfront\nFLAKE '.#hello;touch${IFS}/tmp/pwned;$(id)`id`'\n",
-            no_flake: false,
-            // Nix quotes back the whole reference, unexpanded: no shell ever parsed it.
-            expect: &["error: 'path:/nixfront/src#hello;touch${IFS}/tmp/pwned;$(id)`id`' is not a valid URL"],
-        },
-        Case {
-            name: "shell-form",
-            dockerfile: "# syntax=org/nixfront\nFLAKE .#hello\n\nCMD hello --now\n",
-            no_flake: false,
-            expect: &["Dockerfile:4: CMD: shell form is not possible"],
-        },
-        Case {
-            name: "no-entrypoint",
-            dockerfile: "# syntax=org/nixfront\nFLAKE .#multi\n",
-            no_flake: false,
-            expect: &["add ENTRYPOINT", "one, two"],
-        },
-    ];
-    for case in &cases {
-        let fx = Fixture::new(case.name, case.dockerfile);
-        if case.no_flake {
-            fx.remove("flake.nix");
+on_engines! {
+    /// Each bad input fails with a message that says what and where, and leaves no image.
+    fn bad_input_fails_clearly_and_leaves_no_image(engine) {
+        let _engines = engine.shared();
+        struct Case {
+            name: &'static str,
+            dockerfile: &'static str,
+            no_flake: bool,
+            expect: &'static [&'static str],
         }
-        for engine in engines() {
-            let t = tag(case.name, engine);
-            let build = engine.build(&fx, &t, &[]);
-            assert!(!build.ok, "{} on {engine:?} should fail:\n{}", case.name, build.all());
-            assert_contains(&build.all(), case.expect);
-            assert!(!engine.image_exists(&t), "{} on {engine:?} left an image", case.name);
-            assert!(!build.all().contains("panicked"), "{}: {}", case.name, build.all());
+        let cases = [
+            Case {
+                name: "unknown-instruction",
+                dockerfile: "# syntax=org/nixfront\nFLAKE .#hello\nEXPOS 80\n",
+                no_flake: false,
+                expect: &["Dockerfile:3: EXPOS: unknown instruction `EXPOS`; did you mean EXPOSE?"],
+            },
+            Case {
+                name: "missing-flake",
+                dockerfile: "# syntax=org/nixfront\nFLAKE .#hello\n",
+                no_flake: true,
+                expect: &["nix build .#hello` failed", "flake.nix"],
+            },
+            Case {
+                name: "missing-attribute",
+                dockerfile: "# syntax=org/nixfront\nFLAKE .#nosuchthing\n",
+                no_flake: false,
+                expect: &["does not provide attribute", "nosuchthing"],
+            },
+            Case {
+                name: "failing-derivation",
+                dockerfile: "# syntax=org/nixfront\nFLAKE .#broken\n",
+                no_flake: false,
+                expect: &["kaboom: the build of broken failed on purpose", "nix build .#broken` failed"],
+            },
+            Case {
+                name: "shell-metacharacters",
+                dockerfile: "# syntax=org/nixfront\nFLAKE '.#hello;touch${IFS}/tmp/pwned;$(id)`id`'\n",
+                no_flake: false,
+                // Nix quotes back the whole reference, unexpanded: no shell ever parsed it.
+                expect: &["error: 'path:/nixfront/src#hello;touch${IFS}/tmp/pwned;$(id)`id`' is not a valid URL"],
+            },
+            Case {
+                name: "shell-form",
+                dockerfile: "# syntax=org/nixfront\nFLAKE .#hello\n\nCMD hello --now\n",
+                no_flake: false,
+                expect: &["Dockerfile:4: CMD: shell form is not possible"],
+            },
+            Case {
+                name: "no-entrypoint",
+                dockerfile: "# syntax=org/nixfront\nFLAKE .#multi\n",
+                no_flake: false,
+                expect: &["add ENTRYPOINT", "one, two"],
+            },
+        ];
+        for case in &cases {
+            let fx = Fixture::new(case.name, case.dockerfile);
+            if case.no_flake {
+                fx.remove("flake.nix");
+            }
+            {
+                let t = tag(case.name, engine);
+                let build = engine.build(&fx, &t, &[]);
+                assert!(!build.ok, "{} on {engine:?} should fail:\n{}", case.name, build.all());
+                assert_contains(&build.all(), case.expect);
+                assert!(!engine.image_exists(&t), "{} on {engine:?} left an image", case.name);
+                assert!(!build.all().contains("panicked"), "{}: {}", case.name, build.all());
+            }
         }
     }
 }

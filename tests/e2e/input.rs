@@ -3,8 +3,8 @@
 //! subrequests that see what the build sees, and dates the exporter does not take from the clock.
 
 use crate::harness::builders::{builder_image, builder_without};
-use crate::harness::engine::{NIX_IMAGE, d26_only};
-use crate::harness::{Engine, Fixture, assert_contains, engines, exclusive_engines, shared_engines, tag};
+use crate::harness::engine::NIX_IMAGE;
+use crate::harness::{Engine, Fixture, assert_contains, tag};
 
 /// buildx shows the offending line of the file marked with `>>>`; the 20.10 client shows
 /// only the message. Checks the mark (on d26) and that nothing crashed.
@@ -19,79 +19,79 @@ fn assert_points_at(engine: Engine, output: &str, line: &str) {
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn odd_and_hostile_files_fail_at_their_line_without_a_crash() {
-    let _engines = shared_engines();
-    struct Case {
-        name: &'static str,
-        file: &'static [u8],
-        message: &'static str,
-        marked: &'static str,
-    }
-    let cases = [
-        Case {
-            name: "blank-name",
-            file: b"# syntax=org/nixfront\nFLAKE .#hello\nENV $A $B\n",
-            message: "Dockerfile:3: ENV: a name is empty",
-            marked: "ENV $A $B",
-        },
-        Case {
-            name: "blank-default",
-            file: b"# syntax=org/nixfront\nLABEL ${X:- }\nFLAKE .#hello\n",
-            message: "Dockerfile:2: LABEL: ",
-            marked: "LABEL ${X:- }",
-        },
-        Case {
-            name: "json-nul",
-            file: b"# syntax=org/nixfront\nFLAKE .#hello\nENTRYPOINT [\"a\\u0000b\"]\n",
-            message: "contains a NUL character",
-            marked: "ENTRYPOINT [\"a\\u0000b\"]",
-        },
-        Case {
-            name: "raw-nul",
-            file: b"# syntax=org/nixfront\nFLAKE .#hello\n\0LABEL a=b\n",
-            message: "NUL byte (line 3, column 1)",
-            marked: "LABEL a=b",
-        },
-        Case {
-            name: "invisible",
-            file: "# syntax=org/nixfront\n\u{200b}FLAKE .#hello\n".as_bytes(),
-            message: "unknown instruction `\\u{200b}FLAKE`",
-            marked: "FLAKE .#hello",
-        },
-        Case {
-            name: "unknown",
-            file: b"# syntax=org/nixfront\nFLAKE .#hello\nEXPOS 80\n",
-            message: "Dockerfile:3: EXPOS: unknown instruction `EXPOS`; did you mean EXPOSE?",
-            marked: "EXPOS 80",
-        },
-    ];
-    for case in &cases {
-        let fx = Fixture::new(case.name, "");
-        fx.write_bytes("Dockerfile", case.file);
-        for engine in engines() {
-            let t = tag(case.name, engine);
-            let build = engine.build(&fx, &t, &[]);
-            assert!(!build.ok, "{} on {engine:?} should fail:\n{}", case.name, build.all());
-            assert_contains(&build.all(), &[case.message]);
-            assert_points_at(engine, &build.all(), case.marked);
-            assert!(!engine.image_exists(&t), "{} on {engine:?} left an image", case.name);
+on_engines! {
+    fn odd_and_hostile_files_fail_at_their_line_without_a_crash(engine) {
+        let _engines = engine.shared();
+        struct Case {
+            name: &'static str,
+            file: &'static [u8],
+            message: &'static str,
+            marked: &'static str,
         }
-        // `--check` answers with the error instead of crashing.
-        let check = d26_only("--check").print(&fx, "lint", &[]);
-        assert_contains(&check.all(), &[case.message]);
-        assert!(!check.all().contains("hit a bug"), "{}", check.all());
+        let cases = [
+            Case {
+                name: "blank-name",
+                file: b"# syntax=org/nixfront\nFLAKE .#hello\nENV $A $B\n",
+                message: "Dockerfile:3: ENV: a name is empty",
+                marked: "ENV $A $B",
+            },
+            Case {
+                name: "blank-default",
+                file: b"# syntax=org/nixfront\nLABEL ${X:- }\nFLAKE .#hello\n",
+                message: "Dockerfile:2: LABEL: ",
+                marked: "LABEL ${X:- }",
+            },
+            Case {
+                name: "json-nul",
+                file: b"# syntax=org/nixfront\nFLAKE .#hello\nENTRYPOINT [\"a\\u0000b\"]\n",
+                message: "contains a NUL character",
+                marked: "ENTRYPOINT [\"a\\u0000b\"]",
+            },
+            Case {
+                name: "raw-nul",
+                file: b"# syntax=org/nixfront\nFLAKE .#hello\n\0LABEL a=b\n",
+                message: "NUL byte (line 3, column 1)",
+                marked: "LABEL a=b",
+            },
+            Case {
+                name: "invisible",
+                file: "# syntax=org/nixfront\n\u{200b}FLAKE .#hello\n".as_bytes(),
+                message: "unknown instruction `\\u{200b}FLAKE`",
+                marked: "FLAKE .#hello",
+            },
+            Case {
+                name: "unknown",
+                file: b"# syntax=org/nixfront\nFLAKE .#hello\nEXPOS 80\n",
+                message: "Dockerfile:3: EXPOS: unknown instruction `EXPOS`; did you mean EXPOSE?",
+                marked: "EXPOS 80",
+            },
+        ];
+        for case in &cases {
+            let fx = Fixture::new(case.name, "");
+            fx.write_bytes("Dockerfile", case.file);
+            {
+                let t = tag(case.name, engine);
+                let build = engine.build(&fx, &t, &[]);
+                assert!(!build.ok, "{} on {engine:?} should fail:\n{}", case.name, build.all());
+                assert_contains(&build.all(), &[case.message]);
+                assert_points_at(engine, &build.all(), case.marked);
+                assert!(!engine.image_exists(&t), "{} on {engine:?} left an image", case.name);
+            }
+            // `--check` answers with the error instead of crashing (only buildx sends it).
+            if engine == Engine::D26 {
+                let check = engine.print(&fx, "lint", &[]);
+                assert_contains(&check.all(), &[case.message]);
+                assert!(!check.all().contains("hit a bug"), "{}", check.all());
+            }
+        }
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn a_nixfile_named_like_nix_code_is_still_a_nixfile() {
-    let _engines = shared_engines();
-    let fx = Fixture::new("dotnix", "unused\n");
-    fx.write("deploy/Dockerfile.nix", "# syntax=org/nixfront\nFLAKE .#bye\n");
-    for engine in engines() {
+on_engines! {
+    fn a_nixfile_named_like_nix_code_is_still_a_nixfile(engine) {
+        let _engines = engine.shared();
+        let fx = Fixture::new("dotnix", "unused\n");
+        fx.write("deploy/Dockerfile.nix", "# syntax=org/nixfront\nFLAKE .#bye\n");
         let t = tag("dotnix", engine);
         let built = engine.build(&fx, &t, &["-f", &fx.file_for(engine, "deploy/Dockerfile.nix")]);
         assert!(built.ok, "{engine:?}: {}", built.all());
@@ -99,13 +99,11 @@ fn a_nixfile_named_like_nix_code_is_still_a_nixfile() {
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn quotes_and_continuations_read_as_in_dockerfiles() {
-    let _engines = shared_engines();
-    let file = "# syntax=org/nixfront\nARG APP=hello\nFLAKE .#$APP\nLABEL msg=\"it's $APP\" joined=\"x\\\ny\" \\\n  raw='$APP'\n";
-    let fx = Fixture::new("quotes", file);
-    for engine in engines() {
+on_engines! {
+    fn quotes_and_continuations_read_as_in_dockerfiles(engine) {
+        let _engines = engine.shared();
+        let file = "# syntax=org/nixfront\nARG APP=hello\nFLAKE .#$APP\nLABEL msg=\"it's $APP\" joined=\"x\\\ny\" \\\n  raw='$APP'\n";
+        let fx = Fixture::new("quotes", file);
         let t = tag("quotes", engine);
         let built = engine.build(&fx, &t, &[]);
         assert!(built.ok, "{engine:?}: {}", built.all());
@@ -116,27 +114,25 @@ fn quotes_and_continuations_read_as_in_dockerfiles() {
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn oversized_files_are_refused_by_the_limit_and_big_ones_still_point_at_their_line() {
-    let _engines = shared_engines();
-    let huge = Fixture::new("huge", "");
-    let mut text = String::from("# syntax=org/nixfront\nFLAKE .#hello\n");
-    while text.len() < 20 << 20 {
-        text.push_str("# padding padding padding padding padding padding padding padding padding\n");
-    }
-    huge.write("Dockerfile", &text);
-    // Just under the limit, with an error on its last line: the whole file travels as the
-    // error's source, through BuildKit, to the client.
-    let big = Fixture::new("big", "");
-    let mut text = String::from("# syntax=org/nixfront\nFLAKE .#hello\n");
-    let label = format!("LABEL padding=\"{}\"\n", "padding ".repeat(250));
-    while text.len() + label.len() < (1 << 20) - 100 {
-        text.push_str(&label);
-    }
-    text.push_str("EXPOS 80\n");
-    big.write("Dockerfile", &text);
-    for engine in engines() {
+on_engines! {
+    fn oversized_files_are_refused_by_the_limit_and_big_ones_still_point_at_their_line(engine) {
+        let _engines = engine.shared();
+        let huge = Fixture::new("huge", "");
+        let mut text = String::from("# syntax=org/nixfront\nFLAKE .#hello\n");
+        while text.len() < 20 << 20 {
+            text.push_str("# padding padding padding padding padding padding padding padding padding\n");
+        }
+        huge.write("Dockerfile", &text);
+        // Just under the limit, with an error on its last line: the whole file travels as the
+        // error's source, through BuildKit, to the client.
+        let big = Fixture::new("big", "");
+        let mut text = String::from("# syntax=org/nixfront\nFLAKE .#hello\n");
+        let label = format!("LABEL padding=\"{}\"\n", "padding ".repeat(250));
+        while text.len() + label.len() < (1 << 20) - 100 {
+            text.push_str(&label);
+        }
+        text.push_str("EXPOS 80\n");
+        big.write("Dockerfile", &text);
         let refused = engine.build(&huge, &tag("huge", engine), &[]);
         assert!(!refused.ok);
         assert_contains(&refused.all(), &["larger than 1048576 bytes (limit MAX_FILE_BYTES)"]);
@@ -147,14 +143,12 @@ fn oversized_files_are_refused_by_the_limit_and_big_ones_still_point_at_their_li
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn a_failing_build_points_at_the_flake_line_or_the_syntax_line() {
-    let _engines = shared_engines();
-    let explicit =
-        Fixture::new("fails-at", "# syntax=org/nixfront\n# the package\n\nFLAKE .#broken\nEXPOSE 80\n");
-    let implicit = Fixture::new("fails-implicit", "# syntax=org/nixfront\nEXPOSE 80\n");
-    for engine in engines() {
+on_engines! {
+    fn a_failing_build_points_at_the_flake_line_or_the_syntax_line(engine) {
+        let _engines = engine.shared();
+        let explicit =
+            Fixture::new("fails-at", "# syntax=org/nixfront\n# the package\n\nFLAKE .#broken\nEXPOSE 80\n");
+        let implicit = Fixture::new("fails-implicit", "# syntax=org/nixfront\nEXPOSE 80\n");
         let run = engine.build(&explicit, &tag("fails-at", engine), &[]);
         assert!(!run.ok);
         assert_contains(&run.all(), &["kaboom", "`nix build .#broken` failed"]);
@@ -165,12 +159,10 @@ fn a_failing_build_points_at_the_flake_line_or_the_syntax_line() {
     }
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn a_builder_image_without_nix_is_named_and_one_without_tmp_works() {
-    let _engines = shared_engines();
-    let fx = Fixture::new("builders", "# syntax=org/nixfront\nFLAKE .#hello\n");
-    for engine in engines() {
+on_engines! {
+    fn a_builder_image_without_nix_is_named_and_one_without_tmp_works(engine) {
+        let _engines = engine.shared();
+        let fx = Fixture::new("builders", "# syntax=org/nixfront\nFLAKE .#hello\n");
         let no_nix = builder_without(engine, "nix", "rm -f /usr/bin/nix /usr/bin/nix-*");
         let run = engine.build(&fx, &tag("no-nix", engine), &["--build-arg", &format!("NIX_IMAGE={no_nix}")]);
         assert!(!run.ok);
@@ -191,8 +183,8 @@ fn a_builder_image_without_nix_is_named_and_one_without_tmp_works() {
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn subrequests_answer_with_what_the_build_would_use() {
-    let _engines = shared_engines();
-    let d26 = d26_only("subrequests (only buildx sends them)");
+    let d26 = Engine::D26;
+    let _engines = d26.shared();
     let fx = Fixture::new("outline-values", "# syntax=org/nixfront\nARG APP=hello\nFLAKE .#${APP}\n");
     let outline = d26.print(&fx, "outline", &["--build-arg", "APP=bye", "--build-arg", "NIX_LAYERS=40"]);
     assert!(outline.ok, "{}", outline.all());
@@ -217,8 +209,8 @@ fn subrequests_answer_with_what_the_build_would_use() {
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn oci_layouts_are_identical_after_a_prune() {
-    let _engines = exclusive_engines();
-    let d26 = d26_only("OCI layout export (the 20.10 client has no --output type=oci)");
+    let d26 = Engine::D26;
+    let _engines = d26.exclusive();
     let fx = Fixture::new("oci", "# syntax=org/nixfront\nFLAKE .#hello\n");
     let index = |name: &str| {
         let dest = fx.file_for(d26, name);
@@ -244,18 +236,16 @@ fn oci_layouts_are_identical_after_a_prune() {
     assert_contains(&first, &["\"org.opencontainers.image.created\":\"1970-01-01T00:00:00Z\""]);
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn a_builder_image_with_nix_in_its_store_seeds_the_persistent_store() {
-    let _engines = shared_engines();
-    // Like the official nixos/nix image: the shell lives in /nix/store, the Env names /nix.
-    const SHELL: &str = "/nix/store/00000000000000000000000000000000-busybox";
-    let lines = format!(
-        "COPY busybox {SHELL}/bin/busybox\nRUN ln -sf {SHELL}/bin/busybox /bin/sh\n\
-         ENV PATH=/nix/var/nix/profiles/default/bin:/usr/local/bin:/usr/bin:/bin\n"
-    );
-    let fx = Fixture::new("nixlike", "# syntax=org/nixfront\nFLAKE .#hello\n");
-    for engine in engines() {
+on_engines! {
+    fn a_builder_image_with_nix_in_its_store_seeds_the_persistent_store(engine) {
+        let _engines = engine.shared();
+        // Like the official nixos/nix image: the shell lives in /nix/store, the Env names /nix.
+        const SHELL: &str = "/nix/store/00000000000000000000000000000000-busybox";
+        let lines = format!(
+            "COPY busybox {SHELL}/bin/busybox\nRUN ln -sf {SHELL}/bin/busybox /bin/sh\n\
+             ENV PATH=/nix/var/nix/profiles/default/bin:/usr/local/bin:/usr/bin:/bin\n"
+        );
+        let fx = Fixture::new("nixlike", "# syntax=org/nixfront\nFLAKE .#hello\n");
         let image = builder_image(engine, "nixlike", &lines);
         let with = format!("NIX_IMAGE={image}");
         let t = tag("nixlike", engine);

@@ -3,10 +3,12 @@
 //! They need the engines and the frontend image (`scripts/test.sh` sets both up), so they
 //! are ignored by a plain `cargo test`; `scripts/test.sh` runs them with `--include-ignored`.
 
+#[macro_use]
+mod harness;
+
 mod cache;
 mod conventions;
 mod core;
-mod harness;
 mod input;
 mod layers;
 mod security;

@@ -1,60 +1,79 @@
-# Shared by nixfront's steps (sourced, never run alone): the one way every step calls Nix.
+# Shared by nixfront's steps (sourced, never run alone): the one way every step calls Nix, and
+# the functions the steps share, each taking what it works on as arguments.
 #
-# The contract (paths, exit codes) comes from the environment nixfront sets for the step
-# (plan/output.rs); user data (flake references, the system) only ever come as arguments of
-# the step's script, quoted, after `--` or as an option's value. This text is fixed and part
-# of the frontend binary; a change to it changes the steps' cache keys.
-set -eu
-: "${NIXFRONT_SECRETS:?}" "${NIXFRONT_EXIT_NO_NIX:?}" "${TMPDIR:?}"
+# The contract (paths, exit codes, settings) comes from the environment nixfront sets for the
+# step (plan/output.rs); user data (flake references, the system) only ever come as arguments of
+# the step's script, quoted, after `--` or as an option's value. This text is fixed and part of
+# the frontend binary; a change to it changes the steps' cache keys.
+#
+# No pathname expansion (`set -f`): store names may hold `?`, and lists of paths are expanded
+# unquoted on purpose.
+set -euf
 
-if ! command -v nix >/dev/null 2>&1; then
-    echo "nixfront: the builder image has no 'nix' on its PATH ($PATH)" >&2
-    exit "$NIXFRONT_EXIT_NO_NIX"
-fi
+# What every step does first: checks the builder image has Nix, makes Nix's build users, and
+# sets the Nix settings the functions below use (nix_opts, native).
+setup_step() {
+    : "${NIXFRONT_SECRETS:?}" "${NIXFRONT_EXIT_NO_NIX:?}" "${TMPDIR:?}" "${NIXFRONT_NATIVE:?}"
+    if ! command -v nix >/dev/null 2>&1; then
+        echo "nixfront: the builder image has no 'nix' on its PATH ($PATH)" >&2
+        exit "$NIXFRONT_EXIT_NO_NIX"
+    fi
+    add_build_users /etc
+    use_settings "$NIXFRONT_SECRETS" "$TMPDIR"
+    # The builder's own system (the build platform's, from nixfront): Nix builds for the
+    # target system and can still build derivations for this one.
+    native=$NIXFRONT_NATIVE
+    # Nix's own sandbox where the step may run it (NIX_SANDBOX=true: BuildKit's insecure
+    # mode); never a silent fallback to no sandbox.
+    sandbox=false
+    [ "${NIXFRONT_SANDBOX:-}" = 1 ] && sandbox=true
+    # nix and nix-store with nixfront's settings; `nixc_for SYSTEM ...` also targets SYSTEM.
+    # These come after NIX_CONFIG and the image's nix.conf on the command line, so they win.
+    nix_opts="--option filter-syscalls false --option sandbox $sandbox --option sandbox-fallback false \
+        --option build-users-group $build_group --option accept-flake-config false \
+        --option extra-platforms $native $secret_opts"
+}
 
 # Derivations never run as root: Nix runs each builder as one of the build users of group
-# nixbld (the official image has them; others get them here, in this step's own /etc). The
-# store, its database, nixfront's directories and the secrets stay root's, out of their reach.
+# nixbld (the official image has them; others get them here, in the step's own ETC). The store,
+# its database, nixfront's directories and the secrets stay root's, out of their reach.
 build_group=nixbld
-if ! grep -q "^$build_group:" /etc/group 2>/dev/null; then
-    mkdir -p /etc
+add_build_users() { # ETC
+    grep -q "^$build_group:" "$1/group" 2>/dev/null && return 0
+    mkdir -p "$1"
     members=
     for i in $(seq 1 32); do
-        echo "nixbld$i:x:$((30000 + i)):30000:Nix build user $i:/var/empty:/bin/false" >>/etc/passwd
+        echo "nixbld$i:x:$((30000 + i)):30000:Nix build user $i:/var/empty:/bin/false" >>"$1/passwd"
         members="$members${members:+,}nixbld$i"
     done
-    echo "$build_group:x:30000:$members" >>/etc/group
-fi
+    echo "$build_group:x:30000:$members" >>"$1/group"
+}
 
-# Secrets from the client (`--secret id=netrc`, `--secret id=access-tokens`), when given.
-# Their contents are never printed; access tokens reach Nix through NIX_CONFIG only.
-secret_opts=
-if [ -s "$NIXFRONT_SECRETS/netrc" ]; then
-    secret_opts="--option netrc-file $NIXFRONT_SECRETS/netrc"
-    echo "nixfront: using the netrc from --secret id=netrc" >&2
-fi
-if [ -s "$NIXFRONT_SECRETS/access-tokens" ]; then
-    NIX_CONFIG="${NIX_CONFIG:-}
-access-tokens = $(tr '\n' ' ' <"$NIXFRONT_SECRETS/access-tokens")"
-    export NIX_CONFIG
-    echo "nixfront: using access tokens from --secret id=access-tokens" >&2
-fi
-[ -S "${SSH_AUTH_SOCK:-}" ] && echo "nixfront: forwarding the SSH agent from --ssh default" >&2
+# nixfront's defaults and the client's access tokens (in SECRETS), in a configuration file
+# under TMP that only root can read, which Nix reads as the user's nix.conf: never in Nix's
+# environment or on its command line, which a builder can see (`impureEnvVars`,
+# /proc/*/cmdline). NIX_CONFIG comes after it, so the build's own settings win over the
+# defaults. The netrc is passed by its path (secret_opts).
+use_settings() { # SECRETS TMP
+    conf_dir=$(mktemp -d "$2/nixfront-conf.XXXXXX")
+    (
+        umask 077
+        printf '%s\n' "${NIXFRONT_NIX_DEFAULTS:-}" >"$conf_dir/nix.conf"
+        if [ -s "$1/access-tokens" ]; then
+            printf 'access-tokens = %s\n' "$(tr '\n' ' ' <"$1/access-tokens")" >>"$conf_dir/nix.conf"
+        fi
+    )
+    NIX_USER_CONF_FILES=$conf_dir/nix.conf
+    export NIX_USER_CONF_FILES
+    secret_opts=
+    if [ -s "$1/netrc" ]; then
+        secret_opts="--option netrc-file $1/netrc"
+        echo "nixfront: using the netrc from --secret id=netrc" >&2
+    fi
+    if [ -s "$1/access-tokens" ]; then echo "nixfront: using access tokens from --secret id=access-tokens" >&2; fi
+    if [ -S "${SSH_AUTH_SOCK:-}" ]; then echo "nixfront: forwarding the SSH agent from --ssh default" >&2; fi
+}
 
-# The builder's own system: Nix builds for the target system and can still build
-# derivations for this one.
-native=$(nix --extra-experimental-features nix-command eval --impure --raw --expr builtins.currentSystem)
-
-# Nix's own sandbox where the step may run it (NIX_SANDBOX=true: BuildKit's insecure mode);
-# never a silent fallback to no sandbox.
-sandbox=false
-[ "${NIXFRONT_SANDBOX:-}" = 1 ] && sandbox=true
-
-# nix and nix-store with nixfront's settings; `nixc_for SYSTEM ...` also targets SYSTEM. These
-# come after NIX_CONFIG and the image's nix.conf on the command line, so they win.
-nix_opts="--option filter-syscalls false --option sandbox $sandbox --option sandbox-fallback false \
-    --option build-users-group $build_group --option accept-flake-config false \
-    --option extra-platforms $native $secret_opts"
 nixc() {
     # shellcheck disable=SC2086
     nix --extra-experimental-features 'nix-command flakes' $nix_opts "$@"
@@ -71,40 +90,93 @@ nixstore_for() {
     nix-store $nix_opts --option system "$system" "$@"
 }
 
-# The package's name and meta.mainProgram (for the entrypoint) and the flake's metadata (its
-# lastModified dates the image) as JSON files in DIR; `null` where Nix cannot tell.
-package_facts() { # SYSTEM REF FLAKE DIR
-    nixc_for "$1" eval --json --no-write-lock-file \
-        --apply 'p: { name = p.name or null; mainProgram = (p.meta or {}).mainProgram or null; }' \
-        -- "$2" >"$4/package.json" 2>/dev/null || echo null >"$4/package.json"
-    nixc flake metadata --json --no-write-lock-file -- "$3" >"$4/flake.json" 2>/dev/null \
-        || echo null >"$4/flake.json"
-}
-
 # The lines of FILE as a JSON array of strings (store paths: no quotes or backslashes).
-json_lines() {
+json_lines() { # FILE
     printf '['
     sep=
     while read -r line; do printf '%s"%s"' "$sep" "$line"; sep=,; done <"$1"
     printf ']'
 }
 
-# Fails with what to do when the persistent store lacks PATH, which an earlier, cached step
-# made (WHAT it did): the store was dropped while BuildKit kept that step's cache.
-require_in_store() { # PATH WHAT
-    [ -e "$1" ] && return 0
-    echo "nixfront: the persistent store lacks $1, which an earlier (cached) step $2;" \
-        "build again with --no-cache (the store is kept)" >&2
-    exit 1
+# The persistent store is mounted with sharing=private: this step has its instance to itself,
+# no other Nix and no builder runs in it now. Nix gives every valid path to root, so what a
+# build user owns in /nix/store is junk (a killed or failed build's output, or a plant), and a
+# lock file that is not a plain file of root's, alone, was planted (Nix, as root, would follow
+# a symlink there, or write into the file a hard link shares). Both go before any builder of
+# this step runs. Root's own entries stay: Nix's and the builder image's (whose /nix/store may
+# hold paths its database does not). `find` hands over exact names, `rm` never follows a
+# symlink, and nothing else writes here meanwhile.
+sweep_store() { # STORE
+    [ -d "$1" ] || return 0
+    doomed=$(mktemp "$TMPDIR/sweep.XXXXXX")
+    find "$1" -mindepth 1 -maxdepth 1 ! -name .links \
+        \( ! -user 0 -o -name '*.lock' \( ! -type f -o -links +1 \) \) -print0 >"$doomed"
+    [ -s "$doomed" ] || return 0
+    n=$(tr -cd '\000' <"$doomed" | wc -c)
+    kib=0
+    # (A name may hold a newline: only lines that start with a size and a tab count.)
+    for k in $(xargs -0 du -sxk -- <"$doomed" | grep "^[0-9][0-9]*$(printf '\t')" | cut -f1); do kib=$((kib + k)); done
+    xargs -0 rm -rf -- <"$doomed"
+    echo "nixfront: swept $n entries that earlier builds left in the Nix store ($kib KiB)" >&2
+}
+
+# The store paths that building the derivations listed in FILE would write, into OUT: the
+# outputs of what Nix builds and the paths it fetches.
+will_write() { # SYSTEM FILE OUT
+    nixc_for "$1" build --dry-run --no-link $(cat "$2") >/dev/null 2>"$3.dry"
+    grep -E '^  /nix/store/' "$3.dry" | tr -d ' ' >"$3.all" || true
+    grep '\.drv$' "$3.all" | xargs -r nix-store --query --outputs >"$3" || true
+    grep -v '\.drv$' "$3.all" >>"$3" || true
+}
+
+# Makes a lock file, root's own, for every store path listed in FILE, before any builder runs:
+# Nix opens `<path>.lock` when it writes a path and follows a symlink there, and a builder of
+# this step could otherwise plant one for a path Nix writes after its build. A build user cannot
+# remove a root's file from /nix/store (it is sticky). One that is there already was left by
+# an earlier step (the sweep kept it: a plain file of root's, alone) and serves as it is.
+prelock() { # FILE
+    while IFS= read -r p; do
+        [ -n "$p" ] || continue
+        (set -C && : >"$p.lock") 2>/dev/null && continue
+        if [ -L "$p.lock" ] || [ "$(stat -c '%u %h' -- "$p.lock")" != "0 1" ] || [ ! -f "$p.lock" ]; then
+            echo "nixfront: $p.lock exists before Nix ran and is not root's alone; refusing to build over it" >&2
+            exit 1
+        fi
+    done <"$1"
+}
+
+# Builds the derivations listed in FILE for SYSTEM (their outputs; fetched where a substituter
+# has them), with a lock file made for everything it writes.
+realise_locked() { # SYSTEM FILE
+    will_write "$1" "$2" "$2.writes"
+    prelock "$2.writes"
+    nixc_for "$1" build --no-link --print-build-logs $(cat "$2")
+}
+
+# `nix copy ARGS...` of the store paths listed in FILE, a `.drv` taken as itself, never as the
+# derivation's outputs.
+copy_paths() { # FILE ARGS...
+    list=$1
+    shift
+    grep -v '\.drv$' "$list" >"$list.plain" || true
+    grep '\.drv$' "$list" >"$list.drvs" || true
+    if [ -s "$list.plain" ]; then nixc copy --quiet "$@" $(cat "$list.plain"); fi
+    if [ -s "$list.drvs" ]; then nixc copy --quiet --derivation "$@" $(cat "$list.drvs"); fi
+}
+
+# Copies the store paths listed in FILE that this store lacks from the binary cache in DIR (a
+# `file://` cache a step wrote). Only content-addressed paths are taken: Nix computes their
+# place from their content, and refuses every other path of such a cache, which has no
+# signature (require-sigs is forced on).
+copy_content_addressed() { # DIR FILE
+    xargs -r nix-store --check-validity --print-invalid <"$2" >"$2.missing"
+    if [ -s "$2.missing" ]; then copy_paths "$2.missing" --option require-sigs true --from "file://$1"; fi
 }
 
 # The runtime closure of the store paths listed in FILE: `nix path-info --json` into JSON and
-# the paths, one a line, into LIST. Store paths contain no blanks or glob characters, so the
-# unquoted expansion is a plain list.
+# the paths, one a line, into LIST.
 closure_of() { # FILE JSON LIST
-    # shellcheck disable=SC2046
     nixc path-info --json --recursive -- $(cat "$1") >"$2"
-    # shellcheck disable=SC2046
     nixc path-info --recursive -- $(cat "$1") >"$3"
 }
 
@@ -114,4 +186,61 @@ lay_out() { # FILE DIR
     mkdir -p "$2/nix/store"
     [ -s "$1" ] && xargs cp -a -t "$2/nix/store/" -- <"$1"
     touch -h -d @1 "$2/nix/store" "$2/nix"
+}
+
+# With NIX_VERIFY_STORE=true, checks every path of the store against the hash its database
+# records before building. Catches accidental damage.
+verify_store() {
+    [ "${NIXFRONT_VERIFY_STORE:-}" = 1 ] || return 0
+    echo "nixfront: verifying the Nix store (NIX_VERIFY_STORE=true)" >&2
+    if ! nix-store --verify --check-contents; then
+        echo "nixfront: the persistent Nix store is damaged; drop it with" \
+            "'docker builder prune --filter type=exec.cachemount' and build again" >&2
+        exit 1
+    fi
+    echo "nixfront: the Nix store is consistent" >&2
+}
+
+# Records the store paths listed in FILE, and their derivations, as garbage-collector roots of
+# one build (with keep-outputs a derivation keeps its build-time inputs), so that a bounded store
+# keeps what the latest builds need.
+record_roots() { # FILE
+    roots=/nix/var/nix/gcroots/nixfront
+    root_name="$(date +%s%N)-$(head -c 40 "$1" | tr -cd 'a-z0-9')"
+    mkdir -p "$roots/$root_name"
+    i=0
+    while IFS= read -r p; do
+        ln -sfn "$p" "$roots/$root_name/path-$i"
+        drv=$(nix-store --query --deriver "$p" 2>/dev/null || true)
+        case $drv in /nix/store/*.drv) [ -e "$drv" ] && ln -sfn "$drv" "$roots/$root_name/drv-$i" ;; esac
+        i=$((i + 1))
+    done <"$1"
+}
+
+# A bounded store (NIX_STORE_MAX, which gives the build a store of its own): past the bound,
+# drops the roots of all but the most recent builds and collects garbage, keeping their
+# closures and build-time inputs, and says so.
+bound_store() {
+    [ -n "${NIXFRONT_STORE_MAX:-}" ] || return 0
+    roots=/nix/var/nix/gcroots/nixfront
+    size=$(($(du -sxk /nix/store | cut -f1) * 1024))
+    [ "$size" -gt "$NIXFRONT_STORE_MAX" ] || return 0
+    for keep in 3 1; do
+        echo "nixfront: the Nix store holds $size bytes, over NIX_STORE_MAX=$NIXFRONT_STORE_MAX:" \
+            "collecting garbage, keeping the $keep most recent builds" >&2
+        ls -1 "$roots" 2>/dev/null | sort -r | tail -n "+$((keep + 1))" \
+            | while IFS= read -r old; do rm -rf -- "${roots:?}/$old"; done
+        nix-store --gc --option keep-outputs true --option keep-derivations true >/dev/null 2>&1
+        size=$(($(du -sxk /nix/store | cut -f1) * 1024))
+        [ "$size" -le "$NIXFRONT_STORE_MAX" ] && break
+    done
+    echo "nixfront: the Nix store holds $size bytes after collecting garbage" >&2
+    [ "$size" -le "$NIXFRONT_STORE_MAX" ] || echo "nixfront: warning: this build's own closure" \
+        "and inputs exceed NIX_STORE_MAX=$NIXFRONT_STORE_MAX" >&2
+}
+
+# What every step on the persistent store does first: sweep it, then verify it if asked.
+prepare_store() {
+    sweep_store /nix/store
+    verify_store
 }

@@ -1,36 +1,78 @@
-# nixfront's evaluation step: `/bin/sh eval.sh REF FLAKE SYSTEM` in the builder image.
+# nixfront's evaluation step: `/bin/sh eval.sh REF FLAKE SYSTEM METADATA [--override-input NAME
+# FLAKE]...` in the builder image. Keyed by the context: it runs again after any edit.
 #
-# Instantiates the package (its .drv and those of its inputs land in the persistent store) and
-# writes $NIXFRONT_META/$NIXFRONT_PLAN: the package's derivation with its direct inputs (JSON of
-# `nix derivation show`), the closure of its input sources, its name and mainProgram, and the
-# flake's metadata. Builds nothing. Keyed by the context: it runs again after any edit.
+# Evaluates the package once (its derivation, outputs, name and mainProgram; its .drv and those
+# of its inputs land in the store), taking the locked inputs the fetch step fetched, and reads
+# the flake's metadata only when METADATA is 1 (a flake that is not the build context: its
+# lastModified dates the image). Builds nothing. Writes, as plan/output.rs says:
+#   $NIXFRONT_META/$NIXFRONT_PLAN        the derivation with its direct inputs (JSON of `nix
+#                                        derivation show`), its outputs, the closure of its
+#                                        input sources, the package's facts, the flake's metadata
+#   $NIXFRONT_PKG/nix/store/<base>       the derivation's closure (the derivations it is made
+#                                        from, which Nix reads to build it, and the sources):
+#                                        what the package step needs besides the dependencies
+#   $NIXFRONT_PKG/db                     their registrations (`nix-store --dump-db`)
+#   $NIXFRONT_DRVS                       a file:// binary cache (no compression) of the input
+#                                        derivations' closure (content-addressed), from which
+#                                        the steps that build them take what their store lacks
 . "$(dirname "$0")/common.sh"
-: "${NIXFRONT_META:?}" "${NIXFRONT_PLAN:?}"
+setup_step
+: "${NIXFRONT_META:?}" "${NIXFRONT_PLAN:?}" "${NIXFRONT_PKG:?}" "${NIXFRONT_DRVS:?}" \
+    "${NIXFRONT_FETCHED:?}"
 ref=$1
 flake=$2
 system=$3
+metadata=$4
+shift 4
 work=$(mktemp -d)
+prepare_store
+if [ -s "$NIXFRONT_FETCHED/paths" ]; then
+    copy_content_addressed "$NIXFRONT_FETCHED/cache" "$NIXFRONT_FETCHED/paths"
+fi
 
-drv=$(nixc_for "$system" path-info --derivation --no-write-lock-file -- "$ref")
+nixc_for "$system" eval --json --no-write-lock-file "$@" --apply 'p: {
+    drvPath = p.drvPath;
+    name = p.name or null;
+    mainProgram = (p.meta or {}).mainProgram or null;
+    outputs = map (o: { name = o; path = p.${o}.outPath; }) (p.outputs or [ "out" ]);
+  }' -- "$ref" >"$work/package.json"
+drv=$(tr ',{}' '\n\n\n' <"$work/package.json" | grep '^"drvPath":' | cut -d'"' -f4)
+case $drv in
+    /nix/store/*.drv) ;;
+    *) echo "nixfront: the evaluation gave no derivation for $ref" >&2; exit 1 ;;
+esac
 nix-store --query --references "$drv" >"$work/refs"
 grep '\.drv$' "$work/refs" >"$work/inputs" || true
 grep -v '\.drv$' "$work/refs" >"$work/srcs" || true
 
 # `nix derivation show` since Nix 2.15, `nix show-derivation` before.
-# shellcheck disable=SC2046
 nixc derivation show -- "$drv" $(cat "$work/inputs") >"$work/derivations.json" 2>/dev/null \
     || nixc show-derivation -- "$drv" $(cat "$work/inputs") >"$work/derivations.json"
 
 : >"$work/src-closure"
-if [ -s "$work/srcs" ]; then
-    # shellcheck disable=SC2046
-    nix-store --query --requisites $(cat "$work/srcs") >"$work/src-closure"
+if [ -s "$work/srcs" ]; then nix-store --query --requisites $(cat "$work/srcs") >"$work/src-closure"; fi
+
+echo null >"$work/flake.json"
+if [ "$metadata" = 1 ]; then
+    nixc flake metadata --json --no-write-lock-file "$@" -- "$flake" >"$work/flake.json" 2>/dev/null \
+        || echo null >"$work/flake.json"
 fi
 
-package_facts "$system" "$ref" "$flake" "$work"
+# What the package step takes: the derivation's closure (every derivation it is made from,
+# which Nix reads to build it, and every source) as a tree, with its registrations. The input
+# derivations' closure also goes to a binary cache the dependency steps take what their store
+# lacks from (content-addressed: a store takes a path only if its content matches its name).
+nix-store --query --requisites "$drv" | sort >"$work/package"
+lay_out "$work/package" "$NIXFRONT_PKG"
+xargs nix-store --dump-db <"$work/package" >"$NIXFRONT_PKG/db"
+mkdir -p "$NIXFRONT_DRVS"
+if [ -s "$work/inputs" ]; then
+    nix-store --query --requisites $(cat "$work/inputs") | sort >"$work/input-closure"
+    copy_paths "$work/input-closure" --to "file://$NIXFRONT_DRVS?compression=none"
+fi
 
 {
-    printf '{"planVersion":1,"drv":"%s","derivations":' "$drv"
+    printf '{"planVersion":2,"drv":"%s","derivations":' "$drv"
     cat "$work/derivations.json"
     printf ',"sourceClosure":'
     json_lines "$work/src-closure"

@@ -3,7 +3,9 @@
 # secrets and NIX_CONFIG as a build. Writes $NIXFRONT_META/$NIXFRONT_PACKAGES:
 # {"name": "meta.description or empty", ...}
 . "$(dirname "$0")/common.sh"
+setup_step
 : "${NIXFRONT_META:?}" "${NIXFRONT_PACKAGES:?}"
+prepare_store
 nixc eval --json --no-write-lock-file \
     --apply 'ps: builtins.mapAttrs (n: p: (p.meta or {}).description or "") ps' \
     -- "$1" >"$NIXFRONT_META/$NIXFRONT_PACKAGES"

@@ -10,38 +10,41 @@
 #   $NIXFRONT_META/$NIXFRONT_MANIFEST       results, package name and mainProgram, flake
 #                                           metadata, path-info of the closure
 . "$(dirname "$0")/common.sh"
+setup_step
 : "${NIXFRONT_OUT:?}" "${NIXFRONT_META:?}" "${NIXFRONT_MANIFEST:?}" "${NIXFRONT_EXTRAS:?}"
 ref=$1
 flake=$2
 system=$3
 work=$(mktemp -d)
-started=$(date +%s%N)
 
 [ "$system" = "$native" ] || echo "nixfront: building for $system on a $native builder" >&2
-
-. "$(dirname "$0")/verify.sh"
+prepare_store
 
 mkdir "$work/links"
 nixc_for "$system" build --no-write-lock-file --print-build-logs --out-link "$work/links/result" -- "$ref"
-
-for link in "$work"/links/result*; do readlink -f "$link"; done >"$work/results"
-
-. "$(dirname "$0")/roots.sh"
+find "$work/links" -mindepth 1 -maxdepth 1 -name 'result*' | sort | while IFS= read -r link; do
+    readlink -f "$link"
+done >"$work/results"
+record_roots "$work/results"
 
 # The closure of every output, as JSON for the manifest and as a list to copy.
 closure_of "$work/results" "$work/path-info.json" "$work/closure"
-
 while read -r p; do
     tree="$NIXFRONT_OUT/${p##*/}/nix/store"
     mkdir -p "$tree"
     cp -a -- "$p" "$tree/"
 done <"$work/closure"
 
-package_facts "$system" "$ref" "$flake" "$work"
+nixc_for "$system" eval --json --no-write-lock-file \
+    --apply 'p: { name = p.name or null; mainProgram = (p.meta or {}).mainProgram or null; }' \
+    -- "$ref" >"$work/package.json" 2>/dev/null || echo null >"$work/package.json"
+nixc flake metadata --json --no-write-lock-file -- "$flake" >"$work/flake.json" 2>/dev/null \
+    || echo null >"$work/flake.json"
 
 # BuildKit's own mkdir cannot set the sticky bit; the top layer copies this directory instead.
 mkdir -p "$NIXFRONT_OUT/$NIXFRONT_EXTRAS/tmp"
 chmod 1777 "$NIXFRONT_OUT/$NIXFRONT_EXTRAS/tmp"
+touch -h -d @1 "$NIXFRONT_OUT/$NIXFRONT_EXTRAS/tmp"
 
 {
     printf '{"manifestVersion":1,"results":'
@@ -55,7 +58,4 @@ chmod 1777 "$NIXFRONT_OUT/$NIXFRONT_EXTRAS/tmp"
     printf '}\n'
 } >"$NIXFRONT_META/$NIXFRONT_MANIFEST"
 echo "nixfront: closure of $(wc -l <"$work/closure") store paths copied" >&2
-. "$(dirname "$0")/bound.sh"
-
-# When the step held the store (ns since the epoch): two builds sharing it never overlap.
-echo "nixfront: the build step ran from $started to $(date +%s%N)" >&2
+bound_store

@@ -1,6 +1,7 @@
 //! The engines and the docker commands tests run on them. Every command goes through
 //! scripts/docker.sh, which owns each engine's command line.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -12,42 +13,15 @@ use super::Fixture;
 /// The Nix builder image every test build uses (scripts/lib.sh makes it).
 pub const NIX_IMAGE: &str = "localnix/nix:2.8";
 
-/// Tests that prune an engine's build cache take this for writing; all others for reading,
-/// so a prune never runs under another test's build.
-static ENGINE_USE: RwLock<()> = RwLock::new(());
+/// Per engine: tests that prune its build cache take this for writing; all others for
+/// reading, so a prune never runs under another test's build on that engine.
+static ENGINE_USE: [RwLock<()>; 2] = [RwLock::new(()), RwLock::new(())];
 
 /// Docker 20.10's BuildKit (0.8) can panic and take dockerd down when two builds of the same
 /// content from different contexts run at once ("failed to get edge", moby/moby#42414, fixed
 /// in later BuildKits), which the suite's parallel tests would do all the time; so builds on
 /// d20 take turns, except where a test runs two at once on purpose.
 static D20_BUILDS: Mutex<()> = Mutex::new(());
-
-pub fn shared_engines() -> RwLockReadGuard<'static, ()> {
-    ENGINE_USE.read().unwrap_or_else(|e| e.into_inner())
-}
-
-pub fn exclusive_engines() -> RwLockWriteGuard<'static, ()> {
-    ENGINE_USE.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The engines to test on: `NIXFRONT_E2E_ENGINES` (default `d20,d26`).
-pub fn engines() -> Vec<Engine> {
-    let list = std::env::var("NIXFRONT_E2E_ENGINES").unwrap_or_else(|_| "d20,d26".into());
-    list.split(',')
-        .map(|e| match e.trim() {
-            "d20" => Engine::D20,
-            "d26" => Engine::D26,
-            other => panic!("unknown engine {other:?} in NIXFRONT_E2E_ENGINES"),
-        })
-        .collect()
-}
-
-/// dockerd 26, for what only buildx can do (subrequests, cache export, attestations). The
-/// test fails, rather than passing untested, when it is not among the engines.
-pub fn d26_only(what: &str) -> Engine {
-    assert!(engines().contains(&Engine::D26), "{what} needs dockerd 26: add d26 to NIXFRONT_E2E_ENGINES");
-    Engine::D26
-}
 
 /// The directory of the chroot dockerd 26 runs in.
 pub fn trixie() -> PathBuf {
@@ -58,9 +32,9 @@ pub fn trixie() -> PathBuf {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     /// Debian 12's dockerd 20.10 (BuildKit 0.8), `DOCKER_BUILDKIT=1 docker build`.
-    D20,
+    D20 = 0,
     /// Debian 13's dockerd 26.1 (BuildKit 0.13), `docker buildx build --load`.
-    D26,
+    D26 = 1,
 }
 
 /// A finished command: its exit status and everything it printed.
@@ -85,6 +59,16 @@ impl Run {
 }
 
 impl Engine {
+    /// For a test that builds on this engine: no prune runs meanwhile.
+    pub fn shared(self) -> RwLockReadGuard<'static, ()> {
+        ENGINE_USE[self as usize].read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// For a test that prunes this engine's build cache: no other test builds meanwhile.
+    pub fn exclusive(self) -> RwLockWriteGuard<'static, ()> {
+        ENGINE_USE[self as usize].write().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Engine::D20 => "d20",
@@ -190,6 +174,32 @@ impl Engine {
         let mut all = vec!["run", "--rm", tag];
         all.extend(args);
         self.docker(&all)
+    }
+
+    /// Starts building `fixture` and returns at once, the build's output (stdout and stderr)
+    /// on the child's stdout, the child in a process group of its own: for a build that runs
+    /// while others do (it never takes the d20 builds' turn).
+    pub fn spawn_build(self, fixture: &Fixture, tag: &str, extra: &[&str]) -> std::process::Child {
+        let mut args = self.build_args(tag);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(fixture.path_for(self));
+        Command::new("sh")
+            .arg("-c")
+            .arg("exec \"$0\" \"$@\" 2>&1")
+            .arg(super::repo().join("scripts/docker.sh"))
+            .arg(self.name())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("scripts/docker.sh runs")
+    }
+
+    /// `docker builder prune --filter type=exec.cachemount`: the persistent stores dropped,
+    /// BuildKit's cache of every step kept (as when a store is lost while its steps are cached).
+    pub fn prune_stores(self) {
+        let run = self.docker(&["builder", "prune", "-f", "--filter", "type=exec.cachemount"]);
+        assert!(run.ok, "prune the stores: {}", run.all());
     }
 
     /// `docker builder prune -af`: a fresh builder, as on a new CI runner.

@@ -66,6 +66,51 @@ pub fn raw_config(engine: Engine, tag: &str) -> Value {
     saved.json(manifest[0]["Config"].as_str().unwrap())
 }
 
+/// Loads, as `new_tag`, image `tag` with its config changed by `edit`: an image a project could
+/// make itself and import as a cache source. Written in the classic `docker save` format
+/// (manifest.json naming the config and the layer tars), which both engines load.
+pub fn load_with_config(engine: Engine, tag: &str, new_tag: &str, edit: impl FnOnce(&mut Value)) {
+    use sha2::Digest;
+    let saved = Saved::new(engine, tag);
+    let mut manifest = saved.json("manifest.json");
+    let mut config = saved.json(manifest[0]["Config"].as_str().unwrap());
+    edit(&mut config);
+    let bytes = serde_json::to_vec(&config).unwrap();
+    let name = format!("{:x}.json", sha2::Sha256::digest(&bytes));
+    std::fs::write(saved.dir.join(&name), &bytes).unwrap();
+    manifest[0]["Config"] = Value::String(name);
+    manifest[0]["RepoTags"] = serde_json::json!([new_tag]);
+    std::fs::write(saved.dir.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    for oci in ["index.json", "oci-layout", "image.tar"] {
+        let _ = std::fs::remove_file(saved.dir.join(oci));
+    }
+    let archive = saved.dir.join("forged.tar");
+    let tar = Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("--exclude=forged.tar")
+        .arg("-C")
+        .arg(&saved.dir)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "{}", String::from_utf8_lossy(&tar.stderr));
+    let load = engine.command(&["load", "-i", &engine_path(engine, &archive)]).output().unwrap();
+    assert!(load.status.success(), "docker load: {}", String::from_utf8_lossy(&load.stderr));
+}
+
+/// A host path as `engine` sees it (d26 sees its chroot).
+fn engine_path(engine: Engine, host: &std::path::Path) -> String {
+    match engine {
+        Engine::D20 => host.to_string_lossy().into_owned(),
+        Engine::D26 => {
+            let inner = format!("/tmp/{}", host.file_name().unwrap().to_string_lossy());
+            std::fs::copy(host, super::engine::trixie().join(inner.trim_start_matches('/'))).unwrap();
+            inner
+        }
+    }
+}
+
 /// The top-level entries of the image's layers (what the image itself puts at its root).
 pub fn root_entries(engine: Engine, tag: &str) -> Vec<String> {
     let saved = Saved::new(engine, tag);

@@ -13,8 +13,32 @@ pub mod fixture;
 pub mod git;
 pub mod image;
 
-pub use engine::{Engine, engines, exclusive_engines, shared_engines};
+pub use engine::Engine;
 pub use fixture::Fixture;
+
+/// An end-to-end test on each engine: `on_engines! { fn name(engine) { ... } }` makes the
+/// function and the tests `name::d20` and `name::d26`, so that one engine's failure never hides
+/// the other's result and a filter (`cargo test --test e2e d26`) picks one engine.
+macro_rules! on_engines {
+    ($(#[doc = $doc:expr])* fn $name:ident($engine:ident) $body:block) => {
+        $(#[doc = $doc])*
+        fn $name($engine: $crate::harness::Engine) $body
+
+        mod $name {
+            #[test]
+            #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+            fn d20() {
+                super::$name($crate::harness::Engine::D20)
+            }
+
+            #[test]
+            #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+            fn d26() {
+                super::$name($crate::harness::Engine::D26)
+            }
+        }
+    };
+}
 
 /// A unique image tag for one test on one engine.
 pub fn tag(test: &str, engine: Engine) -> String {

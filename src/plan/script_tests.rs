@@ -1,0 +1,213 @@
+//! The steps' shell functions (scripts/common.sh) run on their own, with a fake `nix` and
+//! `nix-store` that record how they were called: what the functions do to a store a builder
+//! planted things in, and what reaches Nix's command line.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::SCRIPTS;
+
+/// A scratch directory with common.sh and fake Nix tools, removed when dropped.
+struct Sandbox {
+    dir: PathBuf,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("nixfront-script-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let common = SCRIPTS.iter().find(|(n, _)| *n == "common.sh").unwrap().1;
+        std::fs::write(dir.join("common.sh"), common).unwrap();
+        // Each fake writes its arguments, one a line, to calls/<tool>, and answers
+        // `--check-validity --print-invalid` by echoing the paths listed in invalid.
+        for tool in ["nix", "nix-store"] {
+            let fake = format!(
+                "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done >>{dir}/calls-{tool}\n\
+                 case \" $* \" in *' --print-invalid '*) cat {dir}/invalid 2>/dev/null ;; esac\n",
+                dir = dir.display()
+            );
+            let path = dir.join("bin").join(tool);
+            std::fs::write(&path, fake).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Sandbox { dir }
+    }
+
+    /// Runs `body` in `sh` after sourcing common.sh; its output, which must be a success.
+    fn run(&self, body: &str) -> String {
+        let script = format!(". {}/common.sh\n{body}\n", self.dir.display());
+        let path = format!("{}:/usr/bin:/bin", self.dir.join("bin").display());
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&self.dir)
+            .env_clear()
+            .env("PATH", path)
+            .env("TMPDIR", self.dir.join("tmp"))
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{body}:\n{text}");
+        text
+    }
+
+    fn calls(&self, tool: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join(format!("calls-{tool}")))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = Command::new("rm").arg("-rf").arg(&self.dir).status();
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+/// Gives `path` (not followed) to a build user's uid.
+fn give_to_builder(path: &Path) {
+    std::os::unix::fs::lchown(path, Some(30001), Some(30000)).unwrap();
+}
+
+#[test]
+fn the_sweep_removes_what_builders_planted_and_nothing_it_points_at() {
+    if !is_root() {
+        eprintln!("skipped: making files of a build user needs root");
+        return;
+    }
+    let sb = Sandbox::new("sweep");
+    let store = sb.path("store");
+    std::fs::create_dir_all(store.join(".links")).unwrap();
+    // Another project's file, valid and root's, outside and inside the store.
+    std::fs::write(sb.path("outside"), "another project's file\n").unwrap();
+    let valid = store.join("0000000000000000000000000000000a-valid");
+    std::fs::create_dir_all(valid.join("bin")).unwrap();
+    std::fs::write(valid.join("bin/prog"), "valid\n").unwrap();
+    // A planted directory whose entries link out, a planted symlink, a lock file that is a
+    // symlink, a lock file that is a hard link to a valid file, a name with a newline.
+    let dir = store.join("0000000000000000000000000000000b-planted");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    symlink(sb.path("outside"), dir.join("bin/x")).unwrap();
+    give_to_builder(&dir.join("bin/x"));
+    give_to_builder(&dir.join("bin"));
+    give_to_builder(&dir);
+    let link = store.join("0000000000000000000000000000000c-link");
+    symlink(valid.join("bin/prog"), &link).unwrap();
+    give_to_builder(&link);
+    let lock_link = store.join("0000000000000000000000000000000d-next.lock");
+    symlink(sb.path("outside"), &lock_link).unwrap();
+    give_to_builder(&lock_link);
+    let hard = store.join("0000000000000000000000000000000f-other.lock");
+    std::fs::hard_link(valid.join("bin/prog"), &hard).unwrap();
+    let newline = store.join("0000000000000000000000000000000g-a\nb");
+    std::fs::write(&newline, "junk").unwrap();
+    give_to_builder(&newline);
+    // Root's own: a lock file Nix left, and an entry of the builder image's.
+    let nix_lock = store.join("0000000000000000000000000000000h-built.lock");
+    std::fs::write(&nix_lock, "").unwrap();
+    let image_own = store.join("0000000000000000000000000000000i-from-the-image");
+    std::fs::create_dir_all(&image_own).unwrap();
+
+    let out = sb.run(&format!("sweep_store {}", store.display()));
+    assert!(out.contains("swept 5 entries"), "{out}");
+    for gone in [&dir, &link, &lock_link, &hard, &newline] {
+        assert!(std::fs::symlink_metadata(gone).is_err(), "{} stayed", gone.display());
+    }
+    for kept in [&valid, &nix_lock, &image_own, &store.join(".links")] {
+        assert!(kept.exists(), "{} was removed", kept.display());
+    }
+    assert_eq!(std::fs::read_to_string(sb.path("outside")).unwrap(), "another project's file\n");
+    assert_eq!(std::fs::read_to_string(valid.join("bin/prog")).unwrap(), "valid\n");
+    assert_eq!(std::fs::metadata(valid.join("bin/prog")).unwrap().nlink(), 1, "the hard link went");
+    // Nothing planted: nothing said.
+    assert!(!sb.run(&format!("sweep_store {}", store.display())).contains("swept"));
+}
+
+#[test]
+fn lock_files_are_made_before_nix_runs_and_never_over_an_existing_one() {
+    let sb = Sandbox::new("prelock");
+    let p = sb.path("store-path");
+    std::fs::write(sb.path("list"), format!("{}\n", p.display())).unwrap();
+    sb.run(&format!("prelock {}", sb.path("list").display()));
+    let lock = sb.path("store-path.lock");
+    assert!(std::fs::symlink_metadata(&lock).unwrap().is_file());
+    // One left by an earlier step serves again.
+    sb.run(&format!("prelock {}", sb.path("list").display()));
+    // A planted symlink is never written through.
+    std::fs::remove_file(&lock).unwrap();
+    symlink(sb.path("outside"), &lock).unwrap();
+    let script = format!(". {}/common.sh\nprelock {}\n", sb.dir.display(), sb.path("list").display());
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to build over it"));
+    assert!(!sb.path("outside").exists(), "nothing was created through the link");
+}
+
+#[test]
+fn store_paths_reach_nix_as_they_are_never_as_patterns() {
+    let sb = Sandbox::new("glob");
+    // A path whose name holds `?`, and an entry the pattern would match.
+    let store = sb.path("nix/store");
+    std::fs::create_dir_all(store.join("0000000000000000000000000000000a-abc")).unwrap();
+    let odd = format!("{}/0000000000000000000000000000000a-a?c", store.display());
+    std::fs::write(sb.path("list"), format!("{odd}\n")).unwrap();
+    sb.run(&format!(
+        "nix_opts= ; closure_of {list} {dir}/info.json {dir}/closure",
+        list = sb.path("list").display(),
+        dir = sb.dir.display()
+    ));
+    let calls = sb.calls("nix");
+    assert!(calls.contains(&odd), "{calls:?}");
+    assert!(!calls.iter().any(|a| a.ends_with("-abc")), "expanded: {calls:?}");
+}
+
+#[test]
+fn access_tokens_go_to_a_file_only_root_reads_never_to_the_environment() {
+    let sb = Sandbox::new("settings");
+    std::fs::create_dir_all(sb.path("secrets")).unwrap();
+    std::fs::write(sb.path("secrets/access-tokens"), "github.com=ghp_TOKEN\n").unwrap();
+    let out = sb.run(&format!(
+        "NIXFRONT_NIX_DEFAULTS='max-silent-time = 3600'; use_settings {}/secrets {}/tmp; \
+         echo \"conf=$NIX_USER_CONF_FILES\"; env",
+        sb.dir.display(),
+        sb.dir.display()
+    ));
+    let conf = out.lines().find_map(|l| l.strip_prefix("conf=")).unwrap();
+    let text = std::fs::read_to_string(conf).unwrap();
+    assert!(text.contains("max-silent-time = 3600") && text.contains("access-tokens = github.com=ghp_TOKEN"));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(Path::new(conf)), 0o600);
+    assert_eq!(mode(Path::new(conf).parent().unwrap()), 0o700);
+    let env: Vec<&str> = out.lines().filter(|l| l.contains('=') && !l.starts_with("conf=")).collect();
+    assert!(env.iter().all(|l| !l.contains("ghp_TOKEN")), "{env:?}");
+}
+
+#[test]
+fn a_laid_out_tree_keeps_links_as_links() {
+    let sb = Sandbox::new("layout");
+    std::fs::write(sb.path("outside"), "outside\n").unwrap();
+    let src = sb.path("src/0000000000000000000000000000000a-p");
+    std::fs::create_dir_all(&src).unwrap();
+    symlink(sb.path("outside"), src.join("link")).unwrap();
+    std::fs::write(sb.path("list"), format!("{}\n", src.display())).unwrap();
+    sb.run(&format!("lay_out {} {}/out", sb.path("list").display(), sb.dir.display()));
+    let copied = sb.path("out/nix/store/0000000000000000000000000000000a-p/link");
+    assert!(std::fs::symlink_metadata(&copied).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_link(&copied).unwrap(), sb.path("outside"));
+    let time = std::fs::symlink_metadata(sb.path("out/nix/store")).unwrap().mtime();
+    assert_eq!(time, 1, "nixfront's fixed time on the directories it makes");
+}
