@@ -24,8 +24,9 @@ COPY --from=binary /nixfront /nixfront
 # The frontend needs no network; BuildKit runs it without one.
 LABEL moby.buildkit.frontend.network.none="true"
 # Gateway capabilities nixfront implements beyond the plain build: subrequests (outline,
-# targets, lint, describe). BuildKit refuses a subrequest to a frontend without this label.
-LABEL moby.buildkit.frontend.caps="moby.buildkit.frontend.subrequests"
+# targets, lint, describe) and named contexts (--build-context, which replace flake inputs).
+# Clients refuse those with a frontend whose image lacks this label (options::FRONTEND_CAPS).
+LABEL moby.buildkit.frontend.caps="moby.buildkit.frontend.subrequests,moby.buildkit.frontend.contexts"
 LABEL org.opencontainers.image.title="nixfront" \
       org.opencontainers.image.description="BuildKit frontend: a Nix flake to a layered OCI image"
 ENTRYPOINT ["/nixfront"]

@@ -69,14 +69,28 @@ stop_pidfile() {
     rm -f "$pidfile"
 }
 
+# Whether the process of PIDFILE runs in a network namespace other than this shell's.
+in_own_netns() { # PIDFILE
+    [ -s "$1" ] && [ "$(readlink "/proc/$(cat "$1")/ns/net" 2>/dev/null)" != "$(readlink /proc/self/ns/net)" ]
+}
+
 start_d20() {
     apt_install docker.io debootstrap busybox-static iproute2 git
+    # dockerd 20.10 runs in a network namespace of its own, as 26 does: test traffic (the Nix
+    # world's server, git daemons) stays inside namespaces these scripts make.
+    if d20 info >/dev/null 2>&1 && ! in_own_netns "$D20_PIDFILE"; then
+        log "restarting dockerd 20.10 in a network namespace of its own"
+        stop_pidfile "$D20_PIDFILE"
+        ip link del docker0 2>/dev/null || true
+    fi
     if ! d20 info >/dev/null 2>&1; then
-        log "starting dockerd 20.10"
+        log "starting dockerd 20.10 (own network namespace)"
         mkdir -p "$CI_ROOT"
+        stop_pidfile "$D20_PIDFILE"
         # From /: BuildKit runs git (remote contexts) in dockerd's working directory, which must
         # outlive the caller's (a CI clone may be deleted while the daemon runs).
-        (cd / && exec nohup dockerd --pidfile /var/run/docker.pid >"$CI_ROOT/dockerd20.log" 2>&1) &
+        (cd / && exec nohup unshare -n sh -c "ip link set lo up; exec dockerd --pidfile $D20_PIDFILE" \
+            >"$CI_ROOT/dockerd20.log" 2>&1) &
         wait_for 60 d20 info || { tail -20 "$CI_ROOT/dockerd20.log" >&2; exit 1; }
     fi
     if ! d20 image inspect "$NIX_IMAGE" >/dev/null 2>&1; then

@@ -10,6 +10,8 @@
 CI_ROOT=${NIXFRONT_CI_ROOT:-/var/lib/nixfront-ci}
 TRIXIE=$CI_ROOT/trixie
 NIXROOT=$CI_ROOT/nixroot
+# The pidfile of dockerd 20.10.
+D20_PIDFILE=/var/run/docker.pid
 # The socket and pidfile of dockerd 26, as paths inside the chroot.
 D26_SOCK=/run/d26/docker.sock
 D26_PIDFILE=/run/d26/docker.pid
@@ -22,3 +24,18 @@ d20() { DOCKER_BUILDKIT=1 /usr/bin/docker "$@"; }
 d26() { chroot "$TRIXIE" docker -H "unix://$D26_SOCK" "$@"; }
 
 log() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
+
+# The pid of each engine's dockerd, whose network namespace its builds use.
+engine_pid() { # d20|d26
+    case $1 in
+        d20) cat "$D20_PIDFILE" ;;
+        d26) cat "$TRIXIE$D26_PIDFILE" ;;
+    esac
+}
+
+# A command in ENGINE's network namespace (where its builds reach 172.17.0.1, its docker0).
+in_engine_netns() { # ENGINE CMD...
+    local engine=$1
+    shift
+    nsenter -t "$(engine_pid "$engine")" -n "$@"
+}

@@ -13,6 +13,7 @@ cargo test --locked --lib --bins --test regressions
 
 bash scripts/engines.sh all
 bash scripts/frontend-image.sh all
+bash scripts/nixworld.sh
 cargo test --locked --test e2e -- --include-ignored
 
 bash scripts/fuzz.sh "${NIXFRONT_FUZZ_SECONDS:-60}"

@@ -126,6 +126,33 @@ pub async fn build_context(
     Ok(local(excludes, Vec::new(), &options.context_local, "load build context"))
 }
 
+/// The flake's `flake.nix` and `flake.lock` in directory `dir` of the build context, each
+/// `None` when absent: only those two files are transferred (or read from the git checkout).
+pub async fn flake_files(
+    gw: &mut Gateway,
+    options: &Options,
+    file: &UserFile,
+    dir: &str,
+) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let path = |name: &str| if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+    let (flake_nix, flake_lock) = (path("flake.nix"), path("flake.lock"));
+    let state = match &file.remote {
+        Some(checkout) => checkout.clone(),
+        None => source::local(
+            &source::Local {
+                name: options.context_local.clone(),
+                session_id: options.session_id.clone(),
+                follow_paths: vec![flake_nix.clone(), flake_lock.clone()],
+                shared_key_hint: "context-flake".to_string(),
+                ..Default::default()
+            },
+            "[internal] load the flake's flake.nix and flake.lock",
+        ),
+    };
+    let r = gw.solve(state.to_definition()).await.context("loading flake.lock")?;
+    Ok((read_optional(gw, &r, &flake_nix).await, read_optional(gw, &r, &flake_lock).await))
+}
+
 /// A file of a result, or `None` when it cannot be read (it does not exist).
 async fn read_optional(gw: &mut Gateway, r: &RefId, path: &str) -> Option<Vec<u8>> {
     gw.read_file(r, path, MAX_FILE_BYTES, "MAX_FILE_BYTES").await.ok()

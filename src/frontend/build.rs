@@ -13,6 +13,7 @@ use super::at_lines;
 use super::result::PlatformImage;
 use crate::closure::{self, Closure};
 use crate::context::{self, UserFile};
+use crate::flakelock;
 use crate::gateway::{BuildKitError, Gateway, InTotoFile, RefId, caps};
 use crate::image::{self, BinEntry, ConfigInputs};
 use crate::layers::grouping::{self, Group};
@@ -22,9 +23,11 @@ use crate::llb::State;
 use crate::llb::definition::{Marshal, SourceFile};
 use crate::memo::{self, DependenciesAnswer, Memo, PackageAnswer};
 use crate::nixfile::{self, Lines, Nixfile};
-use crate::options::Options;
+use crate::options::nixconf;
+use crate::options::{NamedContext, NixArgs, Options};
 use crate::plan::output::{
-    self, DEPS_DB_FILE, DEPS_INFO_FILE, EXIT_NO_NIX, MANIFEST_FILE, PACKAGES_FILE, PLAN_FILE,
+    self, DEPS_DB_FILE, DEPS_INFO_FILE, EXIT_NO_NIX, FLAKE_CONFIG_FILE, MANIFEST_FILE, PACKAGES_FILE,
+    PLAN_FILE,
 };
 use crate::plan::{self, BuilderImage, FlakeRef, NixStep, derivation, steps};
 use crate::sbom;
@@ -113,14 +116,95 @@ impl<'a> Shared<'a> {
     }
 
     fn step(&self, plan: &PlatformPlan) -> NixStep<'_> {
+        self.step_with(plan, &self.options.nix)
+    }
+
+    /// A Nix step of `plan` with `settings` (the build's, with what the flake adds).
+    fn step_with<'b>(&'b self, plan: &PlatformPlan, settings: &'b NixArgs) -> NixStep<'b> {
         NixStep {
             builder: &self.builder,
             platform: &self.build_platform,
             native: &self.native,
             context: &self.context,
-            settings: &self.options.nix,
+            settings,
             location: Some((plan.flake_lines.start, plan.flake_lines.end)),
         }
+    }
+
+    /// The flake inputs the client replaces (`--build-context NAME=DIR`).
+    fn overrides(&self, plan: &PlatformPlan) -> Result<Vec<steps::Override>> {
+        let mut overrides = Vec::new();
+        for (name, context) in &self.options.named_contexts {
+            let NamedContext::Local(local) = context else {
+                return at_lines(
+                    Err(anyhow!(
+                        "--build-context {name}: nixfront takes a directory here (`--build-context \
+                         {name}=./dir`), which replaces the flake input {name}"
+                    )),
+                    plan.flake_lines,
+                );
+            };
+            let spec = crate::llb::source::Local {
+                name: local.clone(),
+                session_id: self.options.session_id.clone(),
+                shared_key_hint: local.clone(),
+                ..Default::default()
+            };
+            let dir = crate::llb::source::local(&spec, &format!("load build context {name}"));
+            overrides.push(steps::Override { name: name.clone(), dir });
+        }
+        Ok(overrides)
+    }
+
+    /// What the flake's own files bring to the build: its locked inputs, fetched by the fetch
+    /// step (keyed by flake.lock); its nixConfig, applied as NIX_CONFIG is; and warnings about
+    /// both. A flake outside the context is left to Nix.
+    async fn flake_setup(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<FlakeSetup> {
+        let mut setup = FlakeSetup {
+            fetched: None,
+            fetch_meta: None,
+            settings: self.options.nix.clone(),
+            warnings: Vec::new(),
+            overrides: self.overrides(plan)?,
+        };
+        let Some(dir) = plan.flake.context_dir.as_deref() else { return Ok(setup) };
+        let lines = plan.flake_lines;
+        let warn = |rule, detail: String| nixfile::Warning::new(rule, lines, detail);
+        let (flake_nix, flake_lock) = context::flake_files(gw, self.options, self.file, dir).await?;
+        let replaced: Vec<String> = setup.overrides.iter().map(|o| o.name.clone()).collect();
+        let lock = match flake_lock {
+            None => {
+                setup.warnings.push(warn(
+                    nixfile::lint::UNLOCKED_FLAKE,
+                    "the flake has no flake.lock: Nix locks and fetches its inputs anew in every build"
+                        .into(),
+                ));
+                None
+            }
+            Some(bytes) => Some(at_lines(flakelock::parse(&bytes, &replaced), lines)?),
+        };
+        for input in lock.iter().flat_map(|l| &l.unlocked) {
+            let detail = format!("flake.lock has no content hash for input {input}: Nix fetches it anew");
+            setup.warnings.push(warn(nixfile::lint::UNLOCKED_FLAKE, detail));
+        }
+        let (locked, count) =
+            lock.as_ref().map_or(("[]".to_string(), 0), |l| (l.fetch_json(), l.fetch.len()));
+        let Some(flake_nix) = flake_nix else { return Ok(setup) };
+        let fetch = steps::fetch(&locked, count, &flake_nix, &self.step(plan));
+        let [config] = self.step_meta(gw, plan, &fetch.meta, [FLAKE_CONFIG_FILE]).await?;
+        let config: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
+        let (accepted, refused) = nixconf::from_flake(&config);
+        for (name, why) in refused {
+            setup.warnings.push(warn(
+                nixfile::lint::FLAKE_CONFIG_REFUSED,
+                format!("nixConfig.{name} is not applied: {why}"),
+            ));
+        }
+        setup.settings.nix_config =
+            nixconf::NixConfig::after(&accepted, self.options.nix.nix_config.as_ref());
+        setup.fetched = (count > 0).then_some(fetch.inputs);
+        setup.fetch_meta = Some(fetch.meta);
+        Ok(setup)
     }
 
     /// Solves `state`, marshalled with `--no-cache` and the user's file for locations.
@@ -242,8 +326,19 @@ impl<'a> Shared<'a> {
     /// [`plan::steps`]), or `None` when the package cannot be planned so (an output is only
     /// known once built).
     async fn build_in_steps(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<Option<Built>> {
-        let step = self.step(plan);
-        let evaluation = steps::evaluate(&plan.flake, &plan.system, None, &[], &step);
+        let setup = self.flake_setup(gw, plan).await?;
+        super::send_warnings(gw, self.file, &setup.warnings).await;
+        let notices: Vec<String> =
+            setup.warnings.iter().map(|w| format!("{}: {}", w.rule.name, w.detail)).collect();
+        let step = self.step_with(plan, &setup.settings);
+        let evaluation = steps::evaluate(
+            &plan.flake,
+            &plan.system,
+            setup.fetched.as_ref(),
+            &setup.overrides,
+            &notices,
+            &step,
+        );
         let [evaluated] = self.step_meta(gw, plan, &evaluation.meta, [PLAN_FILE]).await?;
         let eval = match derivation::parse_plan(&evaluated)? {
             Ok(eval) => eval,
@@ -256,7 +351,7 @@ impl<'a> Shared<'a> {
         let mut memo = Memo::default();
         let deps = match eval.inputs.is_empty() {
             true => None,
-            false => Some(self.dependencies(gw, plan, &eval, &evaluation.drvs, &mut memo).await?),
+            false => Some(self.dependencies(gw, plan, &step, &eval, &evaluation.drvs, &mut memo).await?),
         };
         let (dep_paths, deps_db) = match &deps {
             Some(d) => (d.closure.paths.iter().map(|p| p.path.clone()).collect(), d.db.as_str()),
@@ -303,7 +398,8 @@ impl<'a> Shared<'a> {
             &package.results,
             max_layers,
         );
-        let anchors = vec![evaluation.meta, package.meta];
+        let mut anchors = vec![evaluation.meta, package.meta];
+        anchors.extend(setup.fetch_meta);
         Ok(Some(Built {
             closure,
             layers,
@@ -348,15 +444,15 @@ impl<'a> Shared<'a> {
         &self,
         gw: &mut Gateway,
         plan: &PlatformPlan,
+        step: &NixStep<'_>,
         eval: &derivation::EvalPlan,
         drvs: &State,
         memo: &mut Memo,
     ) -> Result<DependencyLayers> {
-        let step = self.step(plan);
-        let realise = steps::realise(&eval.inputs, &plan.system, drvs, &step);
+        let realise = steps::realise(&eval.inputs, &plan.system, drvs, step);
         // Keyed without the evaluation's cache, whose definition names the client's session.
         let key =
-            memo::dependencies_key(&steps::realise(&eval.inputs, &plan.system, &State::scratch(), &step));
+            memo::dependencies_key(&steps::realise(&eval.inputs, &plan.system, &State::scratch(), step));
         let parse = |answer: &DependenciesAnswer| -> Result<Closure> {
             let info: serde_json::Value =
                 serde_json::from_str(&answer.path_info).context("reading the dependencies' path-info")?;
@@ -385,7 +481,7 @@ impl<'a> Shared<'a> {
         };
         let laid_out: Vec<(Group, steps::LaidOut)> = groups
             .into_iter()
-            .zip(steps::lay_out(&paths, deriver_of, &plan.system, &step, self.merge, &realise, drvs))
+            .zip(steps::lay_out(&paths, deriver_of, &plan.system, step, self.merge, &realise, drvs))
             .collect();
         let stacked = match self.merge {
             true => Vec::new(),
@@ -448,6 +544,18 @@ impl<'a> Shared<'a> {
             None => e.context(what),
         }
     }
+}
+
+/// What the flake's own files bring to a build ([`Shared::flake_setup`]).
+struct FlakeSetup {
+    /// The locked inputs, fetched (the fetch step's output), when the lock names any.
+    fetched: Option<State>,
+    /// The fetch step's metadata (the flake's nixConfig), read, so kept with the image's cache.
+    fetch_meta: Option<State>,
+    /// The build's Nix settings with the flake's accepted nixConfig.
+    settings: NixArgs,
+    warnings: Vec<nixfile::Warning>,
+    overrides: Vec<steps::Override>,
 }
 
 /// What a build gives the image: its closure, its layers, what the top layer copies, and the

@@ -161,9 +161,11 @@ fn target_platforms(
     Ok(options.platforms.clone())
 }
 
-/// The parser's warnings, shown by BuildKit where it supports them (elsewhere they stay in the
-/// `--check` / lint answer). A warning that cannot be sent is logged, never fatal.
-async fn send_warnings(gw: &mut Gateway, file: &context::UserFile, warnings: &[nixfile::Warning]) {
+/// Warnings about the file (the parser's, and what a build finds about the flake), shown by
+/// BuildKit where it supports them (elsewhere the parser's stay in the `--check` / lint answer
+/// and the build's in its evaluation step's log). One that cannot be sent is logged, never
+/// fatal.
+pub(crate) async fn send_warnings(gw: &mut Gateway, file: &context::UserFile, warnings: &[nixfile::Warning]) {
     if !gw.caps.supports(caps::GATEWAY_WARNINGS) {
         return;
     }

@@ -30,9 +30,26 @@ pub const UNPINNED_FLAKE: Rule = Rule {
     description: "A remote flake reference names no revision, so the image can change without the file changing",
 };
 
+/// Found while building, at the FLAKE line: about the flake rather than the file.
+pub const UNLOCKED_FLAKE: Rule = Rule {
+    name: "FlakeNotLocked",
+    description: "The flake has no flake.lock, or an input in it has no content hash: Nix fetches it anew in every build",
+};
+pub const FLAKE_CONFIG_REFUSED: Rule = Rule {
+    name: "FlakeConfigRefused",
+    description: "A setting of the flake's nixConfig is not applied: it could reach other builds",
+};
+
 /// Every lint rule, for documentation and the lint subrequest.
-pub const RULES: &[Rule] =
-    &[REPEATED_INSTRUCTION, LEGACY_KEY_VALUE, INCONSISTENT_CASING, UNDEFINED_VAR, UNPINNED_FLAKE];
+pub const RULES: &[Rule] = &[
+    REPEATED_INSTRUCTION,
+    LEGACY_KEY_VALUE,
+    INCONSISTENT_CASING,
+    UNDEFINED_VAR,
+    UNPINNED_FLAKE,
+    UNLOCKED_FLAKE,
+    FLAKE_CONFIG_REFUSED,
+];
 
 /// A finding: the rule, where, and what exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]

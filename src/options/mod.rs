@@ -39,6 +39,9 @@ const KEY_CACHE_IMPORTS: &str = "cache-imports";
 /// The older `--cache-from`: comma-separated registry references (Docker 20.10 sends this).
 const KEY_CACHE_FROM: &str = "cache-from";
 const PREFIX_BUILD_ARG: &str = "build-arg:";
+/// A named build context (`--build-context NAME=VALUE`): `local:NAME` for a directory the
+/// client sends as local NAME, else a reference (`docker-image://...`).
+const PREFIX_NAMED_CONTEXT: &str = "context:";
 const PREFIX_LABEL: &str = "label:";
 /// buildx passes the client's SOURCE_DATE_EPOCH as this build arg.
 pub const ARG_SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
@@ -85,6 +88,17 @@ pub struct Options {
     pub cache_imports: Vec<CacheOptionsEntry>,
     /// The image carries its cache (`BUILDKIT_INLINE_CACHE=1`): nixfront adds its memo.
     pub inline_cache: bool,
+    /// `--build-context NAME=...` values, by name.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+/// A named build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A directory the client sends as the local of this name.
+    Local(String),
+    /// Any other source (`docker-image://...`, a URL), as the client wrote it.
+    Other(String),
 }
 
 impl Options {
@@ -163,6 +177,16 @@ impl Options {
             },
             cache_imports: cache_imports(get(KEY_CACHE_IMPORTS).as_deref(), get(KEY_CACHE_FROM).as_deref())?,
             inline_cache,
+            named_contexts: prefixed(PREFIX_NAMED_CONTEXT)
+                .into_iter()
+                .map(|(name, value)| {
+                    let context = match value.strip_prefix("local:") {
+                        Some(local) => NamedContext::Local(local.to_string()),
+                        None => NamedContext::Other(value),
+                    };
+                    (name, context)
+                })
+                .collect(),
         })
     }
 }
@@ -180,17 +204,18 @@ fn requested(request_id: Option<&str>) -> Result<Request> {
     }
 }
 
+/// The frontend capabilities nixfront has, as its image's `moby.buildkit.frontend.caps`
+/// label says (frontend.Dockerfile): subrequests, and named contexts (`--build-context`).
+pub const FRONTEND_CAPS: &[&str] = &[subrequests::CAP_SUBREQUESTS, "moby.buildkit.frontend.contexts"];
+
 /// Refuses a `frontend.caps` the client requires that nixfront lacks.
 fn check_caps(frontend_caps: Option<&str>) -> Result<()> {
     let Some(caps) = frontend_caps else { return Ok(()) };
     // buildx may add `+forward` ("forward to a newer frontend if unsupported"): the base
     // capability is what counts.
     for cap in caps.split(',').map(|c| c.trim().split('+').next().unwrap_or("")).filter(|c| !c.is_empty()) {
-        if cap != subrequests::CAP_SUBREQUESTS {
-            bail!(
-                "unsupported frontend capability {cap:?}; nixfront supports {}",
-                subrequests::CAP_SUBREQUESTS
-            );
+        if !FRONTEND_CAPS.contains(&cap) {
+            bail!("unsupported frontend capability {cap:?}; nixfront supports {}", FRONTEND_CAPS.join(", "));
         }
     }
     Ok(())
@@ -322,6 +347,16 @@ mod tests {
     }
 
     #[test]
+    fn the_frontend_image_declares_the_capabilities_it_has() {
+        let dockerfile = include_str!("../../frontend.Dockerfile");
+        let label =
+            dockerfile.lines().find_map(|l| l.strip_prefix("LABEL moby.buildkit.frontend.caps=")).unwrap();
+        assert_eq!(label.trim_matches('"'), FRONTEND_CAPS.join(","));
+        assert!(check_caps(Some("moby.buildkit.frontend.contexts+forward")).is_ok());
+        assert!(check_caps(Some("moby.buildkit.frontend.other")).is_err());
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let e = opts(&["build-arg:NIX_IMAGE=has space"]).unwrap_err().to_string();
         assert!(e.contains("NIX_IMAGE"), "{e}");
@@ -342,7 +377,11 @@ mod tests {
         let e = opts(&["requestid=frontend.nope"]).unwrap_err().to_string();
         assert!(e.contains("unsupported subrequest") && e.contains("frontend.lint"), "{e}");
         assert!(opts(&["frontend.caps=moby.buildkit.frontend.subrequests+forward"]).is_ok());
-        assert!(opts(&["frontend.caps=moby.buildkit.frontend.contexts"]).is_err());
+        assert!(
+            opts(&["frontend.caps=moby.buildkit.frontend.contexts"]).is_ok(),
+            "named contexts replace inputs"
+        );
+        assert!(opts(&["frontend.caps=moby.buildkit.frontend.inputs.other"]).is_err());
     }
 
     #[test]

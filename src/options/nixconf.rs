@@ -132,6 +132,56 @@ pub fn check(config: &str) -> Result<NixConfig, String> {
     Ok(NixConfig { text: config.to_string(), trust })
 }
 
+/// What of a flake's `nixConfig` (JSON, as Nix reads the attribute) a build takes: the
+/// settings that pass the same policy as NIX_CONFIG, as nix.conf lines, and those refused, with
+/// why. The flake's own settings come before the build's NIX_CONFIG, which wins.
+pub fn from_flake(config: &serde_json::Value) -> (Vec<String>, Vec<(String, String)>) {
+    use serde_json::Value;
+    let Some(settings) = config.as_object() else { return (Vec::new(), Vec::new()) };
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for (name, value) in settings {
+        let text = match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .map(|v| v.join(" ")),
+            _ => None,
+        };
+        let Some(text) = text.filter(|t| !t.contains('\n')) else {
+            refused.push((name.clone(), "its value is not a nix.conf value".to_string()));
+            continue;
+        };
+        let line = format!("{name} = {text}");
+        match check(&line) {
+            Ok(_) => accepted.push(line),
+            Err(why) => refused.push((name.clone(), why.trim_start_matches("line 1: ").to_string())),
+        }
+    }
+    (accepted, refused)
+}
+
+impl NixConfig {
+    /// `lines` (a flake's accepted nixConfig) before this configuration, checked as one.
+    pub fn after(lines: &[String], config: Option<&NixConfig>) -> Option<NixConfig> {
+        let mut text = lines.join("\n");
+        if let Some(c) = config {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&c.text);
+        }
+        if text.trim().is_empty() {
+            return config.cloned();
+        }
+        check(&text).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +192,38 @@ mod tests {
             .unwrap();
         assert_eq!(c.trust, ["extra-substituters = https://c.example", "extra-trusted-public-keys = c:abc"]);
         assert!(check("max-jobs = 0").unwrap().trust.is_empty());
+    }
+
+    #[test]
+    fn a_flakes_nix_config_passes_the_same_policy() {
+        let config = serde_json::json!({
+            "extra-substituters": ["http://cache.example", "http://other.example"],
+            "extra-trusted-public-keys": "cache.example-1:abc=",
+            "bash-prompt": "(dev) ",
+            "post-build-hook": "/bin/sh",
+            "max-jobs": 4,
+            "fallback": true,
+            "nested": {"a": 1},
+        });
+        let (accepted, refused) = from_flake(&config);
+        assert_eq!(
+            accepted,
+            [
+                "extra-substituters = http://cache.example http://other.example",
+                "extra-trusted-public-keys = cache.example-1:abc=",
+                "fallback = true",
+                "max-jobs = 4",
+            ]
+        );
+        let names: Vec<&str> = refused.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["bash-prompt", "nested", "post-build-hook"]);
+        assert!(refused[2].1.contains("runs a program as root"), "{refused:?}");
+        // The build's own NIX_CONFIG comes after, and both are the store's identity.
+        let user = check("extra-substituters = http://mine.example").unwrap();
+        let merged = NixConfig::after(&accepted, Some(&user)).unwrap();
+        assert!(merged.text.ends_with("http://mine.example"));
+        assert_eq!(merged.trust.len(), 2, "{:?}", merged.trust);
+        assert_eq!(NixConfig::after(&[], None), None);
     }
 
     #[test]

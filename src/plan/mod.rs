@@ -54,6 +54,8 @@ pub struct FlakeRef {
     pub for_nix: String,
     /// Whether the build context must be transferred and mounted.
     pub uses_context: bool,
+    /// The flake's directory in the build context (`""` for its root), when it is there.
+    pub context_dir: Option<String>,
 }
 
 /// Works out the reference to build: the file's FLAKE (default `.`, the default package),
@@ -84,7 +86,7 @@ pub fn flake_ref(nixfile: &Nixfile, target: Option<&str>) -> Result<FlakeRef> {
         if scheme.rsplit('+').next() == Some("file") {
             return Err(refuse("reads local files (a `file` transport)"));
         }
-        return Ok(FlakeRef { for_nix: written.clone(), written, uses_context: false });
+        return Ok(FlakeRef { for_nix: written.clone(), written, uses_context: false, context_dir: None });
     }
     if dir.starts_with('/') {
         return Err(refuse("is an absolute path on the builder"));
@@ -92,11 +94,11 @@ pub fn flake_ref(nixfile: &Nixfile, target: Option<&str>) -> Result<FlakeRef> {
     let is_path = dir.starts_with('.') || dir.contains('/') || without_path_scheme.is_some();
     if !is_path {
         // A flake registry name (`nixpkgs#hello`).
-        return Ok(FlakeRef { for_nix: written.clone(), written, uses_context: false });
+        return Ok(FlakeRef { for_nix: written.clone(), written, uses_context: false, context_dir: None });
     }
     let escapes = |path: &str| path.split('/').any(|part| part == "..");
     let sub = dir.strip_prefix("./").unwrap_or(if dir == "." { "" } else { dir }).trim_matches('/');
-    let dir_param = query.into_iter().flat_map(|q| q.split('&')).filter_map(|kv| kv.strip_prefix("dir="));
+    let mut dir_param = query.into_iter().flat_map(|q| q.split('&')).filter_map(|kv| kv.strip_prefix("dir="));
     if escapes(sub) || dir_param.clone().any(|d| escapes(d) || d.starts_with('/')) {
         return Err(refuse("points outside the build context"));
     }
@@ -113,7 +115,10 @@ pub fn flake_ref(nixfile: &Nixfile, target: Option<&str>) -> Result<FlakeRef> {
         for_nix.push('#');
         for_nix.push_str(f);
     }
-    Ok(FlakeRef { written, for_nix, uses_context: true })
+    let in_sub = dir_param.next_back().map(|d| d.trim_matches('/'));
+    let context_dir =
+        [sub, in_sub.unwrap_or("")].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
+    Ok(FlakeRef { written, for_nix, uses_context: true, context_dir: Some(context_dir) })
 }
 
 /// Refuses a flake that resolved (through the flake registry) to files of the builder: what
@@ -376,6 +381,11 @@ mod tests {
             let r = flake_ref(&with_flake(written), None).unwrap();
             assert_eq!((r.for_nix.as_str(), r.uses_context), (for_nix, true), "{written}");
         }
+        let dirs: Vec<String> = [".#a", "./sub#x", "path:./sub?dir=z#a"]
+            .iter()
+            .map(|w| flake_ref(&with_flake(w), None).unwrap().context_dir.unwrap())
+            .collect();
+        assert_eq!(dirs, ["", "sub", "sub/z"]);
         let r = flake_ref(&Nixfile::default(), None).unwrap();
         assert_eq!(r.for_nix, "path:/nixfront/src");
     }

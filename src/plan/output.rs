@@ -69,6 +69,8 @@ pub const SPEC_FLAKE: &str = "flake.nix";
 pub const SPEC_SOURCES: &str = "sources";
 pub const SPEC_DEPS: &str = "deps";
 pub const SPEC_RECORDS: &str = "records";
+/// Warnings about the flake, for the evaluation step to print (BuildKit 0.8 shows no others).
+pub const SPEC_NOTICES: &str = "notices";
 
 /// The time given to everything nixfront writes: 1 s after the epoch, as Nix gives store
 /// files, in nanoseconds.
@@ -127,6 +129,7 @@ pub fn contract_env() -> Vec<String> {
         format!("NIXFRONT_SPEC_SOURCES={SPEC_SOURCES}"),
         format!("NIXFRONT_SPEC_DEPS={SPEC_DEPS}"),
         format!("NIXFRONT_SPEC_RECORDS={SPEC_RECORDS}"),
+        format!("NIXFRONT_SPEC_NOTICES={SPEC_NOTICES}"),
         format!("NIXFRONT_SECRETS={}", super::secrets::SECRETS_DIR),
         format!("NIXFRONT_EXIT_NO_NIX={EXIT_NO_NIX}"),
         format!("NIXFRONT_NIX_DEFAULTS={}", crate::options::nixconf::defaults_text()),

@@ -14,7 +14,7 @@
 use super::output::{
     DEPS_META_DIR, DRVS_DIR, EXTRAS_DIR, FETCHED_DIR, LAYERS_DIR, META_DIR, OVERRIDES_DIR, PKG_DIR,
     RESULTS_DIR, SOURCES_DIR, SPEC_DEPS, SPEC_DIR, SPEC_FLAKE, SPEC_GROUPS, SPEC_INPUTS, SPEC_LOCKED,
-    SPEC_RECORDS, SPEC_SOURCES, STEP_STORE_DIR, layer_name,
+    SPEC_NOTICES, SPEC_RECORDS, SPEC_SOURCES, STEP_STORE_DIR, layer_name,
 };
 use super::{FIXED_TIME_NS, FlakeRef, NixStep, StepStore, without_fragment};
 use crate::llb::exec::Mount;
@@ -79,6 +79,7 @@ pub fn evaluate(
     system: &str,
     fetched: Option<&State>,
     overrides: &[Override],
+    notices: &[String],
     step: &NixStep,
 ) -> Evaluation {
     let metadata = if flake.uses_context { "0" } else { "1" };
@@ -101,6 +102,11 @@ pub fn evaluate(
     }
     for o in overrides {
         exec = exec.mount(Mount::readonly(&format!("{OVERRIDES_DIR}/{}", o.name), &o.dir));
+    }
+    if !notices.is_empty() {
+        let text: String = notices.iter().map(|n| format!("{n}\n")).collect();
+        let spec = spec(&[(SPEC_NOTICES, text.as_bytes())], "[internal] warnings about the flake");
+        exec = exec.mount(Mount::readonly(SPEC_DIR, &spec));
     }
     let meta = exec.output(META_DIR, &State::scratch());
     let drvs = exec.output(DRVS_DIR, &State::scratch());
@@ -349,10 +355,14 @@ mod tests {
             settings: &settings,
             location: None,
         };
-        let flake =
-            FlakeRef { written: ".#x".into(), for_nix: "path:/nixfront/src#x".into(), uses_context: true };
+        let flake = FlakeRef {
+            written: ".#x".into(),
+            for_nix: "path:/nixfront/src#x".into(),
+            uses_context: true,
+            context_dir: Some(String::new()),
+        };
         let fetched = fetch("[]", 0, b"{ }", &step);
-        let evaluation = evaluate(&flake, "x86_64-linux", Some(&fetched.inputs), &[], &step);
+        let evaluation = evaluate(&flake, "x86_64-linux", Some(&fetched.inputs), &[], &[], &step);
         let eval_exec = execs(&evaluation.meta).pop().unwrap();
         assert!(eval_exec.mounts.iter().any(|m| m.dest == super::super::output::CONTEXT_DIR));
         assert!(eval_exec.mounts.iter().any(|m| m.dest == FETCHED_DIR && m.readonly));

@@ -12,3 +12,4 @@ mod core;
 mod input;
 mod layers;
 mod security;
+mod world;

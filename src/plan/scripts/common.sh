@@ -156,7 +156,8 @@ realise_locked() { # SYSTEM FILE
 # `nix copy ARGS...` of the store paths listed in FILE, a `.drv` taken as itself, never as the
 # derivation's outputs.
 copy_paths() { # FILE ARGS...
-    list=$1
+    list=$(mktemp "$TMPDIR/copy.XXXXXX")
+    cp "$1" "$list"
     shift
     grep -v '\.drv$' "$list" >"$list.plain" || true
     grep '\.drv$' "$list" >"$list.drvs" || true
@@ -169,8 +170,9 @@ copy_paths() { # FILE ARGS...
 # place from their content, and refuses every other path of such a cache, which has no
 # signature (require-sigs is forced on).
 copy_content_addressed() { # DIR FILE
-    xargs -r nix-store --check-validity --print-invalid <"$2" >"$2.missing"
-    if [ -s "$2.missing" ]; then copy_paths "$2.missing" --option require-sigs true --from "file://$1"; fi
+    missing=$(mktemp "$TMPDIR/missing.XXXXXX")
+    xargs -r nix-store --check-validity --print-invalid <"$2" >"$missing"
+    if [ -s "$missing" ]; then copy_paths "$missing" --option require-sigs true --from "file://$1"; fi
 }
 
 # The runtime closure of the store paths listed in FILE: `nix path-info --json` into JSON and

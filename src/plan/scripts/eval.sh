@@ -25,6 +25,9 @@ system=$3
 metadata=$4
 shift 4
 work=$(mktemp -d)
+if [ -s "${NIXFRONT_SPEC:-/nonexistent}/$NIXFRONT_SPEC_NOTICES" ]; then
+    while IFS= read -r notice; do echo "nixfront: warning: $notice" >&2; done <"$NIXFRONT_SPEC/$NIXFRONT_SPEC_NOTICES"
+fi
 prepare_store
 if [ -s "$NIXFRONT_FETCHED/paths" ]; then
     copy_content_addressed "$NIXFRONT_FETCHED/cache" "$NIXFRONT_FETCHED/paths"

@@ -23,10 +23,14 @@ static ENGINE_USE: [RwLock<()>; 2] = [RwLock::new(()), RwLock::new(())];
 /// d20 take turns, except where a test runs two at once on purpose.
 static D20_BUILDS: Mutex<()> = Mutex::new(());
 
+/// Where scripts/engines.sh keeps the engines' chroots and the Nix world (`$CI_ROOT`).
+pub fn ci_root() -> PathBuf {
+    PathBuf::from(std::env::var("NIXFRONT_CI_ROOT").unwrap_or_else(|_| "/var/lib/nixfront-ci".into()))
+}
+
 /// The directory of the chroot dockerd 26 runs in.
 pub fn trixie() -> PathBuf {
-    let root = std::env::var("NIXFRONT_CI_ROOT").unwrap_or_else(|_| "/var/lib/nixfront-ci".into());
-    PathBuf::from(root).join("trixie")
+    ci_root().join("trixie")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +63,19 @@ impl Run {
 }
 
 impl Engine {
+    /// `program` in the network namespace this engine's dockerd (and its builds) run in, where
+    /// its docker0 is 172.17.0.1.
+    pub fn in_netns(self, program: &str) -> Command {
+        let pidfile = match self {
+            Engine::D20 => PathBuf::from("/var/run/docker.pid"),
+            Engine::D26 => trixie().join("run/d26/docker.pid"),
+        };
+        let pid = std::fs::read_to_string(&pidfile).unwrap_or_else(|e| panic!("{}: {e}", pidfile.display()));
+        let mut c = Command::new("nsenter");
+        c.args(["-t", pid.trim(), "-n", program]);
+        c
+    }
+
     /// For a test that builds on this engine: no prune runs meanwhile.
     pub fn shared(self) -> RwLockReadGuard<'static, ()> {
         ENGINE_USE[self as usize].read().unwrap_or_else(|e| e.into_inner())

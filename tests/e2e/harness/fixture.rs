@@ -36,11 +36,17 @@ impl Fixture {
     /// The flake of tests/fixtures/`dir` (copied whole), with `dockerfile`, tools/busybox and
     /// a `nonce` file unique to this fixture (for derivations that must run again).
     pub fn from_dir(name: &str, dir: &str, dockerfile: &str) -> Self {
+        Self::from_path(name, &super::repo().join("tests/fixtures").join(dir), dockerfile)
+    }
+
+    /// The flake in directory `from` (copied whole), with `dockerfile`, tools/busybox and a
+    /// unique `nonce` file.
+    pub fn from_path(name: &str, from: &Path, dockerfile: &str) -> Self {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let fixture = Fixture { inner: format!("/tmp/nixfront-e2e/{}-{name}-{n}", std::process::id()) };
         let host = fixture.host_path();
         let _ = std::fs::remove_dir_all(&host);
-        copy_dir(&super::repo().join("tests/fixtures").join(dir), &host);
+        copy_dir(from, &host);
         std::fs::create_dir_all(host.join("tools")).unwrap();
         std::fs::copy("/bin/busybox", host.join("tools/busybox")).expect("busybox-static is installed");
         fixture.write("Dockerfile", dockerfile);

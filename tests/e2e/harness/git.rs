@@ -6,26 +6,13 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::engine::{Engine, trixie};
+use super::engine::Engine;
 use super::fixture::{Fixture, tempdir};
 
 pub struct GitServer {
     child: std::process::Child,
     repos: PathBuf,
     pub url: String,
-}
-
-/// A command in the network namespace `engine`'s BuildKit uses.
-fn in_engine_netns(engine: Engine, program: &str) -> Command {
-    match engine {
-        Engine::D20 => Command::new(program),
-        Engine::D26 => {
-            let pid = std::fs::read_to_string(trixie().join("run/d26/docker.pid")).expect("dockerd 26 pid");
-            let mut c = Command::new("nsenter");
-            c.args(["-t", pid.trim(), "-n", program]);
-            c
-        }
-    }
 }
 
 impl GitServer {
@@ -41,7 +28,8 @@ impl GitServer {
         git(&["add", "-A"], &work);
         git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "ctx"], &work);
         git(&["clone", "-q", "--bare", work.to_str().unwrap(), repo.to_str().unwrap()], &repos);
-        let child = in_engine_netns(engine, "git")
+        let child = engine
+            .in_netns("git")
             .args(["daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", repos.display()))
@@ -60,7 +48,7 @@ impl GitServer {
     fn wait_ready(&self, engine: Engine) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let probe = in_engine_netns(engine, "git").args(["ls-remote", &self.url]).output();
+            let probe = engine.in_netns("git").args(["ls-remote", &self.url]).output();
             if probe.is_ok_and(|o| o.status.success()) {
                 return;
             }

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod fixture;
 pub mod git;
 pub mod image;
+pub mod world;
 
 pub use engine::Engine;
 pub use fixture::Fixture;

@@ -1,0 +1,2 @@
+# A relative path input of the app.
+{ outputs = { self }: { lib.name = "web"; }; }
