@@ -19,6 +19,7 @@ On each engine, the same builder image and the same flake, for each approach:
     on 26, the image removed), then the build importing it (--cache-from) with the source
     unchanged and after an app edit; the exported cache's size
     big closure (bench/flake-big: 24 dependencies of 48 MiB): cold, no-op, app edit, moved
+    1 GB toolchain (the world's web-big): the warm edit and the fresh runner's edit
 
 Prints a table per engine and the ratios nixfront/seed and nixfront/expert.
 Usage: bench/run.sh [--long] [d20] [d26]   (run.sh starts the engines and the frontend image)
@@ -55,9 +56,9 @@ def path_for(engine, host_path):
     return host_path if engine == "d20" else host_path[len(TRIXIE):]
 
 
-def build(engine, approach, tag, flake="flake", extra=()):
+def build(engine, approach, tag, flake="flake", extra=(), dockerfile_dir=HOST):
     context = path_for(engine, os.path.join(HOST, flake))
-    dockerfile = path_for(engine, os.path.join(HOST, f"Dockerfile.{approach}"))
+    dockerfile = path_for(engine, os.path.join(dockerfile_dir, f"Dockerfile.{approach}"))
     cmd = ["build"] if engine == "d20" else ["buildx", "build", "--load", "--provenance=false"]
     cmd += ["-q", "-f", dockerfile, "--build-arg", f"NIX_IMAGE={NIX_IMAGE}", "-t", tag, *extra, context]
     start = time.monotonic()
@@ -110,6 +111,95 @@ def prepare():
         shutil.copy("/bin/busybox", os.path.join(HOST, flake, "tools", "busybox"))
     for a in APPROACHES:
         shutil.copy(os.path.join(HERE, f"Dockerfile.{a}"), HOST)
+
+
+def world():
+    """scripts/nixworld.sh's world.env, as a dict."""
+    with open(os.path.join(CI_ROOT, "nixworld", "world.env")) as f:
+        return dict(line.strip().split("=", 1) for line in f if "=" in line)
+
+
+def served(engine):
+    """Bytes the world's server has sent to `engine`'s builds so far."""
+    try:
+        with open(os.path.join(CI_ROOT, "nixworld", "log", f"{engine}.jsonl")) as f:
+            return sum(json.loads(line).get("bytes", 0) for line in f)
+    except FileNotFoundError:
+        return 0
+
+
+def measured(engine, fn):
+    """(seconds, bytes downloaded) of fn()."""
+    before = served(engine)
+    secs = fn()
+    return secs, served(engine) - before
+
+
+def real(engine, approach, app="web"):
+    """The real-flake rows: cold, warm edit, fresh runner unchanged and edited."""
+    w = world()
+    config = f"NIX_CONFIG=extra-substituters = {w['NIXWORLD_URL']}/cache\nextra-trusted-public-keys = {w['NIXWORLD_KEY']}"
+    extra = ("--build-arg", config)
+    root = os.path.join(HOST, f"real-{app}")
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(os.path.join(CI_ROOT, "nixworld", "apps", app), root)
+    if approach == "nixfront":
+        with open(os.path.join(root, "Dockerfile.nixfront"), "w") as f:
+            f.write("# syntax=org/nixfront\nFLAKE .\n")
+    else:
+        shutil.copy(os.path.join(HERE, f"Dockerfile.{approach}"), root)
+        with open(os.path.join(root, f"Dockerfile.{approach}"), "a") as f:
+            f.write('CMD ["/app/bin/web"]\n' if approach == "expert" else "")
+        if approach == "seed":
+            with open(os.path.join(root, f"Dockerfile.{approach}")) as f:
+                text = f.read().replace('CMD ["/app/bin/app"]', 'CMD ["/app/bin/web"]')
+            with open(os.path.join(root, f"Dockerfile.{approach}"), "w") as f:
+                f.write(text)
+    flake = os.path.relpath(root, HOST)
+    tag = f"nixfront-bench/real-{approach}-{app}"
+
+    def message(text):
+        with open(os.path.join(root, "src", "message"), "w") as f:
+            f.write(text + "\n")
+
+    def b(t, more=()):
+        return lambda: build(engine, approach, t, flake, extra=(*extra, *more), dockerfile_dir=root)
+
+    r = {}
+    message("real v1")
+    prune(engine)
+    r["real_cold"], r["real_cold_bytes"] = measured(engine, b(f"{tag}:v1"))
+    message("real v2")
+    r["real_edit"], r["real_edit_bytes"] = measured(engine, b(f"{tag}:v2"))
+    check_real(engine, approach, f"{tag}:v2", "real v2")
+    # A fresh runner: the cache of a cold build, the builder pruned.
+    message("real v1")
+    prune(engine)
+    docker(engine, "image", "rm", "-f", f"{tag}:c1", f"{tag}:c2", f"{tag}:c3", check=False)
+    if engine == "d26":
+        cache = os.path.join(HOST, f"cache-real-{approach}")
+        shutil.rmtree(cache, ignore_errors=True)
+        export = ("--cache-to", f"type=local,dest={path_for(engine, cache)},mode=max")
+        imports = ("--cache-from", f"type=local,src={path_for(engine, cache)}")
+    else:
+        export = ("--build-arg", "BUILDKIT_INLINE_CACHE=1")
+        imports = ("--cache-from", f"{tag}:c1")
+    b(f"{tag}:c1", export)()
+    prune(engine)
+    if engine == "d26":
+        docker(engine, "image", "rm", "-f", f"{tag}:c1")
+    r["real_unchanged"], r["real_unchanged_bytes"] = measured(engine, b(f"{tag}:c2", imports))
+    prune(engine)
+    message("real v3")
+    r["real_fresh"], r["real_fresh_bytes"] = measured(engine, b(f"{tag}:c3", imports))
+    check_real(engine, approach, f"{tag}:c3", "real v3")
+    return r
+
+
+def check_real(engine, approach, tag, want):
+    out = docker(engine, "run", "--rm", tag).stdout.strip().splitlines()
+    if not out or out[0] != want:
+        sys.exit(f"{approach} on {engine}: {tag} printed {out!r}, not {want!r}")
 
 
 def quick(engine, approach, flake="flake"):
@@ -173,16 +263,21 @@ def run_engine(engine, long):
     results = {}
     for approach in APPROACHES:
         r = quick(engine, approach)
+        r.update(real(engine, approach))
         if long:
             r.update(fresh_runner(engine, approach))
             big = quick(engine, approach, "flake-big")
             r.update({f"big_{k}": v for k, v in big.items()})
+            gb = real(engine, approach, "web-big")
+            r.update({f"gb_{k}": v for k, v in gb.items() if k in ("real_edit", "real_fresh", "real_fresh_bytes")})
         results[approach] = r
         print(f"  {engine} {approach}: done", file=sys.stderr)
     return results
 
 
 def mb(n):
+    if n == 0:
+        return "0"
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
@@ -199,6 +294,14 @@ def report(engine, res, long):
         ("redeploy bytes, fresh builder", "fresh", mb),
         ("image size (saved layers)", "size", mb),
         ("layers", "layers", str),
+        ("real flake: cold (binary cache)", "real_cold", secs),
+        ("real flake: cold, downloaded", "real_cold_bytes", mb),
+        ("real flake: app edit", "real_edit", secs),
+        ("real flake: app edit, downloaded", "real_edit_bytes", mb),
+        ("real flake: fresh runner, unchanged", "real_unchanged", secs),
+        ("real flake: fresh runner, unchanged, downloaded", "real_unchanged_bytes", mb),
+        ("real flake: fresh runner, app edit", "real_fresh", secs),
+        ("real flake: fresh runner, app edit, downloaded", "real_fresh_bytes", mb),
     ]
     if long:
         cache = "local cache" if engine == "d26" else "inline cache"
@@ -211,10 +314,13 @@ def report(engine, res, long):
             ("~1.1 GB closure: no-op", "big_noop", secs),
             ("~1.1 GB closure: app edit", "big_edit", secs),
             ("~1.1 GB closure: redeploy bytes", "big_moved", mb),
+            ("1 GB toolchain: app edit", "gb_real_edit", secs),
+            ("1 GB toolchain: fresh runner, app edit", "gb_real_fresh", secs),
+            ("1 GB toolchain: fresh runner, downloaded", "gb_real_fresh_bytes", mb),
         ]
     name = {"d20": "dockerd 20.10 / BuildKit 0.8", "d26": "dockerd 26.1 + buildx / BuildKit 0.13"}[engine]
     print(f"\n{name}")
-    header = f"| {'':38} | {'seed':>12} | {'expert':>12} | {'nixfront':>12} | {'nf/seed':>8} | {'nf/expert':>9} |"
+    header = f"| {'':48} | {'seed':>12} | {'expert':>12} | {'nixfront':>12} | {'nf/seed':>8} | {'nf/expert':>9} |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for label, key, fmt in rows:
@@ -222,7 +328,7 @@ def report(engine, res, long):
         if key == "exported" and engine == "d20":
             continue
         ratio = lambda a, b: f"{a / b:.3f}" if b and key != "layers" else "-"
-        print(f"| {label:38} | {fmt(s):>12} | {fmt(e):>12} | {fmt(n):>12} | {ratio(n, s):>8} | {ratio(n, e):>9} |")
+        print(f"| {label:48} | {fmt(s):>12} | {fmt(e):>12} | {fmt(n):>12} | {ratio(n, s):>8} | {ratio(n, e):>9} |")
     n = res["nixfront"]
     print(f"  redeploy share of the image: nixfront {100 * n['moved'] / n['size']:.3f}% "
           f"(fresh builder {100 * n['fresh'] / n['size']:.3f}%), "

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark, side by side in one run: seed Dockerfile, expert variant, nixfront.
-# Usage: bench/run.sh [--long] [d20] [d26]   (default both engines; the quick rows take about
-# 5 minutes per engine, --long adds the fresh-runner and ~1.1 GB-closure rows, about 30 more)
+# Usage: bench/run.sh [--long] [d20] [d26]   (default both engines; the quick and real-flake
+# rows take about 8 minutes per engine, --long adds the fresh-runner, ~1.1 GB-closure and 1 GB
+# toolchain rows, about 40 more)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/engines.sh all
 bash scripts/frontend-image.sh all
+case " $* " in *" --long "*) NIXWORLD_BIG=1 bash scripts/nixworld.sh ;; *) bash scripts/nixworld.sh ;; esac
 exec python3 bench/bench.py "$@"

@@ -2,7 +2,8 @@
 # $SERVER: `sh make-world.sh` with the sources (tests/nixworld) at /src and the world at /world.
 #   /world/www/pkgs.tar.gz        the nixpkgs-shaped input, as a tarball
 #   /world/www/utils.git          the second input, a git repository served as dumb HTTP
-#   /world/www/cache              a signed binary cache of every package of pkgs
+#   /world/www/cache              a signed binary cache of every package of pkgs (NARs
+#                                 uncompressed: what a build downloads is what it gets)
 #   /world/www/private/cache      the same cache, behind basic auth
 #   /world/keys/{sk,pk}           the signing key and its public half
 #   /world/apps/<name>            the apps, each with the flake.lock Nix wrote for it
@@ -35,8 +36,34 @@ for pkg in toolchain libcore libnet libdata cacert tzdata iana-etc; do
     paths="$paths $(nixw path-info "path:$work/pkgs#$pkg")"
 done
 nixw store sign --key-file /world/keys/sk --recursive $paths
-nixw copy --to 'file:///world/www/cache?compression=zstd' $paths
+nixw copy --to 'file:///world/www/cache?compression=none' $paths
 cp -r /world/www/cache /world/www/private/cache
+
+# With BIG=1, the same world with a 1 GiB toolchain: pkgs-big.tar.gz and the app web-big.
+if [ "${BIG:-0}" = 1 ]; then
+    cp -r "$work/pkgs" "$work/pkgs-big"
+    echo 1024 >"$work/pkgs-big/scale"
+    tar -C "$work" -czf /world/www/pkgs-big.tar.gz pkgs-big
+    nixw build --no-link "path:$work/pkgs-big#toolchain"
+    big=$(nixw path-info "path:$work/pkgs-big#toolchain")
+    nixw store sign --key-file /world/keys/sk $big
+    nixw copy --to 'file:///world/www/cache?compression=none' $big
+fi
+
+# Writes FILE with every FROM in it replaced by TO (line by line, plain shell).
+replace_in() { # FILE FROM TO
+    while IFS= read -r line; do
+        out=
+        while :; do
+            case $line in
+                *"$2"*) out="$out${line%%"$2"*}$3"; line=${line#*"$2"} ;;
+                *) out="$out$line"; break ;;
+            esac
+        done
+        printf '%s\n' "$out"
+    done <"$1" >"$1.new"
+    mv "$1.new" "$1"
+}
 
 # The apps, locked against the server.
 key=$(cat /world/keys/pk)
@@ -44,11 +71,15 @@ for app in /src/apps/*; do
     name=${app##*/}
     cp -r "$app" "/world/apps/$name"
     if [ -f "/world/apps/$name/flake.nix.in" ]; then
-        while IFS= read -r line; do
-            case $line in *@KEY@*) printf '%s%s%s\n' "${line%%@KEY@*}" "$key" "${line#*@KEY@}" ;; *) printf '%s\n' "$line" ;; esac
-        done <"/world/apps/$name/flake.nix.in" >"/world/apps/$name/flake.nix"
-        rm "/world/apps/$name/flake.nix.in"
+        mv "/world/apps/$name/flake.nix.in" "/world/apps/$name/flake.nix"
+        replace_in "/world/apps/$name/flake.nix" @KEY@ "$key"
     fi
-    (cd "/world/apps/$name" && nixw flake lock)
+done
+if [ "${BIG:-0}" = 1 ]; then
+    cp -r /world/apps/web /world/apps/web-big
+    replace_in /world/apps/web-big/flake.nix pkgs.tar.gz pkgs-big.tar.gz
+fi
+for app in /world/apps/*; do
+    (cd "$app" && nixw flake lock)
 done
 chmod -R a+rX /world
