@@ -50,7 +50,7 @@ pub fn manifest(data: &[u8]) {
             }
         }
         let _ = crate::layers::grouping::group(&closure, 5);
-        let _ = crate::sbom::document(&closure, ".", "1970-01-01T00:00:00Z");
+        let _ = crate::sbom::document(&closure, ".", "1970-01-01T00:00:00Z", None);
     }
 }
 

@@ -19,6 +19,18 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 pub const LABEL_FLAKE: &str = "org.nixfront.flake";
 pub const LABEL_VERSION: &str = "org.nixfront.version";
 pub const LABEL_RESULT: &str = "org.nixfront.result";
+/// The OCI labels that name the base image (`FROM`), as `docker buildx` sets them.
+pub const LABEL_BASE_NAME: &str = "org.opencontainers.image.base.name";
+pub const LABEL_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+/// The base image (`FROM`) as resolved for the platform.
+pub struct BaseConfig<'a> {
+    /// The reference the build used, for the label.
+    pub name: &'a str,
+    pub digest: &'a str,
+    /// Its image config (`ResolveImageConfig`'s answer), parsed.
+    pub image: &'a Value,
+}
 
 /// An entry of the package's `bin/`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,6 +62,12 @@ pub struct ConfigInputs<'a> {
     /// What the build read from its steps, for a fresh runner with inline cache
     /// ([`crate::memo`]); `None` leaves it out.
     pub memo: Option<&'a crate::memo::Memo>,
+    /// `User`: USER as written when numeric, else the `uid:gid` it names.
+    pub user: Option<String>,
+    /// What the image's packages set (`SSL_CERT_FILE`, `TZDIR`): after the base image's, before
+    /// the file's ENV.
+    pub package_env: &'a [(String, String)],
+    pub base: Option<&'a BaseConfig<'a>>,
 }
 
 /// The image's date: `SOURCE_DATE_EPOCH`, else the flake's `lastModified` when the flake is
@@ -71,22 +89,54 @@ pub fn image_config(inputs: &ConfigInputs) -> Result<Vec<u8>> {
     let Command { entrypoint, cmd } = command(inputs)?;
     let main = inputs.closure.main_result();
 
-    let mut env: Vec<(String, String)> = vec![("PATH".into(), format!("{main}/bin:{DEFAULT_PATH}"))];
-    for (name, value) in &inputs.nixfile.env {
-        match env.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => slot.1 = value.clone(),
-            None => env.push((name.clone(), value.clone())),
-        }
+    let base_config = inputs.base.and_then(|b| b.image.get("config")).and_then(Value::as_object);
+    let base_field = |name: &str| base_config.and_then(|c| c.get(name)).filter(|v| !v.is_null());
+    let mut env: Vec<(String, String)> = base_field("Env")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str()?.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    let set = |env: &mut Vec<(String, String)>, name: &str, value: String| match env
+        .iter_mut()
+        .find(|(n, _)| n == name)
+    {
+        Some(slot) => slot.1 = value,
+        None => env.push((name.to_string(), value)),
+    };
+    let tail = env.iter().find(|(n, _)| n == "PATH").map_or(DEFAULT_PATH.to_string(), |(_, v)| v.clone());
+    set(&mut env, "PATH", format!("{main}/bin:{tail}"));
+    for (name, value) in inputs.package_env.iter().chain(&inputs.nixfile.env) {
+        set(&mut env, name, value.clone());
     }
 
-    let mut labels = BTreeMap::new();
-    labels.insert(LABEL_FLAKE.to_string(), inputs.flake.to_string());
-    labels.insert(LABEL_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
-    labels.insert(LABEL_RESULT.to_string(), main.to_string());
-    labels.extend(inputs.nixfile.labels.iter().cloned());
-    labels.extend(inputs.extra_labels.clone());
+    let mut labels: BTreeMap<String, Value> = base_field("Labels")
+        .and_then(Value::as_object)
+        .map(|m| m.clone().into_iter().collect())
+        .unwrap_or_default();
+    let mut ours = BTreeMap::new();
+    if let Some(base) = inputs.base {
+        ours.insert(LABEL_BASE_NAME.to_string(), base.name.to_string());
+        if !base.digest.is_empty() {
+            ours.insert(LABEL_BASE_DIGEST.to_string(), base.digest.to_string());
+        }
+    }
+    let mut labels_tail = BTreeMap::new();
+    labels_tail.insert(LABEL_FLAKE.to_string(), inputs.flake.to_string());
+    labels_tail.insert(LABEL_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
+    labels_tail.insert(LABEL_RESULT.to_string(), main.to_string());
+    ours.extend(labels_tail);
+    ours.extend(inputs.nixfile.labels.iter().cloned());
+    ours.extend(inputs.extra_labels.clone());
+    labels.extend(ours.into_iter().map(|(k, v)| (k, Value::String(v))));
 
-    let mut config = Map::new();
+    // A base image's config is the start, as a Dockerfile's FROM has it: what the file sets
+    // replaces its values, ports and volumes add to its own, and its command goes (the
+    // entrypoint is ours).
+    let mut config: Map<String, Value> = base_config.cloned().unwrap_or_default();
+    for gone in ["Entrypoint", "Cmd", "Env", "Labels"] {
+        config.remove(gone);
+    }
     config.insert("Env".into(), json!(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()));
     if let Some(e) = entrypoint {
         config.insert("Entrypoint".into(), json!(e));
@@ -96,16 +146,17 @@ pub fn image_config(inputs: &ConfigInputs) -> Result<Vec<u8>> {
     }
     config.insert("Labels".into(), json!(labels));
     let nf = inputs.nixfile;
-    if !nf.expose.is_empty() {
-        let ports: Map<String, Value> =
-            nf.expose.iter().map(|p| (format!("{}/{}", p.number, p.protocol), json!({}))).collect();
-        config.insert("ExposedPorts".into(), Value::Object(ports));
-    }
-    if !nf.volumes.is_empty() {
-        let volumes: Map<String, Value> = nf.volumes.iter().map(|v| (v.clone(), json!({}))).collect();
-        config.insert("Volumes".into(), Value::Object(volumes));
-    }
-    if let Some(user) = &nf.user {
+    let mut add_keys = |field: &str, keys: Vec<String>| {
+        if keys.is_empty() {
+            return;
+        }
+        let mut map = config.get(field).and_then(Value::as_object).cloned().unwrap_or_default();
+        map.extend(keys.into_iter().map(|k| (k, json!({}))));
+        config.insert(field.into(), Value::Object(map));
+    };
+    add_keys("ExposedPorts", nf.expose.iter().map(|p| format!("{}/{}", p.number, p.protocol)).collect());
+    add_keys("Volumes", nf.volumes.clone());
+    if let Some(user) = &inputs.user {
         config.insert("User".into(), json!(user));
     }
     if let Some(dir) = &nf.workdir {
@@ -116,11 +167,18 @@ pub fn image_config(inputs: &ConfigInputs) -> Result<Vec<u8>> {
     }
 
     let created = rfc3339(inputs.created);
-    let history: Vec<Value> = inputs
-        .layers
-        .iter()
-        .map(|layer| json!({ "created": created, "created_by": layer, "comment": "nixfront" }))
-        .collect();
+    let mut history: Vec<Value> = inputs
+        .base
+        .and_then(|b| b.image.get("history"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    history.extend(
+        inputs
+            .layers
+            .iter()
+            .map(|layer| json!({ "created": created, "created_by": layer, "comment": "nixfront" })),
+    );
     let mut image = json!({
         "architecture": inputs.platform.architecture,
         "os": inputs.platform.os,
@@ -273,6 +331,9 @@ mod tests {
             flake_lines: Lines::one(1),
             extra_labels: &labels,
             memo,
+            user: nixfile.user.as_ref().map(|u| u.value.clone()),
+            package_env: &[],
+            base: None,
         };
         Ok(serde_json::from_slice(&image_config(&inputs)?)?)
     }

@@ -25,3 +25,4 @@ pub mod plan;
 pub mod platform;
 pub mod sbom;
 pub mod subrequests;
+pub mod users;

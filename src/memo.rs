@@ -42,10 +42,13 @@ pub struct DependenciesAnswer {
     pub db: String,
 }
 
-/// What the package step's outputs told: its manifest and its main result's `bin/`.
+/// What the package step's outputs told: its manifest, what the root packages hold (for the
+/// image root's links) and its main result's `bin/`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackageAnswer {
     pub manifest: String,
+    #[serde(default)]
+    pub roots: String,
     pub bin: Vec<BinEntry>,
 }
 
@@ -173,6 +176,7 @@ mod tests {
         let package = package_key(&state("package"), "/nix/store/d-app.drv");
         let answer = PackageAnswer {
             manifest: "{}".into(),
+            roots: "0 d ./bin\n".into(),
             bin: vec![BinEntry { name: "app".into(), executable: true }],
         };
         memo.record(package.clone(), &answer);

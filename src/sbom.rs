@@ -82,7 +82,7 @@ fn spdx_id(path: &StorePath) -> String {
 
 /// The SPDX 2.3 JSON document for `closure`, built from flake reference `flake`, dated
 /// `created` (RFC 3339).
-pub fn document(closure: &Closure, flake: &str, created: &str) -> Value {
+pub fn document(closure: &Closure, flake: &str, created: &str, base: Option<&str>) -> Value {
     let packages: Vec<Value> = closure
         .paths
         .iter()
@@ -131,6 +131,13 @@ pub fn document(closure: &Closure, flake: &str, created: &str) -> Value {
     }
     let main = closure.main_result();
     let namespace_key = crate::closure::base_name(main);
+    let comment = match base {
+        None => "The runtime closure of the built Nix package: every store path in the image".to_string(),
+        Some(base) => format!(
+            "The runtime closure of the built Nix package: every store path nixfront put in the image. \
+             The image is built on the base image {base}, whose own contents are not listed here"
+        ),
+    };
     json!({
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
@@ -140,7 +147,7 @@ pub fn document(closure: &Closure, flake: &str, created: &str) -> Value {
         "creationInfo": {
             "created": created,
             "creators": [format!("Tool: nixfront-{}", env!("CARGO_PKG_VERSION"))],
-            "comment": "The runtime closure of the built Nix package: every store path in the image",
+            "comment": comment,
         },
         "packages": packages,
         "relationships": relationships,
@@ -219,7 +226,11 @@ mod tests {
             {{"path":"{APP}","narSize":1,"references":["{DEP}","{TOOLS}"]}}]}}"#
         );
         let closure = parse_manifest(manifest.as_bytes()).unwrap();
-        let doc = document(&closure, ".#hello", "1970-01-01T00:00:00Z");
+        let doc = document(&closure, ".#hello", "1970-01-01T00:00:00Z", None);
+        let on_base =
+            document(&closure, ".#hello", "1970-01-01T00:00:00Z", Some("docker.io/library/debian@sha256:1"));
+        let comment = on_base["creationInfo"]["comment"].as_str().unwrap();
+        assert!(comment.contains("debian@sha256:1, whose own contents are not listed"), "{comment}");
         assert_eq!(doc["spdxVersion"], "SPDX-2.3");
         let packages = doc["packages"].as_array().unwrap();
         assert_eq!(packages.len(), 3);

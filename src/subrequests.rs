@@ -94,17 +94,29 @@ pub fn outline(
         json!({ "name": spec.name, "value": args::effective(build_args, spec), "description": spec.doc })
     }));
     let secrets: Vec<Value> = SECRETS.iter().map(|s| json!({ "name": s.id })).collect();
+    let mut description = format!("Nix flake reference {target}");
+    if !nixfile.extra_flakes.is_empty() {
+        description.push_str(&format!(" with {}", nixfile.extra_flakes.join(", ")));
+    }
+    if let Some(from) = &nixfile.from {
+        description.push_str(&format!(", on {}", from.value));
+    }
     let outline = json!({
         "name": target,
-        "description": format!("Nix flake reference {target}"),
+        "description": description,
         "args": args,
         "secrets": secrets,
         "ssh": [{ "name": SSH_ID }],
         "sources": [base64(source)],
     });
-    let mut text = format!(
-        "TARGET:      {target}\n\nBUILD ARG              VALUE                          DESCRIPTION\n"
-    );
+    let mut text = format!("TARGET:      {target}\n");
+    if !nixfile.extra_flakes.is_empty() {
+        text.push_str(&format!("PACKAGES:    {}\n", nixfile.extra_flakes.join(" ")));
+    }
+    if let Some(from) = &nixfile.from {
+        text.push_str(&format!("FROM:        {}\n", from.value));
+    }
+    text.push_str("\nBUILD ARG              VALUE                          DESCRIPTION\n");
     for a in outline["args"].as_array().into_iter().flatten() {
         let (name, value) = (a["name"].as_str().unwrap_or(""), a["value"].as_str().unwrap_or(""));
         text.push_str(&format!("{name:<22} {value:<30} {}\n", a["description"].as_str().unwrap_or("")));
@@ -224,6 +236,12 @@ mod tests {
         assert_eq!(v["secrets"][0]["name"], "netrc");
         assert_eq!(v["sources"][0], base64(src));
         assert!(text.contains("access-tokens"));
+
+        let src = b"FROM debian:12\nFLAKE .#app .#cacert\n";
+        let nf = parse("Dockerfile", src, &BTreeMap::new()).result.unwrap();
+        let (v, text) = outline(&nf, ".#app", src, &BTreeMap::new());
+        assert_eq!(v["description"], "Nix flake reference .#app with .#cacert, on debian:12");
+        assert!(text.contains("PACKAGES:    .#cacert\nFROM:        debian:12\n"), "{text}");
     }
 
     #[test]

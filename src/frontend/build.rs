@@ -9,15 +9,16 @@ use anyhow::{Context, Result, anyhow};
 use bollard_buildkit_proto::pb;
 use tracing::info;
 
-use super::at_lines;
 use super::result::PlatformImage;
+use super::{at_lines, root};
 use crate::closure::{self, Closure};
 use crate::context::{self, UserFile};
 use crate::flakelock;
 use crate::gateway::{BuildKitError, Gateway, InTotoFile, RefId, caps};
 use crate::image::{self, BinEntry, ConfigInputs};
 use crate::layers::grouping::{self, Group};
-use crate::layers::{self, Extras, LayerPlan, Layout, TopSource};
+use crate::layers::roots::{self, RootPlan};
+use crate::layers::{self, Extras, LayerPlan, Layout, Part, TopSource};
 use crate::limits::MAX_MANIFEST_BYTES;
 use crate::llb::State;
 use crate::llb::definition::{Marshal, SourceFile};
@@ -27,7 +28,7 @@ use crate::options::nixconf;
 use crate::options::{NamedContext, NixArgs, Options};
 use crate::plan::output::{
     self, DEPS_DB_FILE, DEPS_INFO_FILE, EXIT_NO_NIX, FLAKE_CONFIG_FILE, MANIFEST_FILE, PACKAGES_FILE,
-    PLAN_FILE,
+    PLAN_FILE, ROOTS_FILE,
 };
 use crate::plan::{self, BuilderImage, FlakeRef, NixStep, derivation, steps};
 use crate::sbom;
@@ -46,6 +47,8 @@ pub struct PlatformPlan {
     pub system: String,
     pub nixfile: Nixfile,
     pub flake: FlakeRef,
+    /// FLAKE's further packages.
+    pub extras: Vec<FlakeRef>,
     /// The lines that name the flake (FLAKE, else the first line, the syntax line): where a
     /// failing build points.
     pub flake_lines: Lines,
@@ -62,8 +65,16 @@ impl PlatformPlan {
             nixfile::parse(&options.filename, &file.data, &args_for(options, build, target)).result?;
         let flake_lines = nixfile.flake.as_ref().map_or(Lines::one(1), |f| f.lines);
         let flake = at_lines(plan::flake_ref(&nixfile, options.target.as_deref()), flake_lines)?;
+        let extras = at_lines(plan::extra_refs(&nixfile), flake_lines)?;
         let system = crate::platform::nix_system(target)?;
-        Ok(PlatformPlan { target: target.clone(), system, nixfile, flake, flake_lines })
+        Ok(PlatformPlan { target: target.clone(), system, nixfile, flake, extras, flake_lines })
+    }
+
+    /// Whether the build context is transferred: a flake in it, or a COPY.
+    pub fn uses_context(&self) -> bool {
+        self.flake.uses_context
+            || self.extras.iter().any(|e| e.uses_context)
+            || !self.nixfile.copies.is_empty()
     }
 }
 
@@ -99,7 +110,7 @@ impl<'a> Shared<'a> {
             .context("resolving the builder image (NIX_IMAGE)")?;
         let builder = BuilderImage::from_config(image, &digest, &config)?;
         let native = crate::platform::nix_system(build_platform).context("the builder's own platform")?;
-        let uses_context = plans.iter().any(|p| p.flake.uses_context);
+        let uses_context = plans.iter().any(PlatformPlan::uses_context);
         let context = context::build_context(gw, options, file, uses_context).await?;
         let memo = imported_memo(gw, options, plans).await;
         Ok(Shared {
@@ -134,7 +145,14 @@ impl<'a> Shared<'a> {
     /// The flake inputs the client replaces (`--build-context NAME=DIR`).
     fn overrides(&self, plan: &PlatformPlan) -> Result<Vec<steps::Override>> {
         let mut overrides = Vec::new();
+        let from = plan.nixfile.from.as_ref().map(|f| f.value.as_str());
         for (name, context) in &self.options.named_contexts {
+            let is_base = from.is_some_and(|f| {
+                super::base::named_context(self.options, f).is_some_and(|c| std::ptr::eq(c, context))
+            });
+            if is_base {
+                continue;
+            }
             let NamedContext::Local(local) = context else {
                 return at_lines(
                     Err(anyhow!(
@@ -228,15 +246,25 @@ impl<'a> Shared<'a> {
     /// Builds the flake's package for the plan's platform and lays it out as an image.
     pub async fn image(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<PlatformImage> {
         let options = self.options;
+        let nf = &plan.nixfile;
+        let base = match &nf.from {
+            Some(from) => {
+                let read_users = nf.user.is_some() || nf.copies.iter().any(|c| c.chown.is_some());
+                Some(super::base::resolve(gw, options, from, &plan.target, read_users).await?)
+            }
+            None => None,
+        };
+        let setup = root::setup(nf, &options.filename, &options.nix, base.as_ref())?;
         // Solves are lazy: a step may run, and fail, in any of these calls.
         let built = if options.nix.persistent_store {
-            match self.build_in_steps(gw, plan).await? {
+            match self.build_in_steps(gw, plan, &setup).await? {
                 Some(built) => built,
-                None => self.build_at_once(gw, plan).await?,
+                None => self.build_at_once(gw, plan, &setup).await?,
             }
         } else {
-            self.build_at_once(gw, plan).await?
+            self.build_at_once(gw, plan, &setup).await?
         };
+        super::send_warnings(gw, self.file, &built.warnings).await;
         let closure = &built.closure;
         info!(
             paths = closure.paths.len(),
@@ -249,16 +277,36 @@ impl<'a> Shared<'a> {
         let attest = options.sbom_attestation && self.attestations;
         let sbom = (attest || options.nix.sbom_file)
             .then(|| {
-                serde_json::to_vec(&sbom::document(closure, &plan.flake.written, &image::rfc3339(created)))
+                let base = base.as_ref().map(|b| b.name.as_str());
+                serde_json::to_vec(&sbom::document(
+                    closure,
+                    &plan.flake.written,
+                    &image::rfc3339(created),
+                    base,
+                ))
             })
             .transpose()?;
         let location = Some((plan.flake_lines.start, plan.flake_lines.end));
-        let layout = Layout { max_layers: options.nix.max_layers, merge: self.merge, location };
-        let extras = Extras {
-            workdir: plan.nixfile.workdir.as_deref(),
-            sbom: sbom.as_deref().filter(|_| options.nix.sbom_file),
+        let layout = Layout {
+            max_layers: options.nix.max_layers,
+            merge: self.merge,
+            location,
+            base: base.as_ref().map(|b| &b.state),
         };
+        let extras = Extras { sbom: sbom.as_deref().filter(|_| options.nix.sbom_file) };
         let rootfs = layers::assemble(&built.layers, built.top, &built.anchors, &extras, layout);
+        let (state, copied) =
+            root::copy_layers(rootfs.state, &setup.copies, &self.context, &setup.wants, |l| {
+                Some((l.start, l.end))
+            });
+        let mut layer_names = rootfs.layers;
+        layer_names.extend(copied);
+        let user = nf.user.as_ref().map(|u| match u.value.bytes().all(|b| b.is_ascii_digit() || b == b':') {
+            true => u.value.clone(),
+            false => setup.users.run_as.map_or(u.value.clone(), |(uid, gid)| format!("{uid}:{gid}")),
+        });
+        let base_config =
+            base.as_ref().map(|b| image::BaseConfig { name: &b.name, digest: &b.digest, image: &b.image });
         let config = image::image_config(&ConfigInputs {
             filename: &options.filename,
             nixfile: &plan.nixfile,
@@ -269,11 +317,14 @@ impl<'a> Shared<'a> {
             flake_lines: plan.flake_lines,
             extra_labels: &options.labels,
             created,
-            layers: &rootfs.layers,
+            layers: &layer_names,
             memo: options.inline_cache.then_some(&built.memo),
+            user,
+            package_env: &built.root.env,
+            base: base_config.as_ref(),
         })?;
         let rootfs =
-            at_lines(self.solve(gw, &rootfs.state).await.context("assembling the image"), plan.flake_lines)?;
+            at_lines(self.solve(gw, &state).await.context("assembling the image"), plan.flake_lines)?;
         let sbom = match sbom.filter(|_| attest) {
             Some(document) => {
                 let file = sbom::attestation_file(&document, closure.paths.len());
@@ -325,7 +376,12 @@ impl<'a> Shared<'a> {
     /// Builds on the persistent store in steps whose cache keys hold across edits (see
     /// [`plan::steps`]), or `None` when the package cannot be planned so (an output is only
     /// known once built).
-    async fn build_in_steps(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<Option<Built>> {
+    async fn build_in_steps(
+        &self,
+        gw: &mut Gateway,
+        plan: &PlatformPlan,
+        image_setup: &root::ImageSetup,
+    ) -> Result<Option<Built>> {
         let setup = self.flake_setup(gw, plan).await?;
         super::send_warnings(gw, self.file, &setup.warnings).await;
         let notices: Vec<String> =
@@ -333,6 +389,7 @@ impl<'a> Shared<'a> {
         let step = self.step_with(plan, &setup.settings);
         let evaluation = steps::evaluate(
             &plan.flake,
+            &plan.extras,
             &plan.system,
             setup.fetched.as_ref(),
             &setup.overrides,
@@ -357,6 +414,7 @@ impl<'a> Shared<'a> {
             Some(d) => (d.closure.paths.iter().map(|p| p.path.clone()).collect(), d.db.as_str()),
             None => (Vec::new(), ""),
         };
+        let roots: Vec<String> = eval.outputs.iter().chain(&eval.extra_roots).cloned().collect();
         let spec = steps::PackageSpec {
             what: &plan.flake.written,
             drv: &eval.drv,
@@ -364,6 +422,7 @@ impl<'a> Shared<'a> {
             records: deps_db,
             deps: &dep_paths,
             sources: &eval.sources,
+            roots: &roots,
         };
         let location = Some((plan.flake_lines.start, plan.flake_lines.end));
         let trees = match &deps {
@@ -389,15 +448,31 @@ impl<'a> Shared<'a> {
         memo.record(key, &answer);
         closure.main_program = eval.main_program.clone();
         closure.flake_last_modified = eval.flake_last_modified;
+        let listing = roots::parse_listing(&answer.roots, &roots);
+        let root = root::plan(&listing, &image_setup.wants, &self.options.filename, plan.flake_lines)?;
+        let warnings = root::warnings(&root, image_setup, plan.flake_lines);
+        // The image root shares the layer of the package's own paths, which an edit changes.
+        let results = match root.entries.is_empty() {
+            true => package.results.clone(),
+            false => {
+                let (entries, files) = root::spec(&root);
+                let name = format!("nixfront: {}", root::describe(&root));
+                let notices = root::notices(&warnings);
+                steps::image_root(&entries, &files, &notices, Some(&package.results), &step, &name)
+            }
+        };
         let (laid_out, stacked) = deps.map(|d| (d.laid_out, d.stacked)).unwrap_or_default();
-        let layers = layers::split_build_layers(
+        let mut layers = layers::split_build_layers(
             &laid_out,
             &stacked,
             &closure,
             (&eval.sources, &package.sources),
-            &package.results,
+            &results,
             max_layers,
         );
+        if let Some(last) = layers.last_mut().filter(|_| !root.entries.is_empty()) {
+            last.name = format!("{} and {}", last.name, root::describe(&root));
+        }
         let mut anchors = vec![evaluation.meta, package.meta];
         anchors.extend(setup.fetch_meta);
         Ok(Some(Built {
@@ -407,6 +482,8 @@ impl<'a> Shared<'a> {
             anchors,
             bin: answer.bin,
             memo,
+            root,
+            warnings,
         }))
     }
 
@@ -429,12 +506,13 @@ impl<'a> Shared<'a> {
         if let Some(found) = self.memo.answer(key, "package manifest", parse) {
             return Ok(found);
         }
-        let [manifest] = self.step_meta(gw, plan, &package.meta, [MANIFEST_FILE]).await?;
+        let [manifest, roots] = self.step_meta(gw, plan, &package.meta, [MANIFEST_FILE, ROOTS_FILE]).await?;
         let closure = closure::parse_manifest(&manifest)?;
         let results = self.solve_output(gw, plan, &package.results).await?;
         let bin = bin_entries(gw, &results, &format!("{}/bin", closure.main_result())).await;
         let manifest = String::from_utf8_lossy(&manifest).into_owned();
-        Ok((closure, PackageAnswer { manifest, bin }))
+        let roots = String::from_utf8_lossy(&roots).into_owned();
+        Ok((closure, PackageAnswer { manifest, roots, bin }))
     }
 
     /// The package's dependencies: realised by the dependency step (or its answer taken from
@@ -492,14 +570,34 @@ impl<'a> Shared<'a> {
 
     /// Builds in one step: without the persistent store, or for a package that cannot be
     /// planned in steps.
-    async fn build_at_once(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<Built> {
-        let nix = plan::single_build(&plan.flake, &plan.system, &self.step(plan));
-        let [manifest] = self.step_meta(gw, plan, &nix.meta, [MANIFEST_FILE]).await?;
+    async fn build_at_once(
+        &self,
+        gw: &mut Gateway,
+        plan: &PlatformPlan,
+        setup: &root::ImageSetup,
+    ) -> Result<Built> {
+        let step = self.step(plan);
+        let nix = plan::single_build(&plan.flake, &plan.extras, &plan.system, &step);
+        let [manifest, listing] = self.step_meta(gw, plan, &nix.meta, [MANIFEST_FILE, ROOTS_FILE]).await?;
         let closure = closure::parse_manifest(&manifest)?;
+        let listing = roots::parse_listing(&String::from_utf8_lossy(&listing), &closure.results);
+        let root = root::plan(&listing, &setup.wants, &self.options.filename, plan.flake_lines)?;
+        let warnings = root::warnings(&root, setup, plan.flake_lines);
         let built = self.solve_output(gw, plan, &nix.closure).await?;
         let main = closure.main_result();
         let bin = bin_entries(gw, &built, &format!("{}{main}/bin", output::output_tree(main))).await;
-        let layers = layers::single_build_layers(&closure, &nix.closure, self.options.nix.max_layers);
+        let max_layers = self.options.nix.max_layers - usize::from(!root.entries.is_empty());
+        let mut layers = layers::single_build_layers(&closure, &nix.closure, max_layers);
+        if !root.entries.is_empty() {
+            let (entries, files) = root::spec(&root);
+            let name = format!("nixfront: {}", root::describe(&root));
+            let state = steps::image_root(&entries, &files, &root::notices(&warnings), None, &step, &name);
+            layers.push(LayerPlan {
+                name: root::describe(&root),
+                parts: vec![Part::Tree(state, "/".to_string())],
+                stacked: None,
+            });
+        }
         Ok(Built {
             closure,
             layers,
@@ -507,6 +605,8 @@ impl<'a> Shared<'a> {
             anchors: vec![nix.meta],
             bin,
             memo: Memo::default(),
+            root,
+            warnings,
         })
     }
 
@@ -570,6 +670,10 @@ struct Built {
     bin: Vec<BinEntry>,
     /// What the steps answered, for the image config under inline cache.
     memo: Memo,
+    /// The image root beside the closure.
+    root: RootPlan,
+    /// What the image root lacks (no CA bundle), for BuildKit's warnings.
+    warnings: Vec<nixfile::Warning>,
 }
 
 /// The package's dependencies, as the package step and the image take them.

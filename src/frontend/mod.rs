@@ -6,8 +6,10 @@
 //! user's file it is about (buildx highlights them); a panic becomes an error that says it is
 //! a bug. The process exits non-zero after an error; logs go to stderr.
 
+pub mod base;
 pub mod build;
 pub mod result;
+pub mod root;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

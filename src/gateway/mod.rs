@@ -75,6 +75,8 @@ pub struct DirEntry {
     pub is_symlink: bool,
     /// Permission bits.
     pub permissions: u32,
+    /// A symlink's target, as stored.
+    pub link_target: String,
 }
 
 impl DirEntry {
@@ -88,6 +90,7 @@ impl DirEntry {
             is_dir: stat.mode & GO_DIR != 0 || unix == 0o040000,
             is_symlink: stat.mode & GO_SYMLINK != 0 || unix == 0o120000,
             permissions: stat.mode & 0o7777,
+            link_target: stat.linkname.clone(),
         }
     }
 }
@@ -213,10 +216,21 @@ impl Gateway {
         reference: &str,
         platform: Option<pb::Platform>,
     ) -> Result<(String, Vec<u8>)> {
+        self.resolve_image_config_with(reference, platform, false).await
+    }
+
+    /// [`Self::resolve_image_config`], from the registry when `pull` (`--pull`) rather than
+    /// what the builder has.
+    pub async fn resolve_image_config_with(
+        &mut self,
+        reference: &str,
+        platform: Option<pb::Platform>,
+        pull: bool,
+    ) -> Result<(String, Vec<u8>)> {
         let request = fpb::ResolveImageConfigRequest {
             r#ref: reference.to_string(),
             platform,
-            resolve_mode: "default".to_string(),
+            resolve_mode: crate::llb::source::resolve_mode(pull).to_string(),
             log_name: format!("resolve image config for {reference}"),
             ..Default::default()
         };

@@ -1,5 +1,6 @@
-//! The image's root filesystem: the closure in layers by group of store paths, and a top
-//! layer with what nixfront adds (`/tmp`, the WORKDIR, the SBOM file).
+//! The image's root filesystem: a base image's layers (FROM), the closure in layers by group of
+//! store paths (the image root, [`roots`], in the layer of the package's own paths), and a top
+//! layer with what nixfront adds (`/tmp`, the SBOM file).
 //!
 //! A layer is planned as parts ([`Part`]): a whole step output that is already laid out as
 //! `nix/store/<base>` (the dependency layers, the package's own paths), some paths of one, or
@@ -11,6 +12,7 @@
 //! bytes in every build, on a warm or a fresh builder.
 
 pub mod grouping;
+pub mod roots;
 
 use crate::closure::{Closure, StorePath};
 use crate::llb::file::FileOp;
@@ -21,19 +23,20 @@ use grouping::{Group, GroupKind};
 
 /// How to lay the layers out.
 #[derive(Debug, Clone, Copy)]
-pub struct Layout {
+pub struct Layout<'a> {
     /// The most layers the image may have, the top layer included (at least 2).
     pub max_layers: usize,
     /// Build each layer on scratch and merge them (BuildKit's `mergeop` capability).
     pub merge: bool,
     /// The lines of the user's file the layers come from (FLAKE).
     pub location: Option<Location>,
+    /// The base image (FROM), below everything.
+    pub base: Option<&'a State>,
 }
 
 /// What the top layer holds, besides the closure.
 #[derive(Debug, Clone, Default)]
 pub struct Extras<'a> {
-    pub workdir: Option<&'a str>,
     /// The SBOM document, written to `/sbom.spdx.json` (`NIX_SBOM_FILE`).
     pub sbom: Option<&'a [u8]>,
 }
@@ -232,9 +235,6 @@ pub fn assemble(
                 op.copy_contents(state, &output::extras_tree(), "/", FIXED_TIME_NS)
             }
         };
-        if let Some(dir) = extras.workdir.filter(|d| *d != "/" && *d != "/tmp") {
-            op = op.mkdir(dir, 0o755, FIXED_TIME_NS);
-        }
         if let Some(document) = extras.sbom {
             op = op.mkfile(&format!("/{}", crate::sbom::FILE_NAME), 0o444, document, FIXED_TIME_NS);
         }
@@ -245,19 +245,18 @@ pub fn assemble(
         op.at(layout.location).build(&top_name)
     };
     let state = if layout.merge {
-        let mut states: Vec<State> = layers
-            .iter()
-            .zip(&names)
-            .map(|(layer, name)| match layer.parts.as_slice() {
-                [Part::Tree(state, dir)] if dir == "/" => state.clone(),
-                _ => build(&State::scratch(), layer, name),
-            })
-            .collect();
+        let mut states: Vec<State> = layout.base.into_iter().cloned().collect();
+        states.extend(layers.iter().zip(&names).map(|(layer, name)| match layer.parts.as_slice() {
+            [Part::Tree(state, dir)] if dir == "/" => state.clone(),
+            _ => build(&State::scratch(), layer, name),
+        }));
         states.push(top_layer(&State::scratch()));
         merge::merge(&states, &format!("merge {} layers", states.len()), layout.location)
     } else {
-        let mut on_stack = true;
-        let store = layers.iter().zip(&names).fold(State::scratch(), |below, (layer, name)| {
+        // The stacked layers stand on scratch: on a base image every layer is made anew.
+        let mut on_stack = layout.base.is_none();
+        let bottom = layout.base.cloned().unwrap_or_else(State::scratch);
+        let store = layers.iter().zip(&names).fold(bottom, |below, (layer, name)| {
             match layer.stacked.as_ref().filter(|_| on_stack) {
                 Some(stacked) => stacked.clone(),
                 None => {
@@ -276,9 +275,6 @@ pub fn assemble(
 /// What the top layer is called in progress output and the history: what it holds.
 fn top_layer_name(extras: &Extras) -> String {
     let mut parts = vec!["/tmp".to_string()];
-    if let Some(dir) = extras.workdir.filter(|d| *d != "/" && *d != "/tmp") {
-        parts.push(format!("{dir} (WORKDIR)"));
-    }
     if extras.sbom.is_some() {
         parts.push(format!("/{}", crate::sbom::FILE_NAME));
     }
@@ -336,11 +332,11 @@ mod tests {
 
     fn ops(merge: bool) -> Vec<pb::Op> {
         let built = crate::llb::source::image("docker.io/library/busybox:latest", None);
-        let layout = Layout { max_layers: 100, merge, location: Some((2, 2)) };
+        let layout = Layout { max_layers: 100, merge, location: Some((2, 2)), base: None };
         let layers = single_build_layers(&closure(), &built, layout.max_layers);
-        let extras = Extras { workdir: Some("/srv"), sbom: None };
+        let extras = Extras { sbom: None };
         let fs = assemble(&layers, TopSource::SingleBuild(built.clone()), &[], &extras, layout);
-        assert_eq!(fs.layers[2], "nixfront: /tmp, /srv (WORKDIR)");
+        assert_eq!(fs.layers[2], "nixfront: /tmp");
         assert_eq!(fs.layers.len(), 3);
         decode(&fs.state.to_definition()).into_iter().map(|(_, op)| op).collect()
     }
@@ -409,7 +405,7 @@ mod tests {
             "only the runtime path"
         );
         assert_eq!(layers[2].name, "hello-0.1 (600 B)");
-        let layout = Layout { max_layers: 100, merge: true, location: None };
+        let layout = Layout { max_layers: 100, merge: true, location: None, base: None };
         let fs = assemble(
             &layers,
             TopSource::Tree(output("extras")),
@@ -445,7 +441,7 @@ mod tests {
         let (sources, results) = (output("sources"), output("results"));
         let laid = |name: &str| LaidOut { state: output("layers"), dir: format!("/{name}") };
         let op_of = |state: &State| decode(&state.to_definition()).pop().unwrap().1.inputs[0].digest.clone();
-        let layout = Layout { max_layers: 100, merge: false, location: None };
+        let layout = Layout { max_layers: 100, merge: false, location: None, base: None };
         let ops_of = |layers: &[LayerPlan]| -> Vec<String> {
             let fs = assemble(layers, TopSource::Tree(output("extras")), &[], &Extras::default(), layout);
             decode(&fs.state.to_definition()).into_iter().map(|(digest, _)| digest).collect()
@@ -488,7 +484,7 @@ mod tests {
         assert_eq!(human_size(3 << 30), "3.0 GiB");
         assert_eq!(human_size(1536), "1.5 KiB");
         assert_eq!(top_layer_name(&Extras::default()), "nixfront: /tmp");
-        let all = Extras { workdir: Some("/w"), sbom: Some(b"{}") };
-        assert_eq!(top_layer_name(&all), "nixfront: /tmp, /w (WORKDIR), /sbom.spdx.json");
+        let all = Extras { sbom: Some(b"{}") };
+        assert_eq!(top_layer_name(&all), "nixfront: /tmp, /sbom.spdx.json");
     }
 }

@@ -77,10 +77,48 @@ impl FileOp {
         self
     }
 
+    /// A Dockerfile COPY of `src` (wildcards allowed, symlinks followed, a directory's
+    /// contents) of `from` to `dest` (into it when it ends with `/`), owned by `owner`
+    /// (`uid:gid`) and with `mode` when given, every copied entry getting `timestamp`.
+    pub fn copy_as_dockerfile(
+        mut self,
+        from: &State,
+        src: &str,
+        dest: &str,
+        owner: Option<(u32, u32)>,
+        mode: Option<u32>,
+        timestamp: i64,
+    ) -> Self {
+        let secondary = self.input_index(from);
+        let by_id = |id| pb::UserOpt { user: Some(pb::user_opt::User::ById(id)) };
+        let copy = pb::FileActionCopy {
+            src: src.to_string(),
+            dest: dest.to_string(),
+            owner: owner.map(|(uid, gid)| pb::ChownOpt { user: Some(by_id(uid)), group: Some(by_id(gid)) }),
+            mode: mode.map_or(-1, |m| m as i32),
+            follow_symlink: true,
+            dir_copy_contents: true,
+            create_dest_path: true,
+            allow_wildcard: true,
+            allow_empty_wildcard: false,
+            timestamp,
+            ..Default::default()
+        };
+        self.actions.push((secondary, Action::Copy(copy)));
+        self
+    }
+
     /// Makes directory `path` (and its parents) with `mode`.
-    pub fn mkdir(mut self, path: &str, mode: i32, timestamp: i64) -> Self {
+    pub fn mkdir(self, path: &str, mode: i32, timestamp: i64) -> Self {
+        self.mkdir_owned(path, mode, None, timestamp)
+    }
+
+    /// Makes directory `path` (and its parents) with `mode`, owned by `owner` (`uid:gid`).
+    pub fn mkdir_owned(mut self, path: &str, mode: i32, owner: Option<(u32, u32)>, timestamp: i64) -> Self {
+        let by_id = |id| pb::UserOpt { user: Some(pb::user_opt::User::ById(id)) };
+        let owner = owner.map(|(uid, gid)| pb::ChownOpt { user: Some(by_id(uid)), group: Some(by_id(gid)) });
         let mkdir =
-            pb::FileActionMkDir { path: path.to_string(), mode, make_parents: true, owner: None, timestamp };
+            pb::FileActionMkDir { path: path.to_string(), mode, make_parents: true, owner, timestamp };
         self.actions.push((-1, Action::Mkdir(mkdir)));
         self
     }

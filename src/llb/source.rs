@@ -18,9 +18,21 @@ pub fn pinned_image(reference: &str, platform: Option<pb::Platform>) -> State {
     image_with(reference, platform, CachePolicy { survives_no_cache: true, not_exported: false })
 }
 
+/// A base image: from the registry every time when `pull` (`--pull`).
+pub fn base_image(reference: &str, platform: Option<pb::Platform>, pull: bool) -> State {
+    let mut attrs = BTreeMap::new();
+    attrs.insert("image.resolvemode".to_string(), resolve_mode(pull).to_string());
+    source(format!("docker-image://{reference}"), attrs, platform, Meta::default())
+}
+
+/// BuildKit's image resolve mode: `pull`, or `default` (what the builder has, else pull).
+pub fn resolve_mode(pull: bool) -> &'static str {
+    if pull { "pull" } else { "default" }
+}
+
 fn image_with(reference: &str, platform: Option<pb::Platform>, cache: CachePolicy) -> State {
     let mut attrs = BTreeMap::new();
-    attrs.insert("image.resolvemode".to_string(), "default".to_string());
+    attrs.insert("image.resolvemode".to_string(), resolve_mode(false).to_string());
     source(format!("docker-image://{reference}"), attrs, platform, Meta { cache, ..Default::default() })
 }
 

@@ -36,6 +36,18 @@ pub struct ArgDecl {
     pub lines: Lines,
 }
 
+/// A `COPY [--chown=user[:group]] [--chmod=mode] source... dest` from the build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyInstr {
+    /// Paths in the context, clean and relative (wildcards kept).
+    pub sources: Vec<String>,
+    /// Absolute; ends with `/` when it names a directory to copy into.
+    pub dest: String,
+    pub chown: Option<String>,
+    pub chmod: Option<u32>,
+    pub lines: Lines,
+}
+
 /// Everything the user's file asks for, typed and checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Nixfile {
@@ -43,18 +55,25 @@ pub struct Nixfile {
     pub args: Vec<ArgDecl>,
     /// The file is a flake.nix: build `.#default` of the context, no instructions.
     pub from_flake_file: bool,
+    /// The base image (`FROM`), unless the image starts from scratch.
+    pub from: Option<Spanned<String>>,
+    /// The program's flake reference: the first of FLAKE's.
     pub flake: Option<Spanned<String>>,
+    /// FLAKE's further references: packages whose closures the image holds too.
+    pub extra_flakes: Vec<String>,
     pub entrypoint: Option<Spanned<Vec<String>>>,
     pub cmd: Option<Spanned<Vec<String>>>,
     /// In file order; a later value for the same name wins.
     pub env: Vec<(String, String)>,
     pub labels: Vec<(String, String)>,
     pub expose: Vec<Port>,
-    pub user: Option<String>,
+    /// `uid[:gid]` or `name[:group]` as written.
+    pub user: Option<Spanned<String>>,
     /// Absolute, after resolving relative WORKDIRs against the previous one.
     pub workdir: Option<String>,
     pub stop_signal: Option<String>,
     pub volumes: Vec<String>,
+    pub copies: Vec<CopyInstr>,
 }
 
 /// The parser's state while it reads the file top to bottom.
@@ -66,6 +85,8 @@ struct Reader<'a> {
     vars: BTreeMap<String, String>,
     declared: Vec<String>,
     seen_single: BTreeMap<&'static str, usize>,
+    /// An instruction other than ARG (or FROM) was read: FROM may not come any more.
+    past_from: bool,
     out: Nixfile,
     warnings: Vec<Warning>,
 }
@@ -99,6 +120,7 @@ pub fn from_syntax(file: &str, syntax: &Syntax, build_args: &BTreeMap<String, St
         vars: BTreeMap::new(),
         declared: Vec::new(),
         seen_single: BTreeMap::new(),
+        past_from: false,
         out: Nixfile::default(),
         warnings: Vec::new(),
     };
@@ -130,8 +152,24 @@ impl Reader<'_> {
         }
         let cx = Ctx { file: self.file, node, example };
         let lines = node.lines;
+        if instr != Instr::Arg && instr != Instr::From {
+            self.past_from = true;
+        }
         match instr {
             Instr::Arg => self.arg(&cx)?,
+            Instr::From => {
+                if self.past_from {
+                    return Err(
+                        cx.err("FROM must come first (only ARGs may come before it): the image has one base")
+                    );
+                }
+                self.past_from = true;
+                self.out.from = self.from(&cx)?.map(|value| Spanned { value, lines });
+            }
+            Instr::Copy => {
+                let copy = self.copy(&cx)?;
+                self.out.copies.push(copy);
+            }
             Instr::Flake => {
                 if let Some(previous) = &self.out.flake {
                     return Err(cx.err(format!(
@@ -139,12 +177,16 @@ impl Reader<'_> {
                         previous.lines.start
                     )));
                 }
-                let value = self.flake(&cx)?;
-                if lint::is_unpinned(&value) {
-                    let detail =
-                        format!("{} names no revision; add ?rev=<commit> or a locked input", show(&value));
-                    self.warnings.push(Warning::new(lint::UNPINNED_FLAKE, lines, detail));
+                let mut values = self.flake(&cx)?;
+                for value in &values {
+                    if lint::is_unpinned(value) {
+                        let detail =
+                            format!("{} names no revision; add ?rev=<commit> or a locked input", show(value));
+                        self.warnings.push(Warning::new(lint::UNPINNED_FLAKE, lines, detail));
+                    }
                 }
+                let value = values.remove(0);
+                self.out.extra_flakes = values;
                 self.out.flake = Some(Spanned { value, lines });
             }
             Instr::Entrypoint => self.out.entrypoint = Some(Spanned { value: exec_form(&cx)?, lines }),
@@ -162,7 +204,10 @@ impl Reader<'_> {
                 let ports = self.expose(&cx)?;
                 self.out.expose.extend(ports);
             }
-            Instr::User => self.out.user = Some(user(&cx, &self.text(&cx, cx.required_args()?)?)?),
+            Instr::User => {
+                let value = user(&cx, &self.text(&cx, cx.required_args()?)?)?;
+                self.out.user = Some(Spanned { value, lines });
+            }
             Instr::Workdir => {
                 let dir = self.text(&cx, cx.required_args()?)?;
                 self.out.workdir = Some(workdir(&dir, self.out.workdir.as_deref()));
@@ -226,17 +271,109 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn flake(&mut self, cx: &Ctx) -> Result<String, FileError> {
+    /// One or more references, the program's first.
+    fn flake(&mut self, cx: &Ctx) -> Result<Vec<String>, FileError> {
         let args = cx.required_args()?;
         let words = lex::raw_words(args, self.escape);
-        if words.len() != 1 {
+        let mut refs = Vec::with_capacity(words.len());
+        for word in &words {
+            let value = self.text(cx, word)?;
+            if refs.contains(&value) {
+                return Err(cx.err(format!("{} is named twice", show(&value))));
+            }
+            refs.push(value);
+        }
+        Ok(refs)
+    }
+
+    /// `FROM image`: `None` for `scratch`.
+    fn from(&mut self, cx: &Ctx) -> Result<Option<String>, FileError> {
+        let args = cx.required_args()?;
+        let words = lex::raw_words(args, self.escape);
+        if let Some(flag) = words.iter().find(|w| w.starts_with("--")) {
             return Err(cx.err(format!(
-                "expected one flake reference, got {}; write for example `{}`",
-                show(args),
-                cx.example
+                "{} is not possible: the base image's platform is the build's (--platform)",
+                show(flag)
             )));
         }
-        self.text(cx, &words[0])
+        match words.as_slice() {
+            [image] => {
+                let image = self.text(cx, image)?;
+                Ok((image != "scratch").then_some(image))
+            }
+            [_, r#as, _] if r#as.eq_ignore_ascii_case("as") => {
+                Err(cx.err("`FROM ... AS name`: a nixfront file has one stage, which needs no name"))
+            }
+            _ => Err(cx.err(format!(
+                "expected one image, got {}; write for example `{}`",
+                show(args),
+                cx.example
+            ))),
+        }
+    }
+
+    /// `COPY [--chown=..] [--chmod=..] source... dest`, or its JSON form.
+    fn copy(&mut self, cx: &Ctx) -> Result<CopyInstr, FileError> {
+        let args = cx.required_args()?;
+        let mut words = lex::raw_words(args, self.escape);
+        let (mut chown, mut chmod) = (None, None);
+        while words.first().is_some_and(|w| w.starts_with("--")) {
+            let flag = words.remove(0);
+            let (name, value) = flag.split_once('=').unwrap_or((flag.as_str(), ""));
+            match name {
+                "--chown" => chown = Some(user(cx, &self.text(cx, value)?)?),
+                "--chmod" => {
+                    let mode =
+                        u32::from_str_radix(value, 8).ok().filter(|m| *m <= 0o7777 && !value.is_empty());
+                    chmod = Some(mode.ok_or_else(|| {
+                        cx.err(format!("--chmod={value}: expected an octal mode such as 0644"))
+                    })?);
+                }
+                "--link" => {}
+                "--from" => {
+                    return Err(cx.err(
+                        "COPY --from is for other stages and images; nixfront copies from the build context",
+                    ));
+                }
+                other => {
+                    return Err(cx.err(format!(
+                        "unknown flag {}; COPY takes --chown, --chmod and --link",
+                        show(other)
+                    )));
+                }
+            }
+        }
+        let rest = words.join(" ");
+        let raw: Vec<String> = if rest.starts_with('[') { json_strings(cx, &rest)? } else { words };
+        let mut items = Vec::with_capacity(raw.len());
+        for item in &raw {
+            items.push(self.text(cx, item)?);
+        }
+        if items.len() < 2 {
+            return Err(
+                cx.err(format!("expected a source and a destination; write for example `{}`", cx.example))
+            );
+        }
+        let dest_written = items.pop().expect("two items");
+        if items.len() > 1 && !dest_written.ends_with('/') {
+            return Err(cx.err(format!(
+                "several sources go into a directory: end the destination with `/` ({}/)",
+                dest_written
+            )));
+        }
+        let mut sources = Vec::with_capacity(items.len());
+        for source in items {
+            if source.split('/').any(|part| part == "..") {
+                return Err(cx.err(format!("{} points outside the build context", show(&source))));
+            }
+            let clean = crate::paths::clean_relative(source.trim_start_matches('/'));
+            sources.push(if clean.is_empty() { ".".to_string() } else { clean });
+        }
+        let mut dest = workdir(&dest_written, self.out.workdir.as_deref());
+        if dest_written.ends_with('/') && !dest.ends_with('/') {
+            dest.push('/');
+        }
+        Ok(CopyInstr { sources, dest, chown, chmod, lines: cx.node.lines })
     }
 
     /// `NAME=value ...`, or the legacy `NAME value with blanks` (one pair, a lint warning).
@@ -388,17 +525,17 @@ fn port_range(cx: &Ctx, word: &str) -> Result<Vec<Port>, FileError> {
     Ok((low..=high).map(|n| Port { number: n, protocol }).collect())
 }
 
+/// `uid[:gid]` or `name[:group]` (each part a number or a name useradd takes).
 fn user(cx: &Ctx, value: &str) -> Result<String, FileError> {
-    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let (user, group) = value.split_once(':').unwrap_or((value, "0"));
-    if numeric(user) && numeric(group) {
-        return Ok(value.to_string());
+    if let Some(bad) = [user, group].into_iter().find(|part| !crate::users::valid_id(part)) {
+        return Err(cx.err(format!(
+            "{} is not a user or group: give a number (`1000`) or a name of lower-case letters, digits, `_` \
+             and `-`, starting with a letter or `_`, at most 32 characters (`app`, `app:staff`)",
+            show(bad)
+        )));
     }
-    Err(cx.err(format!(
-        "{} is a name, but the image has no /etc/passwd or /etc/group to look it up; \
-         give a numeric uid[:gid], e.g. `USER 1000:1000`",
-        show(value)
-    )))
+    Ok(value.to_string())
 }
 
 /// An absolute, clean WORKDIR: relative ones build on the previous one, as in Dockerfiles.
@@ -472,10 +609,41 @@ VOLUME /cache /logs
         assert_eq!(f.labels, [("org.opencontainers.image.title".into(), "Hello".into())]);
         let ports: Vec<_> = f.expose.iter().map(|p| format!("{}/{}", p.number, p.protocol)).collect();
         assert_eq!(ports, ["80/tcp", "53/udp", "9000/tcp", "9001/tcp"]);
-        assert_eq!(f.user.as_deref(), Some("1000:100"));
+        assert_eq!(f.user.as_ref().map(|u| u.value.as_str()), Some("1000:100"));
         assert_eq!(f.workdir.as_deref(), Some("/srv/app"));
         assert_eq!(f.stop_signal.as_deref(), Some("SIGINT"));
         assert_eq!(f.volumes, ["/var/lib/x", "/cache", "/logs"]);
+    }
+
+    #[test]
+    fn several_packages_a_named_user_copies_and_a_base_image() {
+        let f = ok(
+            "ARG BASE=gcr.io/distroless/base\nFROM $BASE\nFLAKE .#app .#cacert .#tzdata\nUSER app:staff\n\
+                    WORKDIR /data\nCOPY --chown=app --chmod=640 config.toml /etc/app/config.toml\n\
+                    COPY [\"a b\", \"c/\", \"sub/\"]\nCOPY --link /etc/motd ./\n",
+        );
+        assert_eq!(f.from.unwrap().value, "gcr.io/distroless/base");
+        assert_eq!(f.flake.unwrap().value, ".#app");
+        assert_eq!(f.extra_flakes, [".#cacert", ".#tzdata"]);
+        assert_eq!(f.user.unwrap().value, "app:staff");
+        type Seen<'a> = (Vec<&'a str>, &'a str, Option<&'a str>, Option<u32>);
+        let copies: Vec<Seen> = f
+            .copies
+            .iter()
+            .map(|c| {
+                (c.sources.iter().map(String::as_str).collect(), c.dest.as_str(), c.chown.as_deref(), c.chmod)
+            })
+            .collect();
+        assert_eq!(
+            copies,
+            [
+                (vec!["config.toml"], "/etc/app/config.toml", Some("app"), Some(0o640)),
+                (vec!["a b", "c"], "/data/sub/", None, None),
+                (vec!["etc/motd"], "/data/", None, None),
+            ]
+        );
+        assert_eq!(ok("FROM scratch\n").from, None);
+        assert_eq!(ok("USER 1000\n").user.unwrap().value, "1000");
     }
 
     #[test]
@@ -491,7 +659,7 @@ VOLUME /cache /logs
             ("FLAKE .\nENTRYPOIN [\"x\"]\n", 2, "did you mean ENTRYPOINT?"),
             ("FLAKE .\n\nFROBNICATE x\n", 3, "unknown instruction `FROBNICATE` (known:"),
             ("FLAKE\n", 1, "missing argument"),
-            ("FLAKE a b\n", 1, "expected one flake reference"),
+            ("FLAKE a a\n", 1, "named twice"),
             ("FLAKE .\nFLAKE .#x\n", 2, "already given on line 1"),
             ("CMD hello --x\n", 1, "shell form is not possible"),
             ("ENTRYPOINT [\"hello\"\n", 1, "invalid JSON array"),
@@ -503,14 +671,22 @@ VOLUME /cache /logs
             ("ENV A=\"unclosed\n", 1, "double quote is not closed"),
             ("EXPOSE 70000\n", 1, "invalid port"),
             ("EXPOSE 80/xyz\n", 1, "unknown protocol"),
-            ("USER nobody\n", 1, "numeric uid"),
+            ("USER No-Body\n", 1, "is not a user or group"),
+            ("COPY a\n", 1, "a source and a destination"),
+            ("COPY ../secret /etc/\n", 1, "outside the build context"),
+            ("COPY a b /etc\n", 1, "end the destination with `/`"),
+            ("COPY --from=x a /b\n", 1, "other stages"),
+            ("COPY --chmod=9 a /b\n", 1, "octal mode"),
+            ("COPY --chown=Bad a /b\n", 1, "is not a user or group"),
+            ("FLAKE .\nFROM alpine\n", 2, "FROM must come first"),
+            ("FROM alpine AS build\n", 1, "one stage"),
+            ("FROM --platform=linux/arm64 alpine\n", 1, "the build's (--platform)"),
             ("STOPSIGNAL SIGNOPE\n", 1, "unknown signal"),
             ("VOLUME data\n", 1, "not an absolute path"),
             ("WORKDIR\n", 1, "missing argument"),
             ("RUN make\n", 1, "put build steps in a derivation"),
             ("ARG 1X\n", 1, "not a valid argument name"),
             ("ARG A\nFLAKE .#${A\n", 2, "not closed"),
-            ("FROM alpine\n", 1, "always built from scratch"),
             ("ENV A=1 \\\n  B=2\nCMD x\n", 3, "shell form"),
             ("ENV $A $B\n", 1, "a name is empty"),
             ("LABEL ${X:- }\n", 1, "not closed"),

@@ -6,6 +6,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Instr {
     Arg,
+    From,
     Flake,
     Entrypoint,
     Cmd,
@@ -16,6 +17,7 @@ pub enum Instr {
     Workdir,
     StopSignal,
     Volume,
+    Copy,
 }
 
 /// One row of the table.
@@ -58,20 +60,20 @@ const fn refused(name: &'static str, why: &'static str) -> Keyword {
 /// Every keyword, nixfront's first in the order the README lists them.
 pub const KEYWORDS: &[Keyword] = &[
     ours("ARG", Instr::Arg, true, false, "ARG VERSION=1.0"),
-    ours("FLAKE", Instr::Flake, true, true, "FLAKE .#hello"),
+    ours("FROM", Instr::From, true, true, "FROM gcr.io/distroless/base"),
+    ours("FLAKE", Instr::Flake, true, true, "FLAKE .#hello .#cacert"),
     ours("ENTRYPOINT", Instr::Entrypoint, false, true, "ENTRYPOINT [\"hello\", \"--flag\"]"),
     ours("CMD", Instr::Cmd, false, true, "CMD [\"--port\", \"8080\"]"),
     ours("ENV", Instr::Env, true, false, "ENV NAME=value"),
     ours("LABEL", Instr::Label, true, false, "LABEL key=value"),
     ours("EXPOSE", Instr::Expose, true, false, "EXPOSE 8080/tcp"),
-    ours("USER", Instr::User, true, true, "USER 1000:1000"),
+    ours("USER", Instr::User, true, true, "USER app"),
     ours("WORKDIR", Instr::Workdir, true, false, "WORKDIR /data"),
     ours("STOPSIGNAL", Instr::StopSignal, true, true, "STOPSIGNAL SIGTERM"),
     ours("VOLUME", Instr::Volume, true, false, "VOLUME /data"),
-    refused("FROM", "the image is always built from scratch; name the package with FLAKE"),
+    ours("COPY", Instr::Copy, true, false, "COPY --chown=app config.toml /etc/app/"),
     refused("RUN", "the build happens in the flake; put build steps in a derivation"),
-    refused("COPY", "the image holds exactly the flake's runtime closure; add files in a derivation"),
-    refused("ADD", "the image holds exactly the flake's runtime closure; add files in a derivation"),
+    refused("ADD", "it fetches and unpacks; use COPY for files of the context, a derivation for the rest"),
     refused("SHELL", "the image has no shell; use exec-form ENTRYPOINT and CMD"),
     refused("ONBUILD", "images built by nixfront are not used as bases for Dockerfiles"),
     refused("HEALTHCHECK", "it is not supported yet"),
@@ -106,7 +108,7 @@ mod tests {
         assert_eq!(nearest("EXPOS"), Some("EXPOSE"));
         assert_eq!(nearest("LABLE"), Some("LABEL"));
         assert_eq!(nearest("XYZZYQ"), None);
-        assert_eq!(nearest("FRMO"), None, "refused Dockerfile keywords are never suggested");
+        assert_eq!(nearest("ONBUIL"), None, "refused Dockerfile keywords are never suggested");
     }
 
     #[test]

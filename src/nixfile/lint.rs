@@ -40,6 +40,12 @@ pub const FLAKE_CONFIG_REFUSED: Rule = Rule {
     description: "A setting of the flake's nixConfig is not applied: it could reach other builds",
 };
 
+/// Found while building, at the FLAKE line: the image has no CA bundle and no base image.
+pub const NO_CA_CERTIFICATES: Rule = Rule {
+    name: "NoCaCertificates",
+    description: "The image has no CA certificates, so HTTPS calls fail; add nixpkgs' cacert to FLAKE",
+};
+
 /// Every lint rule, for documentation and the lint subrequest.
 pub const RULES: &[Rule] = &[
     REPEATED_INSTRUCTION,
@@ -49,6 +55,7 @@ pub const RULES: &[Rule] = &[
     UNPINNED_FLAKE,
     UNLOCKED_FLAKE,
     FLAKE_CONFIG_REFUSED,
+    NO_CA_CERTIFICATES,
 ];
 
 /// A finding: the rule, where, and what exactly.

@@ -16,7 +16,7 @@ pub mod syntax;
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use instructions::{ArgDecl, Nixfile, Port, Spanned};
+pub use instructions::{ArgDecl, CopyInstr, Nixfile, Port, Spanned};
 pub use lint::{RULES, Rule, Warning};
 
 use crate::limits;

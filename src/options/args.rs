@@ -33,6 +33,10 @@ pub struct NixArgs {
     pub sandbox: bool,
     /// Collect garbage when the persistent store grows past this many bytes (`NIX_STORE_MAX`).
     pub store_max: Option<u64>,
+    /// Link the packages' top-level directories into the image root (`NIX_ROOT_LINKS`).
+    pub root_links: bool,
+    /// The uid and gid a user named by USER gets (`NIX_USER_UID`, `NIX_USER_GID`).
+    pub user_ids: crate::users::Ids,
 }
 
 /// One of nixfront's build args.
@@ -110,6 +114,24 @@ pub const NIX_ARGS: &[ArgSpec] = &[
             Ok(())
         },
     },
+    ArgSpec {
+        name: "NIX_ROOT_LINKS",
+        default: "true",
+        doc: "Link the packages' bin/, etc/, share/... into the image root",
+        parse: |a, v| bool_value(v).map(|b| a.root_links = b),
+    },
+    ArgSpec {
+        name: "NIX_USER_UID",
+        default: "1000",
+        doc: "The uid of a user USER names that the image lacks",
+        parse: |a, v| id_value(v).map(|id| a.user_ids.uid = id),
+    },
+    ArgSpec {
+        name: "NIX_USER_GID",
+        default: "1000",
+        doc: "The gid of that user's group",
+        parse: |a, v| id_value(v).map(|id| a.user_ids.gid = id),
+    },
 ];
 
 const PREFIX: &str = "NIX_";
@@ -161,6 +183,14 @@ fn bool_value(v: &str) -> Result<bool, String> {
         "false" | "0" => Ok(false),
         _ => Err("expected true or false".to_string()),
     }
+}
+
+/// A uid or gid: a number below 2^31 (what Linux and Docker take).
+fn id_value(v: &str) -> Result<u32, String> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|n| *n < 1 << 31)
+        .ok_or_else(|| "expected a uid or gid (a number)".to_string())
 }
 
 /// `20G`, `512M`, `1.5GiB`, `1000000`: a size in bytes (binary units: K, M, G, T).

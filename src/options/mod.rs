@@ -28,6 +28,8 @@ const KEY_CONTEXT_KEY: &str = "contextkey";
 const KEY_TARGET: &str = "target";
 const KEY_PLATFORM: &str = "platform";
 const KEY_NO_CACHE: &str = "no-cache";
+/// `--pull`: `pull`, else `default`.
+const KEY_IMAGE_RESOLVE_MODE: &str = "image-resolve-mode";
 const KEY_REQUEST_ID: &str = "requestid";
 const KEY_FRONTEND_CAPS: &str = "frontend.caps";
 /// `docker buildx build --sbom=true` sends this (its value holds parameters).
@@ -75,6 +77,8 @@ pub struct Options {
     /// `--label` values, added to the image's labels.
     pub labels: BTreeMap<String, String>,
     pub no_cache: bool,
+    /// `--pull`: the base image (FROM) from its registry, not what the builder has.
+    pub pull: bool,
     /// nixfront's own build args, typed.
     pub nix: NixArgs,
     /// Unix seconds to date the image with (`SOURCE_DATE_EPOCH`).
@@ -167,6 +171,7 @@ impl Options {
             build_args,
             labels: prefixed(PREFIX_LABEL),
             no_cache: raw.contains_key(KEY_NO_CACHE),
+            pull: get(KEY_IMAGE_RESOLVE_MODE).as_deref() == Some("pull"),
             nix,
             source_date_epoch,
             request,

@@ -30,6 +30,9 @@ pub struct EvalPlan {
     /// What the flake reference resolved to (through the flake registry, for a name), when
     /// Nix's metadata of the flake was read.
     pub resolved: Option<String>,
+    /// The outputs FLAKE's further packages install, in order: root packages of the image
+    /// beside the program's outputs. Their derivations are among `inputs`.
+    pub extra_roots: Vec<String>,
 }
 
 /// Why a plan cannot drive the step-by-step build (the one-step build is used instead).
@@ -49,6 +52,16 @@ struct RawPlan {
     package: Option<RawPackage>,
     #[serde(default)]
     flake: Option<RawFlake>,
+    #[serde(default)]
+    extras: Vec<RawExtra>,
+}
+
+#[derive(Deserialize)]
+struct RawExtra {
+    #[serde(rename = "drvPath")]
+    drv_path: String,
+    #[serde(default)]
+    outputs: Vec<RawNamedOutput>,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +156,35 @@ pub fn parse_plan(bytes: &[u8]) -> Result<std::result::Result<EvalPlan, Unplanna
             }
         }
     }
+    // FLAKE's further packages: each output one of its derivation's, built as an input.
+    let mut extra_roots = Vec::new();
+    for extra in &raw.extras {
+        let extra_drv = full_store_path(&extra.drv_path)?;
+        if extra_drv == drv {
+            continue;
+        }
+        let Some(derivation) = derivations.get(&extra_drv) else {
+            bail!("the evaluation plan lacks the derivation {extra_drv} of a package FLAKE names");
+        };
+        if let Some((name, _)) = derivation.outputs.iter().find(|(_, o)| o.path.is_none()) {
+            return Ok(Err(Unplannable::FloatingOutput(format!("{extra_drv}^{name}"))));
+        }
+        for output in &extra.outputs {
+            let path = full_store_path(&output.path)?;
+            let own = derivation
+                .outputs
+                .values()
+                .filter_map(|o| o.path.as_deref())
+                .any(|p| full_store_path(p).ok() == Some(path.clone()));
+            if !own {
+                bail!("{path} is not an output of {extra_drv}");
+            }
+            inputs.push((extra_drv.clone(), path.clone()));
+            if !extra_roots.contains(&path) && !outputs.contains(&path) {
+                extra_roots.push(path);
+            }
+        }
+    }
     inputs.sort();
     inputs.dedup();
     let mut sources: Vec<String> =
@@ -164,6 +206,7 @@ pub fn parse_plan(bytes: &[u8]) -> Result<std::result::Result<EvalPlan, Unplanna
         flake_last_modified,
         outputs,
         resolved,
+        extra_roots,
     }))
 }
 
@@ -221,6 +264,22 @@ mod tests {
             )
             .replace(&format!(r#""{DEP_DRV}":{{"outputs""#), &format!(r#""{}":{{"outputs""#, bare(DEP_DRV)));
         assert_eq!(parse_plan(recent.as_bytes()).unwrap(), parse_plan(nix_2_8().as_bytes()).unwrap());
+    }
+
+    #[test]
+    fn further_packages_are_inputs_and_roots() {
+        let with_extra = nix_2_8().replace(
+            r#","flake":{"lastModified":7}"#,
+            &format!(r#","flake":{{"lastModified":7}},"extras":[{{"drvPath":"{DEP_DRV}","outputs":[{{"name":"dev","path":"{DEP_DEV}"}}]}}]"#),
+        );
+        let plan = parse_plan(with_extra.as_bytes()).unwrap().unwrap();
+        assert_eq!(plan.extra_roots, [DEP_DEV]);
+        assert!(plan.inputs.contains(&(DEP_DRV.to_string(), DEP_DEV.to_string())));
+        let forged = with_extra.replace(
+            &format!(r#""name":"dev","path":"{DEP_DEV}""#),
+            &format!(r#""name":"dev","path":"{APP_OUT}""#),
+        );
+        assert!(parse_plan(forged.as_bytes()).unwrap_err().to_string().contains("is not an output of"));
     }
 
     #[test]

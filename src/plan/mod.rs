@@ -43,6 +43,7 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("build.sh", include_str!("scripts/build.sh")),
     ("single.sh", include_str!("scripts/single.sh")),
     ("packages.sh", include_str!("scripts/packages.sh")),
+    ("root.sh", include_str!("scripts/root.sh")),
 ];
 
 /// The flake reference as the user wrote it and as Nix gets it.
@@ -68,6 +69,16 @@ pub fn flake_ref(nixfile: &Nixfile, target: Option<&str>) -> Result<FlakeRef> {
         Some(attr) => format!("{}#{attr}", from_file.split_once('#').map_or(from_file, |(base, _)| base)),
         None => from_file.to_string(),
     };
+    flake_ref_of(written)
+}
+
+/// FLAKE's further references (the packages beside the program), as [`flake_ref`] takes them.
+pub fn extra_refs(nixfile: &Nixfile) -> Result<Vec<FlakeRef>> {
+    nixfile.extra_flakes.iter().map(|written| flake_ref_of(written.clone())).collect()
+}
+
+/// One reference as written, for Nix.
+fn flake_ref_of(written: String) -> Result<FlakeRef> {
     let refuse = |why: &str| {
         anyhow::anyhow!(
             "flake reference `{written}` {why}: nixfront builds from the build context (`.`, `./dir#attr`) \
@@ -119,6 +130,39 @@ pub fn flake_ref(nixfile: &Nixfile, target: Option<&str>) -> Result<FlakeRef> {
     let context_dir =
         [sub, in_sub.unwrap_or("")].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
     Ok(FlakeRef { written, for_nix, uses_context: true, context_dir: Some(context_dir) })
+}
+
+/// The attribute paths Nix tries for a reference's `#fragment`, in its order: under
+/// `packages.<system>` and `legacyPackages.<system>`, then as written; `.path` alone as
+/// written; none, the default package.
+pub fn attr_paths(reference: &str, system: &str) -> Vec<Vec<String>> {
+    let fragment = reference.split_once('#').map_or("", |(_, f)| f);
+    let parse = |text: &str| -> Vec<String> {
+        let (mut parts, mut current, mut quoted) = (Vec::new(), String::new(), false);
+        for c in text.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                '.' if !quoted => parts.push(std::mem::take(&mut current)),
+                c => current.push(c),
+            }
+        }
+        parts.push(current);
+        parts
+    };
+    let under = |prefix: &[&str], path: Vec<String>| -> Vec<String> {
+        prefix.iter().map(|p| p.to_string()).chain(path).collect()
+    };
+    if fragment.is_empty() {
+        return vec![
+            under(&["packages", system, "default"], vec![]),
+            under(&["defaultPackage", system], vec![]),
+        ];
+    }
+    if let Some(exact) = fragment.strip_prefix('.') {
+        return vec![parse(exact)];
+    }
+    let path = parse(fragment);
+    vec![under(&["packages", system], path.clone()), under(&["legacyPackages", system], path.clone()), path]
 }
 
 /// Refuses a flake that resolved (through the flake registry) to files of the builder: what
@@ -243,12 +287,7 @@ impl NixStep<'_> {
     /// across edits).
     fn exec(&self, with_context: bool, store: StepStore, script_name: &str, args: Vec<String>) -> Exec {
         let root = source::pinned_image(&self.builder.reference, Some(self.platform.clone()));
-        let scripts = SCRIPTS
-            .iter()
-            .fold(FileOp::on(&State::scratch()), |op, (name, text)| {
-                op.mkfile(&format!("/{name}"), 0o444, text.as_bytes(), FIXED_TIME_NS)
-            })
-            .build("[internal] nixfront's step scripts");
+        let scripts = scripts();
         let mut argv = vec!["/bin/sh".to_string(), format!("{SCRIPT_DIR}/{script_name}")];
         argv.extend(args);
         let mut exec = Exec::new(&root, argv)
@@ -312,6 +351,33 @@ impl NixStep<'_> {
     }
 }
 
+impl NixStep<'_> {
+    /// An exec of `/bin/sh <script>` in the builder that runs no Nix: no store, no secrets, no
+    /// context; the scripts and the contract as every step has them.
+    fn tool_exec(&self, script_name: &str) -> Exec {
+        let root = source::pinned_image(&self.builder.reference, Some(self.platform.clone()));
+        let mut exec = Exec::new(&root, vec!["/bin/sh".to_string(), format!("{SCRIPT_DIR}/{script_name}")])
+            .mount(Mount::readonly(SCRIPT_DIR, &scripts()))
+            .mount(Mount::scratch(TMP_DIR));
+        let mut env = builder_env(&self.builder.env);
+        env.extend(output::contract_env());
+        exec.env = env;
+        exec.platform = Some(self.platform.clone());
+        exec.location = self.location;
+        exec
+    }
+}
+
+/// The scripts, as a directory.
+fn scripts() -> State {
+    SCRIPTS
+        .iter()
+        .fold(FileOp::on(&State::scratch()), |op, (name, text)| {
+            op.mkfile(&format!("/{name}"), 0o444, text.as_bytes(), FIXED_TIME_NS)
+        })
+        .build("[internal] nixfront's step scripts")
+}
+
 /// The reference without its `#fragment`.
 fn without_fragment(reference: &str) -> &str {
     reference.split_once('#').map_or(reference, |(base, _)| base)
@@ -325,9 +391,11 @@ fn flake_args(flake: &FlakeRef, system: &str) -> Vec<String> {
 
 /// The one step that builds `flake`'s package for Nix system `system`: the closure, one tree
 /// per store path, and the manifest.
-pub fn single_build(flake: &FlakeRef, system: &str, step: &NixStep) -> NixBuild {
-    let mut exec =
-        step.exec(flake.uses_context, StepStore::Persistent, "single.sh", flake_args(flake, system));
+pub fn single_build(flake: &FlakeRef, extras: &[FlakeRef], system: &str, step: &NixStep) -> NixBuild {
+    let mut args = flake_args(flake, system);
+    args.extend(extras.iter().map(|e| e.for_nix.clone()));
+    let uses_context = flake.uses_context || extras.iter().any(|e| e.uses_context);
+    let mut exec = step.exec(uses_context, StepStore::Persistent, "single.sh", args);
     let closure = exec.output(OUT_DIR, &State::scratch());
     let meta = exec.output(META_DIR, &State::scratch());
     let built = exec.build(&format!("nix build {} ({system})", flake.written));
@@ -472,7 +540,7 @@ mod tests {
             settings: &persistent(),
             location: Some((2, 2)),
         };
-        single_build(&flake, "x86_64-linux", &step).closure.to_definition()
+        single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition()
     }
 
     fn the_exec(def: &pb::Definition) -> pb::ExecOp {
@@ -516,7 +584,7 @@ mod tests {
             settings: &settings,
             location: None,
         };
-        let def = single_build(&flake, "x86_64-linux", &step).closure.to_definition();
+        let def = single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition();
         let exec = the_exec(&def);
         let store = exec.mounts.iter().find(|m| m.dest == "/nix").unwrap();
         assert_eq!((store.input, store.selector.as_str()), (0, "/nix"), "the image's own /nix, as the root");
@@ -690,7 +758,7 @@ mod tests {
             settings: &settings,
             location: None,
         };
-        let def = single_build(&flake, "x86_64-linux", &step).closure.to_definition();
+        let def = single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition();
         assert!(the_exec(&def).mounts.iter().all(|m| m.mount_type != pb::MountType::Cache as i32));
     }
 

@@ -40,6 +40,12 @@ pub const OVERRIDES_DIR: &str = "/nixfront/override";
 /// builder image's own store when Nix lives there), merged or stacked, mounted writable as the
 /// store of that step alone.
 pub const STEP_STORE_DIR: &str = "/nix/store";
+/// The image-root step's output: the entries it makes (links, directories, files), on top of
+/// the package's own paths when the layer holds those too.
+pub const ROOT_OUT_DIR: &str = "/nixfront/root";
+/// Where the image-root step finds the package's own paths (read-only), which it copies into
+/// its output so that they and the image root are one layer (an edit changes both).
+pub const ROOT_SEED_DIR: &str = "/nixfront/seed";
 /// A scratch directory for temporary files (TMPDIR), whatever the builder image has.
 pub const TMP_DIR: &str = "/nixfront/tmp";
 /// A build's manifest in [`META_DIR`]: results and path-info of the runtime closure (the
@@ -56,6 +62,9 @@ pub const DEPS_INFO_FILE: &str = "deps.json";
 pub const DEPS_DB_FILE: &str = "deps.db";
 /// The package listing in [`META_DIR`]: `{"name": "description", ...}`.
 pub const PACKAGES_FILE: &str = "packages.json";
+/// What the root packages hold (`INDEX d|f ./REL` lines), in [`META_DIR`] of the package
+/// step and the one-step build: what [`crate::layers::roots`] links into the image root.
+pub const ROOTS_FILE: &str = "roots";
 /// The tree in [`OUT_DIR`] holding what nixfront adds to the image's root (`tmp`, mode 1777).
 pub const EXTRAS_TREE: &str = ".nixfront-root";
 /// Spec files: the dependency step's inputs (`DRV OUTPUT-PATH` lines), the layer step's
@@ -71,6 +80,18 @@ pub const SPEC_DEPS: &str = "deps";
 pub const SPEC_RECORDS: &str = "records";
 /// Warnings about the flake, for the evaluation step to print (BuildKit 0.8 shows no others).
 pub const SPEC_NOTICES: &str = "notices";
+/// The evaluation step's further packages (FLAKE's after the first): a JSON list of
+/// `{"ref", "flake", "paths"}` (the index of its flake in [`SPEC_EXTRA_FLAKES`], one reference
+/// a line, and the attribute paths to try), and the references whole, one a line, for
+/// evaluations with flake inputs replaced.
+pub const SPEC_EXTRAS: &str = "extras.json";
+pub const SPEC_EXTRA_FLAKES: &str = "extra-flakes";
+pub const SPEC_EXTRA_REFS: &str = "extra-refs";
+/// The package step's root packages: its outputs, then FLAKE's further packages' (one path a
+/// line). The image's closure is theirs.
+pub const SPEC_ROOTS: &str = "roots";
+/// The image-root step's entries (see scripts/root.sh); their files are `file-<N>` beside.
+pub const SPEC_ROOT: &str = "root";
 
 /// The time given to everything nixfront writes: 1 s after the epoch, as Nix gives store
 /// files, in nanoseconds.
@@ -130,6 +151,15 @@ pub fn contract_env() -> Vec<String> {
         format!("NIXFRONT_SPEC_DEPS={SPEC_DEPS}"),
         format!("NIXFRONT_SPEC_RECORDS={SPEC_RECORDS}"),
         format!("NIXFRONT_SPEC_NOTICES={SPEC_NOTICES}"),
+        format!("NIXFRONT_SPEC_EXTRAS={SPEC_EXTRAS}"),
+        format!("NIXFRONT_SPEC_EXTRA_FLAKES={SPEC_EXTRA_FLAKES}"),
+        format!("NIXFRONT_SPEC_EXTRA_REFS={SPEC_EXTRA_REFS}"),
+        format!("NIXFRONT_SPEC_ROOTS={SPEC_ROOTS}"),
+        format!("NIXFRONT_SPEC_ROOT={SPEC_ROOT}"),
+        format!("NIXFRONT_ROOTS={ROOTS_FILE}"),
+        format!("NIXFRONT_ROOT_OUT={ROOT_OUT_DIR}"),
+        format!("NIXFRONT_ROOT_SEED={ROOT_SEED_DIR}"),
+        format!("NIXFRONT_ROOT_DEPTH={}", crate::layers::roots::LISTING_DEPTH),
         format!("NIXFRONT_SECRETS={}", super::secrets::SECRETS_DIR),
         format!("NIXFRONT_EXIT_NO_NIX={EXIT_NO_NIX}"),
         format!("NIXFRONT_NIX_DEFAULTS={}", crate::options::nixconf::defaults_text()),

@@ -211,3 +211,50 @@ fn a_laid_out_tree_keeps_links_as_links() {
     let time = std::fs::symlink_metadata(sb.path("out/nix/store")).unwrap().mtime();
     assert_eq!(time, 1, "nixfront's fixed time on the directories it makes");
 }
+
+#[test]
+fn the_listing_of_root_packages_reads_back_and_the_root_step_makes_the_plan() {
+    use crate::layers::roots;
+    let sb = Sandbox::new("roots");
+    let app = sb.path("store/app");
+    let cacert = sb.path("store/cacert");
+    std::fs::create_dir_all(app.join("bin")).unwrap();
+    std::fs::write(app.join("bin/app"), "#!/bin/sh\n").unwrap();
+    std::fs::create_dir_all(cacert.join("etc/ssl/certs")).unwrap();
+    std::fs::write(cacert.join("etc/ssl/certs/ca-bundle.crt"), "CERTS\n").unwrap();
+    let list = format!("{}\n{}\n", app.display(), cacert.display());
+    std::fs::write(sb.path("roots"), &list).unwrap();
+    sb.run(&format!("NIXFRONT_ROOT_DEPTH={} list_roots roots listing", roots::LISTING_DEPTH));
+    let text = std::fs::read_to_string(sb.path("listing")).unwrap();
+    let paths: Vec<String> = list.lines().map(str::to_string).collect();
+    let listed = roots::parse_listing(&text, &paths);
+    assert_eq!(listed[0].entries.get("bin/app"), Some(&roots::Kind::Leaf), "{text}");
+    assert_eq!(listed[1].entries.get("etc/ssl/certs"), Some(&roots::Kind::Dir), "{text}");
+
+    let wants = roots::Wants {
+        links: true,
+        files: vec![("/etc/motd".into(), "hello\n".into(), "test".into())],
+        ..Default::default()
+    };
+    let plan = roots::plan(&listed, &wants).unwrap();
+    let (entries, files) = crate::frontend::root::spec(&plan);
+    // The step as root.sh runs it, without chown when not root.
+    std::fs::create_dir_all(sb.path("spec")).unwrap();
+    std::fs::write(sb.path("spec/root"), &entries).unwrap();
+    for (i, f) in files.iter().enumerate() {
+        std::fs::write(sb.path(&format!("spec/file-{i}")), f).unwrap();
+    }
+    let root_sh = SCRIPTS.iter().find(|(n, _)| *n == "root.sh").unwrap().1;
+    let root_sh = if is_root() { root_sh.to_string() } else { root_sh.replace("chown ", ": ") };
+    std::fs::write(sb.path("root.sh"), root_sh).unwrap();
+    std::fs::create_dir_all(sb.path("out")).unwrap();
+    sb.run("NIXFRONT_ROOT_OUT=out NIXFRONT_SPEC=spec NIXFRONT_SPEC_ROOT=root . ./root.sh");
+    let link = std::fs::read_link(sb.path("out/etc/ssl/certs/ca-certificates.crt")).unwrap();
+    assert_eq!(link, cacert.join("etc/ssl/certs/ca-bundle.crt"));
+    assert_eq!(std::fs::read_to_string(sb.path("out/bin/app")).unwrap(), "#!/bin/sh\n", "through the link");
+    assert_eq!(std::fs::read_to_string(sb.path("out/etc/motd")).unwrap(), "hello\n");
+    for entry in ["out/bin", "out/bin/app", "out/etc/ssl", "out/etc/motd"] {
+        let meta = std::fs::symlink_metadata(sb.path(entry)).unwrap();
+        assert_eq!(meta.mtime(), 1, "{entry} has nixfront's fixed time");
+    }
+}

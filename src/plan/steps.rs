@@ -13,8 +13,9 @@
 
 use super::output::{
     DEPS_META_DIR, DRVS_DIR, EXTRAS_DIR, FETCHED_DIR, LAYERS_DIR, META_DIR, OVERRIDES_DIR, PKG_DIR,
-    RESULTS_DIR, SOURCES_DIR, SPEC_DEPS, SPEC_DIR, SPEC_FLAKE, SPEC_GROUPS, SPEC_INPUTS, SPEC_LOCKED,
-    SPEC_NOTICES, SPEC_RECORDS, SPEC_SOURCES, STEP_STORE_DIR, layer_name,
+    RESULTS_DIR, ROOT_OUT_DIR, ROOT_SEED_DIR, SOURCES_DIR, SPEC_DEPS, SPEC_DIR, SPEC_EXTRA_FLAKES,
+    SPEC_EXTRA_REFS, SPEC_EXTRAS, SPEC_FLAKE, SPEC_GROUPS, SPEC_INPUTS, SPEC_LOCKED, SPEC_NOTICES,
+    SPEC_RECORDS, SPEC_ROOT, SPEC_ROOTS, SPEC_SOURCES, STEP_STORE_DIR, layer_name,
 };
 use super::{FIXED_TIME_NS, FlakeRef, NixStep, StepStore, without_fragment};
 use crate::llb::exec::Mount;
@@ -72,10 +73,35 @@ pub struct Evaluation {
     pub pkg: State,
 }
 
-/// Evaluates the package, once: its plan. `fetched` are the locked inputs (their fetch step's
-/// output); with `metadata` the flake's metadata is read too.
+/// FLAKE's further packages as the evaluation step reads them: the JSON list of what to find
+/// where ([`SPEC_EXTRAS`]), their flakes and their references, one a line.
+fn extras_spec(extras: &[FlakeRef], system: &str) -> (String, String, String) {
+    let mut flakes: Vec<&str> = Vec::new();
+    let wanted: Vec<serde_json::Value> = extras
+        .iter()
+        .map(|extra| {
+            let base = without_fragment(&extra.for_nix);
+            let index = flakes.iter().position(|f| *f == base).unwrap_or_else(|| {
+                flakes.push(base);
+                flakes.len() - 1
+            });
+            serde_json::json!({
+                "ref": extra.written,
+                "flake": index,
+                "paths": super::attr_paths(&extra.for_nix, system),
+            })
+        })
+        .collect();
+    let refs = extras.iter().map(|e| format!("{}\n", e.for_nix)).collect();
+    (serde_json::Value::Array(wanted).to_string(), flakes.iter().map(|f| format!("{f}\n")).collect(), refs)
+}
+
+/// Evaluates the package, once: its plan. `extras` are FLAKE's further packages, evaluated in
+/// the same step; `fetched` are the locked inputs (their fetch step's output); with `metadata`
+/// the flake's metadata is read too.
 pub fn evaluate(
     flake: &FlakeRef,
+    extras: &[FlakeRef],
     system: &str,
     fetched: Option<&State>,
     overrides: &[Override],
@@ -96,22 +122,40 @@ pub fn evaluate(
             format!("path:{OVERRIDES_DIR}/{}", o.name),
         ]);
     }
-    let mut exec = step.exec(flake.uses_context, StepStore::Persistent, "eval.sh", args);
+    let uses_context = flake.uses_context || extras.iter().any(|e| e.uses_context);
+    let mut exec = step.exec(uses_context, StepStore::Persistent, "eval.sh", args);
     if let Some(fetched) = fetched {
         exec = exec.mount(Mount::readonly(FETCHED_DIR, fetched));
     }
     for o in overrides {
         exec = exec.mount(Mount::readonly(&format!("{OVERRIDES_DIR}/{}", o.name), &o.dir));
     }
+    let text: String = notices.iter().map(|n| format!("{n}\n")).collect();
+    let mut files: Vec<(&str, &[u8])> = Vec::new();
     if !notices.is_empty() {
-        let text: String = notices.iter().map(|n| format!("{n}\n")).collect();
-        let spec = spec(&[(SPEC_NOTICES, text.as_bytes())], "[internal] warnings about the flake");
+        files.push((SPEC_NOTICES, text.as_bytes()));
+    }
+    let (wanted, flakes, refs) = extras_spec(extras, system);
+    if !extras.is_empty() {
+        files.extend([
+            (SPEC_EXTRAS, wanted.as_bytes()),
+            (SPEC_EXTRA_FLAKES, flakes.as_bytes()),
+            (SPEC_EXTRA_REFS, refs.as_bytes()),
+        ]);
+    }
+    if !files.is_empty() {
+        let spec = spec(&files, "[internal] FLAKE's packages and warnings about the flake");
         exec = exec.mount(Mount::readonly(SPEC_DIR, &spec));
     }
     let meta = exec.output(META_DIR, &State::scratch());
     let drvs = exec.output(DRVS_DIR, &State::scratch());
     let pkg = exec.output(PKG_DIR, &State::scratch());
-    let built = exec.build(&format!("nix eval {} ({system})", flake.written));
+    let mut what = flake.written.clone();
+    for extra in extras {
+        what.push(' ');
+        what.push_str(&extra.written);
+    }
+    let built = exec.build(&format!("nix eval {what} ({system})"));
     Evaluation { meta: built.state(&meta), drvs: built.state(&drvs), pkg: built.state(&pkg) }
 }
 
@@ -232,6 +276,8 @@ pub struct PackageSpec<'a> {
     pub records: &'a str,
     pub deps: &'a [String],
     pub sources: &'a [String],
+    /// The root packages: the outputs, then FLAKE's further packages' ([`SPEC_ROOTS`]).
+    pub roots: &'a [String],
 }
 
 /// What the package step writes.
@@ -258,12 +304,13 @@ pub fn package(
     drvs: &State,
     step: &NixStep,
 ) -> PackageBuild {
-    let (deps, sources) = (lines(spec_in.deps), lines(spec_in.sources));
+    let (deps, sources, roots) = (lines(spec_in.deps), lines(spec_in.sources), lines(spec_in.roots));
     let spec = spec(
         &[
             (SPEC_RECORDS, spec_in.records.as_bytes()),
             (SPEC_DEPS, deps.as_bytes()),
             (SPEC_SOURCES, sources.as_bytes()),
+            (SPEC_ROOTS, roots.as_bytes()),
         ],
         "[internal] the package's derivation and dependencies",
     );
@@ -285,6 +332,36 @@ pub fn package(
         extras: built.state(&extras),
         meta: built.state(&meta),
     }
+}
+
+/// Makes the image root's entries (see scripts/root.sh: `entries` is its spec, `files` the
+/// contents of its files) beside a copy of `seed` (the package's own paths, which then share
+/// the layer), in
+/// the builder image without Nix, the store or secrets.
+pub fn image_root(
+    entries: &str,
+    files: &[String],
+    notices: &[String],
+    seed: Option<&State>,
+    step: &NixStep,
+    name: &str,
+) -> State {
+    let names: Vec<String> = (0..files.len()).map(|i| format!("file-{i}")).collect();
+    let text: String = notices.iter().map(|n| format!("{n}\n")).collect();
+    let mut listed: Vec<(&str, &[u8])> = vec![(SPEC_ROOT, entries.as_bytes())];
+    if !notices.is_empty() {
+        listed.push((SPEC_NOTICES, text.as_bytes()));
+    }
+    listed.extend(names.iter().zip(files).map(|(n, f)| (n.as_str(), f.as_bytes())));
+    let spec = spec(&listed, "[internal] the image root");
+    let mut exec = step.tool_exec("root.sh").mount(Mount::readonly(SPEC_DIR, &spec));
+    if let Some(seed) = seed {
+        // Copied in, not the output's base: BuildKit would export a base and what the step
+        // adds as two layers.
+        exec = exec.mount(Mount::readonly(ROOT_SEED_DIR, seed));
+    }
+    let out = exec.output(ROOT_OUT_DIR, &State::scratch());
+    exec.build(name).state(&out)
 }
 
 #[cfg(test)]
@@ -362,7 +439,7 @@ mod tests {
             context_dir: Some(String::new()),
         };
         let fetched = fetch("[]", 0, b"{ }", &step);
-        let evaluation = evaluate(&flake, "x86_64-linux", Some(&fetched.inputs), &[], &[], &step);
+        let evaluation = evaluate(&flake, &[], "x86_64-linux", Some(&fetched.inputs), &[], &[], &step);
         let eval_exec = execs(&evaluation.meta).pop().unwrap();
         assert!(eval_exec.mounts.iter().any(|m| m.dest == super::super::output::CONTEXT_DIR));
         assert!(eval_exec.mounts.iter().any(|m| m.dest == FETCHED_DIR && m.readonly));
@@ -400,6 +477,7 @@ mod tests {
             records: "/nix/store/b-d\n",
             deps: &["/nix/store/b-d".to_string()],
             sources: &[],
+            roots: &outputs,
         };
         let built = package(&spec_in, "x86_64-linux", &store, &evaluation.pkg, &evaluation.drvs, &step);
         let exec = execs(&built.meta).into_iter().last().unwrap();

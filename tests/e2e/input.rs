@@ -4,20 +4,7 @@
 
 use crate::harness::builders::{builder_image, builder_without};
 use crate::harness::engine::NIX_IMAGE;
-use crate::harness::{Engine, Fixture, assert_contains, tag};
-
-/// buildx shows the offending line of the file marked with `>>>`; the 20.10 client shows
-/// only the message. Checks the mark (on d26) and that nothing crashed.
-fn assert_points_at(engine: Engine, output: &str, line: &str) {
-    assert!(!output.contains("panicked") && !output.contains("hit a bug"), "{engine:?} crashed:\n{output}");
-    if engine == Engine::D26 {
-        let marked = output
-            .lines()
-            .find(|l| l.contains(" >>> "))
-            .unwrap_or_else(|| panic!("no >>> line in:\n{output}"));
-        assert!(marked.trim_end().ends_with(line), "{engine:?} marks {marked:?}, not {line:?}:\n{output}");
-    }
-}
+use crate::harness::{Engine, Fixture, assert_contains, assert_points_at, tag};
 
 on_engines! {
     fn odd_and_hostile_files_fail_at_their_line_without_a_crash(engine) {

@@ -12,4 +12,5 @@ mod core;
 mod input;
 mod layers;
 mod security;
+mod services;
 mod world;

@@ -103,7 +103,8 @@ on_engines! {
 }
 
 /// `--build-context NAME=DIR` replaces flake input NAME (buildx; Docker 20.10's client has no
-/// named contexts): the replaced input is neither fetched nor used.
+/// named contexts): the replaced input is neither fetched nor used, FLAKE's further packages
+/// evaluated with it replaced too.
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn a_build_context_replaces_a_flake_input() {
@@ -111,6 +112,7 @@ fn a_build_context_replaces_a_flake_input() {
     let _engines = d26.shared();
     let world = World::get();
     let app = world.app("web");
+    app.write("Dockerfile", "# syntax=org/nixfront\nFLAKE . .#cacert\n");
     // utils, changed: its mkApp marks the app.
     app.write(
         "my-utils/flake.nix",
@@ -130,6 +132,7 @@ fn a_build_context_replaces_a_flake_input() {
     let run = d26.build(&app, &t, &["--build-arg", &config, "--build-context", &format!("utils={dir}")]);
     assert!(run.ok, "{}", run.all());
     assert_contains(&run.all(), &["-mine-1.0.drv'"]);
+    assert!(in_image(d26, &t, "-nss-cacert-3.98"), "FLAKE's second package is in the image");
     let requests = world.since(d26, mark);
     assert!(!requests.iter().any(|r| r.path.starts_with("/utils.git")), "the replaced input was fetched");
     let bad = d26.build(&app, &t, &["--build-context", &format!("nope={dir}")]);

@@ -12,6 +12,9 @@
 #   $NIXFRONT_SOURCES/nix/store/<base>   its input sources that are in the closure
 #   $NIXFRONT_EXTRAS_DIR/tmp             what nixfront adds to the image (mode 1777)
 #   $NIXFRONT_META/$NIXFRONT_MANIFEST    results and path-info of the runtime closure
+#   $NIXFRONT_META/$NIXFRONT_ROOTS       what the root packages hold (list_roots)
+# The image's closure is that of the root packages ($NIXFRONT_SPEC/$NIXFRONT_SPEC_ROOTS: the
+# outputs, then FLAKE's further packages, which are dependencies).
 # Paths of the closure that are dependencies ($NIXFRONT_SPEC/$NIXFRONT_SPEC_DEPS) are left to
 # the dependency layers.
 . "$(dirname "$0")/common.sh"
@@ -35,7 +38,8 @@ echo "nixfront: $(grep -c . "$NIXFRONT_SPEC/$NIXFRONT_SPEC_DEPS" || true) depend
 echo "$drv" >"$work/drvs"
 realise_locked "$system" "$work/drvs"
 
-closure_of "$work/results" "$work/path-info.json" "$work/closure.unsorted"
+closure_of "$NIXFRONT_SPEC/$NIXFRONT_SPEC_ROOTS" "$work/path-info.json" "$work/closure.unsorted"
+list_roots "$NIXFRONT_SPEC/$NIXFRONT_SPEC_ROOTS" "$NIXFRONT_META/$NIXFRONT_ROOTS"
 sort "$work/closure.unsorted" >"$work/closure"
 
 # The closure, minus the dependencies (their layers hold them): sources, then the rest.

@@ -182,6 +182,22 @@ closure_of() { # FILE JSON LIST
     nixc path-info --recursive -- $(cat "$1") >"$3"
 }
 
+# What the root packages listed in ROOTS hold, for nixfront to link into the image root:
+# `INDEX d ./REL` for a directory, `INDEX f ./REL` for anything else, INDEX counting the
+# packages from 0, down to $NIXFRONT_ROOT_DEPTH levels.
+list_roots() { # ROOTS OUT
+    i=0
+    while IFS= read -r root; do
+        if [ -d "$root" ]; then
+            (cd "$root" && find . -mindepth 1 -maxdepth "$NIXFRONT_ROOT_DEPTH" -type d) \
+                | while IFS= read -r p; do printf '%s d %s\n' "$i" "$p"; done
+            (cd "$root" && find . -mindepth 1 -maxdepth "$NIXFRONT_ROOT_DEPTH" ! -type d) \
+                | while IFS= read -r p; do printf '%s f %s\n' "$i" "$p"; done
+        fi
+        i=$((i + 1))
+    done <"$1" >"$2"
+}
+
 # The store paths listed in FILE as DIR/nix/store/<base>, with nixfront's fixed times on the
 # directories it makes: the same paths give a byte-identical tree.
 lay_out() { # FILE DIR

@@ -15,6 +15,11 @@
 #   $NIXFRONT_DRVS                       a file:// binary cache (no compression) of the input
 #                                        derivations' closure (content-addressed), from which
 #                                        the steps that build them take what their store lacks
+# FLAKE's further packages ($NIXFRONT_SPEC/$NIXFRONT_SPEC_EXTRAS: their flakes and attribute
+# paths, as nixfront resolved them) are evaluated together, in one more Nix process, their
+# flakes taken by their locked references; when flake inputs are replaced (--override-input)
+# each is evaluated with the same overrides instead ($NIXFRONT_SPEC_EXTRA_REFS). Their
+# derivations join the inputs.
 . "$(dirname "$0")/common.sh"
 setup_step
 : "${NIXFRONT_META:?}" "${NIXFRONT_PLAN:?}" "${NIXFRONT_PKG:?}" "${NIXFRONT_DRVS:?}" \
@@ -47,6 +52,50 @@ esac
 nix-store --query --references "$drv" >"$work/refs"
 grep '\.drv$' "$work/refs" >"$work/inputs" || true
 grep -v '\.drv$' "$work/refs" >"$work/srcs" || true
+
+# The further packages: a derivation and the outputs it installs (as buildEnv takes them) each.
+installs='p: { drvPath = p.drvPath; outputs = map (o: { name = o; path = p.${o}.outPath; })
+    ((p.meta or {}).outputsToInstall or [ (p.outputName or "out") ]); }'
+echo '[]' >"$work/extras.json"
+if [ -s "${NIXFRONT_SPEC:-/nonexistent}/$NIXFRONT_SPEC_EXTRAS" ] && [ $# -eq 0 ]; then
+    mkdir "$work/pick"
+    {
+        printf '{"flakes":['
+        sep=
+        while IFS= read -r base; do
+            nixc flake metadata --json --no-write-lock-file -- "$base" >"$work/metadata.json"
+            printf '%s"%s"' "$sep" "$(grep -o '"url":"[^"]*"' "$work/metadata.json" | tail -n 1 | cut -d'"' -f4)"
+            sep=,
+        done <"$NIXFRONT_SPEC/$NIXFRONT_SPEC_EXTRA_FLAKES"
+        printf '],"wanted":'
+        cat "$NIXFRONT_SPEC/$NIXFRONT_SPEC_EXTRAS"
+        printf '}'
+    } >"$work/pick/wanted.json"
+    echo '{ outputs = { self }: { wanted = builtins.fromJSON (builtins.readFile ./wanted.json); }; }' \
+        >"$work/pick/flake.nix"
+    nixc_for "$system" eval --json --no-write-lock-file --apply "w: let
+        flakes = map builtins.getFlake w.flakes;
+        find = set: path: builtins.foldl' (v: name:
+          if v != null && builtins.isAttrs v && v ? \${name} then v.\${name} else null) set path;
+        pick = want: let
+            found = builtins.filter (v: v != null) (map (find (builtins.elemAt flakes want.flake)) want.paths);
+          in if found == [ ] then throw \"nixfront: \${want.ref} is not an attribute of its flake\"
+             else ($installs) (builtins.head found);
+      in map pick w.wanted" -- "path:$work/pick#wanted" >"$work/extras.json"
+elif [ -s "${NIXFRONT_SPEC:-/nonexistent}/$NIXFRONT_SPEC_EXTRAS" ]; then
+    {
+        printf '['
+        sep=
+        while IFS= read -r extra; do
+            printf '%s' "$sep"
+            sep=,
+            nixc_for "$system" eval --json --no-write-lock-file "$@" --apply "$installs" -- "$extra"
+        done <"$NIXFRONT_SPEC/$NIXFRONT_SPEC_EXTRA_REFS"
+        printf ']'
+    } >"$work/extras.json"
+fi
+tr ',{}[]' '\n\n\n\n\n' <"$work/extras.json" | grep '^"drvPath":' | cut -d'"' -f4 >>"$work/inputs" || true
+sort -u -o "$work/inputs" "$work/inputs"
 
 # `nix derivation show` since Nix 2.15, `nix show-derivation` before.
 nixc derivation show -- "$drv" $(cat "$work/inputs") >"$work/derivations.json" 2>/dev/null \
@@ -81,6 +130,8 @@ fi
     json_lines "$work/src-closure"
     printf ',"package":'
     cat "$work/package.json"
+    printf ',"extras":'
+    cat "$work/extras.json"
     printf ',"flake":'
     cat "$work/flake.json"
     printf '}\n'

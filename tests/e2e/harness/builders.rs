@@ -45,3 +45,50 @@ pub fn builder_image(engine: Engine, name: &'static str, lines: &str) -> String 
     }
     tag
 }
+
+/// The tag of a base image for FROM, imported from a root filesystem made here: a merged-usr
+/// layout (`/bin -> usr/bin`) with the static busybox and its applets, an /etc/passwd with root
+/// alone, /etc/os-release, and `BASE_ENV=from-base` in its config. Once per engine and run.
+pub fn base_image(engine: Engine) -> String {
+    let tag = "nixfront-e2e/base:1".to_string();
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if made.insert((engine.name(), "base")) {
+        let dir = tempdir("base-rootfs");
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::copy("/bin/busybox", root.join("usr/bin/busybox")).unwrap();
+        for applet in ["sh", "id", "cat", "stat", "ls", "env", "readlink"] {
+            std::os::unix::fs::symlink("busybox", root.join("usr/bin").join(applet)).unwrap();
+        }
+        std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+        std::fs::write(root.join("etc/os-release"), "ID=nixfront-test-base\n").unwrap();
+        let tar = std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(dir.join("root.tar"))
+            .arg("-C")
+            .arg(&root)
+            .arg(".")
+            .output()
+            .unwrap();
+        assert!(tar.status.success(), "{}", String::from_utf8_lossy(&tar.stderr));
+        let imported = engine
+            .command(&[
+                "import",
+                "--change",
+                "ENV BASE_ENV=from-base",
+                "--change",
+                "ENV PATH=/usr/bin:/bin",
+                "-",
+                &tag,
+            ])
+            .stdin(std::fs::File::open(dir.join("root.tar")).unwrap())
+            .output()
+            .unwrap();
+        assert!(imported.status.success(), "docker import: {}", String::from_utf8_lossy(&imported.stderr));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    tag
+}

@@ -53,6 +53,19 @@ pub fn assert_contains(haystack: &str, needles: &[&str]) {
     }
 }
 
+/// buildx shows the offending line of the file marked with `>>>`; the 20.10 client shows
+/// only the message. Checks the mark (on d26) and that nothing crashed.
+pub fn assert_points_at(engine: Engine, output: &str, line: &str) {
+    assert!(!output.contains("panicked") && !output.contains("hit a bug"), "{engine:?} crashed:\n{output}");
+    if engine == Engine::D26 {
+        let marked = output
+            .lines()
+            .find(|l| l.contains(" >>> "))
+            .unwrap_or_else(|| panic!("no >>> line in:\n{output}"));
+        assert!(marked.trim_end().ends_with(line), "{engine:?} marks {marked:?}, not {line:?}:\n{output}");
+    }
+}
+
 /// The root of the repository (where scripts/ and tests/fixtures are).
 pub fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
