@@ -2,24 +2,30 @@
 #
 # Real users (a registry is reachable):
 #   docker buildx build -f frontend.Dockerfile -t org/nixfront .
-# Offline (our machines): build the binary on the host, then package it without any base image:
-#   scripts/frontend-image.sh          # = cargo build + this file with BINARY_FROM=prebuilt
+# Offline (our machines): build the binaries on the host, then package them without any base
+# image:
+#   scripts/frontend-image.sh          # amd64, tagged org/nixfront:latest in the test engines
+#   scripts/release.sh REGISTRY/REPO   # amd64 + arm64, pushed as one index with version tags
 ARG BINARY_FROM=build
 ARG RUST_IMAGE=rust:1-bookworm
 
+# Built natively for each target platform (under emulation for the other one).
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY . .
-RUN RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --locked --target x86_64-unknown-linux-gnu \
- && cp target/x86_64-unknown-linux-gnu/release/nixfront /nixfront
+RUN triple="$(uname -m)-unknown-linux-gnu" \
+ && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$triple" \
+ && cp "target/$triple/release/nixfront" /nixfront
 
+# Built beforehand, one binary per architecture (scripts/lib.sh's stage_frontend).
 FROM scratch AS prebuilt
-COPY target/x86_64-unknown-linux-gnu/release/nixfront /nixfront
+ARG TARGETARCH
+COPY target/frontend/linux-${TARGETARCH}/nixfront /nixfront
 
 FROM ${BINARY_FROM} AS binary
 
 FROM scratch
+ARG VERSION=unknown
 COPY --from=binary /nixfront /nixfront
 # The frontend needs no network; BuildKit runs it without one.
 LABEL moby.buildkit.frontend.network.none="true"
@@ -28,5 +34,6 @@ LABEL moby.buildkit.frontend.network.none="true"
 # Clients refuse those with a frontend whose image lacks this label (options::FRONTEND_CAPS).
 LABEL moby.buildkit.frontend.caps="moby.buildkit.frontend.subrequests,moby.buildkit.frontend.contexts"
 LABEL org.opencontainers.image.title="nixfront" \
-      org.opencontainers.image.description="BuildKit frontend: a Nix flake to a layered OCI image"
+      org.opencontainers.image.description="BuildKit frontend: a Nix flake to a layered OCI image" \
+      org.opencontainers.image.version="${VERSION}"
 ENTRYPOINT ["/nixfront"]

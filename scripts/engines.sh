@@ -39,36 +39,6 @@ remove_root() {
     rm -rf --one-file-system -- "$root"
 }
 
-# Installs missing Debian packages; the package lists are refreshed when older than a day.
-apt_install() {
-    local missing=() p lists=/var/lib/apt/lists
-    for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "apt-get install ${missing[*]}"
-    if [ -z "$(find "$lists" -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
-        apt-get update -q >/dev/null
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
-}
-
-wait_for() { # wait_for SECONDS CMD...
-    local n=$1; shift
-    for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
-    return 1
-}
-
-# Ends the process named by a pidfile and waits for it; nothing when it is not running.
-stop_pidfile() {
-    local pidfile=$1 pid
-    [ -s "$pidfile" ] || return 0
-    pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid"
-        for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    fi
-    rm -f "$pidfile"
-}
-
 # Whether the process of PIDFILE runs in a network namespace other than this shell's.
 in_own_netns() { # PIDFILE
     [ -s "$1" ] && [ "$(readlink "/proc/$(cat "$1")/ns/net" 2>/dev/null)" != "$(readlink /proc/self/ns/net)" ]

@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 want=${1:-all}
 
-RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --locked --target x86_64-unknown-linux-gnu >&2
-d20 build -q -f frontend.Dockerfile --build-arg BINARY_FROM=prebuilt -t "$FRONTEND_TAG" . >/dev/null
+build_frontend_amd64
+d20 build -q -f frontend.Dockerfile --build-arg BINARY_FROM=prebuilt \
+    --build-arg VERSION="$(nixfront_version)" -t "$FRONTEND_TAG" . >/dev/null
 d20 image inspect -f "[frontend-image] {{.RepoTags}} {{.Size}} bytes" "$FRONTEND_TAG" >&2
 if [ "$want" != d20 ]; then
     d20 save "$FRONTEND_TAG" | d26 load >/dev/null

@@ -39,3 +39,56 @@ in_engine_netns() { # ENGINE CMD...
     shift
     nsenter -t "$(engine_pid "$engine")" -n "$@"
 }
+
+# Installs the Debian packages (PKG or PKG:ARCH) that are missing; the package lists are
+# refreshed when older than a day or when an architecture was added since.
+apt_install() {
+    local missing=() p lists=/var/lib/apt/lists
+    for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "apt-get install ${missing[*]}"
+    if [ -z "$(find "$lists" -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ] \
+        || { [ -n "${APT_ARCH:-}" ] && [ -z "$(find "$lists" -maxdepth 1 -name "*binary-${APT_ARCH}_Packages*" 2>/dev/null | head -1)" ]; }; then
+        apt-get update -q >/dev/null
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+}
+
+# Runs CMD until it succeeds, once a second, for at most SECONDS.
+wait_for() { # wait_for SECONDS CMD...
+    local n=$1; shift
+    for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+    return 1
+}
+
+# Puts a built frontend binary where frontend.Dockerfile's `prebuilt` stage takes it for
+# TARGETARCH ARCH: target/frontend/linux-ARCH/nixfront.
+stage_frontend() { # ARCH BINARY
+    mkdir -p "target/frontend/linux-$1"
+    cp "$2" "target/frontend/linux-$1/nixfront.new"
+    mv "target/frontend/linux-$1/nixfront.new" "target/frontend/linux-$1/nixfront"
+}
+
+# The frontend's amd64 binary, built with rustup's toolchain, staged.
+build_frontend_amd64() {
+    RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --release --locked --target x86_64-unknown-linux-gnu >&2
+    stage_frontend amd64 target/x86_64-unknown-linux-gnu/release/nixfront
+}
+
+# The release: the version in Cargo.toml.
+nixfront_version() {
+    grep -m1 '^version = ' Cargo.toml | cut -d'"' -f2
+}
+
+# Ends the process named by a pidfile and waits for it; nothing when it is not running.
+stop_pidfile() {
+    local pidfile=$1 pid
+    [ -s "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid"
+        for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    fi
+    rm -f "$pidfile"
+}

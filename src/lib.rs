@@ -23,6 +23,7 @@ pub mod options;
 pub mod paths;
 pub mod plan;
 pub mod platform;
+pub mod probe;
 pub mod sbom;
 pub mod subrequests;
 pub mod users;

@@ -1,6 +1,23 @@
 //! The frontend process: BuildKit starts it with the gateway on stdin/stdout.
 
 fn main() {
+    // BuildKit starts the frontend without arguments; a person may ask what it is.
+    if let Some(arg) = std::env::args().nth(1) {
+        match arg.as_str() {
+            "--version" | "-V" => println!("nixfront {}", env!("CARGO_PKG_VERSION")),
+            "--help" | "-h" => println!(
+                "nixfront {}: a BuildKit frontend that builds a Nix flake into a layered OCI image.\n\
+                 BuildKit runs it for a file whose first line is `# syntax=<this image>`; it speaks the\n\
+                 gateway protocol on stdin and stdout. See the README for how to use it.",
+                env!("CARGO_PKG_VERSION")
+            ),
+            other => {
+                eprintln!("nixfront: unknown argument {other:?} (only --version and --help)");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     nixfront_log::init();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -27,8 +27,8 @@ use crate::nixfile::{self, Lines, Nixfile};
 use crate::options::nixconf;
 use crate::options::{NamedContext, NixArgs, Options};
 use crate::plan::output::{
-    self, DEPS_DB_FILE, DEPS_INFO_FILE, EXIT_NO_NIX, FLAKE_CONFIG_FILE, MANIFEST_FILE, PACKAGES_FILE,
-    PLAN_FILE, ROOTS_FILE,
+    self, DEPS_DB_FILE, DEPS_INFO_FILE, EXIT_CANNOT_RUN, EXIT_NO_NIX, FLAKE_CONFIG_FILE, MANIFEST_FILE,
+    PACKAGES_FILE, PLAN_FILE, ROOTS_FILE,
 };
 use crate::plan::{self, BuilderImage, FlakeRef, NixStep, derivation, steps};
 use crate::sbom;
@@ -623,6 +623,9 @@ impl<'a> Shared<'a> {
                  daemon.json). Docker 20.10's docker build cannot grant it",
             );
         }
+        if buildkit.exit_code() == Some(EXIT_CANNOT_RUN) {
+            return e.context(cannot_run(&self.native, plan));
+        }
         let image = &self.options.nix.image;
         let lacks = if buildkit.exit_code() == Some(EXIT_NO_NIX) {
             Some("no `nix` on its PATH")
@@ -644,6 +647,21 @@ impl<'a> Shared<'a> {
             None => e.context(what),
         }
     }
+}
+
+/// Why a build for another system failed on a builder that cannot run its programs, and the
+/// three ways out.
+fn cannot_run(native: &str, plan: &PlatformPlan) -> String {
+    let (system, platform) = (&plan.system, crate::platform::format(&plan.target));
+    format!(
+        "this builder runs {native} programs and cannot run {system} ones, which Nix had to build \
+         {} for {platform} (Nix's log is above). Either register an emulator for {system} on the \
+         builder's host (binfmt_misc: Debian's qemu-user-static, or `docker run --privileged --rm \
+         tonistiigi/binfmt --install {}`), or hand {system} builds to a remote Nix builder \
+         (NIX_CONFIG builders, from a builder image with an SSH client), or build from a binary cache that \
+         holds the {system} packages (NIX_CONFIG extra-substituters and extra-trusted-public-keys)",
+        plan.flake.written, plan.target.architecture
+    )
 }
 
 /// What the flake's own files bring to a build ([`Shared::flake_setup`]).

@@ -78,6 +78,47 @@ const REFUSED: &[(&str, &str)] = &[
     ("netrc-file", "pass the file with --secret id=netrc, which no derivation can read"),
 ];
 
+/// Where a remote builder's SSH key is, the only key file `builders` may name: the secret
+/// `ssh-key` (`--secret id=ssh-key,src=...`), which only root in Nix's steps can read
+/// (plan::secrets mounts it there; its tests check the two agree).
+pub const REMOTE_BUILDER_KEY: &str = "/run/secrets/ssh-key";
+
+/// Checks a `builders` value (Nix's machine specs, `;` or newline apart: URI, systems, SSH key,
+/// jobs, speed, features, mandatory features, host key): remote machines over SSH whose key is
+/// the secret `ssh-key` or the forwarded agent (`-`), never a file of the builder image, the
+/// store or a machines file (`@path`).
+fn check_builders(value: &str) -> Result<(), String> {
+    for machine in value.split([';', '\n']).map(str::trim).filter(|m| !m.is_empty()) {
+        if let Some(path) = machine.strip_prefix('@') {
+            return Err(format!(
+                "`builders = @{path}` reads the machines from a file of the builder image; write them \
+                 out in NIX_CONFIG"
+            ));
+        }
+        let fields: Vec<&str> = machine.split_whitespace().collect();
+        let uri = fields[0];
+        if !(uri.starts_with("ssh://") || uri.starts_with("ssh-ng://")) {
+            return Err(format!(
+                "remote builder `{uri}` is not an ssh:// or ssh-ng:// machine: only remote machines may \
+                 build, never another store on the builder"
+            ));
+        }
+        match fields.get(2).copied() {
+            None | Some("-") => {}
+            Some(key) if key == REMOTE_BUILDER_KEY => {}
+            Some(key) => {
+                return Err(format!(
+                    "remote builder `{uri}` names the SSH key `{key}`: pass the key with --secret \
+                     id=ssh-key,src=PATH and name it {REMOTE_BUILDER_KEY} (or `-` for the agent of \
+                     --ssh default), so that no file of the builder image or the store is used and no \
+                     derivation can read it"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// nixfront's own defaults, which a build's NIX_CONFIG may change: a build that stops printing
 /// for an hour, or runs for six, ends (with a persistent store kept per build, a stuck build
 /// holds nothing but its own step; these end that too).
@@ -114,6 +155,9 @@ pub fn check(config: &str) -> Result<NixConfig, String> {
             return Err(format!("line {}: `{line}` is not a `name = value` setting", i + 1));
         }
         let base = name.strip_prefix("extra-").unwrap_or(name);
+        if base == "builders" {
+            check_builders(value).map_err(|why| format!("line {}: {why}", i + 1))?;
+        }
         if TRUST.contains(&base) {
             trust.entry(name.to_string()).or_insert_with(Vec::new).push(value.to_string());
         } else if let Some((_, why)) = REFUSED.iter().find(|(n, _)| *n == base) {
@@ -192,6 +236,33 @@ mod tests {
             .unwrap();
         assert_eq!(c.trust, ["extra-substituters = https://c.example", "extra-trusted-public-keys = c:abc"]);
         assert!(check("max-jobs = 0").unwrap().trust.is_empty());
+    }
+
+    #[test]
+    fn remote_builders_are_ssh_machines_whose_key_is_the_secret() {
+        let ok = [
+            "builders = ssh://nix@arm.example aarch64-linux /run/secrets/ssh-key 4 1 - - c3NoLWVk",
+            "builders = ssh-ng://arm.example aarch64-linux - 2 ; ssh://b.example x86_64-linux",
+            "extra-builders = ssh://arm.example aarch64-linux",
+        ];
+        for line in ok {
+            let c = check(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(c.trust.len(), 1, "a remote builder is part of the store's identity");
+        }
+        let refused = [
+            ("builders = ssh://arm.example aarch64-linux /root/.ssh/id_ed25519", "--secret id=ssh-key"),
+            (
+                "builders = ssh://a.example x86_64-linux - ; ssh://b.example aarch64-linux /nix/store/x-key",
+                "/nix/store/x-key",
+            ),
+            ("builders = @/etc/nix/machines", "a file of the builder image"),
+            ("builders = local x86_64-linux", "not an ssh://"),
+            ("builders = unix:///nix/var/nix/daemon-socket/socket", "not an ssh://"),
+        ];
+        for (line, why) in refused {
+            let e = check(line).unwrap_err();
+            assert!(e.starts_with("line 1: ") && e.contains(why), "{line}: {e}");
+        }
     }
 
     #[test]

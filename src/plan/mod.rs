@@ -368,13 +368,16 @@ impl NixStep<'_> {
     }
 }
 
-/// The scripts, as a directory.
+/// The scripts, as a directory, with the probe of each system beside them (`runs_here` in
+/// common.sh runs `probe-<system>`).
 fn scripts() -> State {
-    SCRIPTS
+    let op = SCRIPTS.iter().fold(FileOp::on(&State::scratch()), |op, (name, text)| {
+        op.mkfile(&format!("/{name}"), 0o444, text.as_bytes(), FIXED_TIME_NS)
+    });
+    crate::probe::SYSTEMS
         .iter()
-        .fold(FileOp::on(&State::scratch()), |op, (name, text)| {
-            op.mkfile(&format!("/{name}"), 0o444, text.as_bytes(), FIXED_TIME_NS)
-        })
+        .filter_map(|system| Some((crate::probe::file_name(system), crate::probe::executable(system)?)))
+        .fold(op, |op, (name, elf)| op.mkfile(&format!("/{name}"), 0o555, &elf, FIXED_TIME_NS))
         .build("[internal] nixfront's step scripts")
 }
 
@@ -634,7 +637,8 @@ mod tests {
                 _ => None,
             })
             .collect();
-        let fixed: Vec<&[u8]> = SCRIPTS.iter().map(|(_, text)| text.as_bytes()).collect();
+        let mut fixed: Vec<Vec<u8>> = SCRIPTS.iter().map(|(_, text)| text.as_bytes().to_vec()).collect();
+        fixed.extend(crate::probe::SYSTEMS.iter().filter_map(|s| crate::probe::executable(s)));
         assert_eq!(scripts, fixed);
     }
 
@@ -656,6 +660,7 @@ mod tests {
                 ("/run/buildkit/ssh_agent.0", false, -1),
                 ("/run/secrets/access-tokens", false, -1),
                 ("/run/secrets/netrc", false, -1),
+                ("/run/secrets/ssh-key", false, -1),
             ]
         );
         let sources: Vec<String> = decode(&def)
@@ -712,7 +717,8 @@ mod tests {
             secrets,
             [
                 ("/run/secrets/access-tokens", "access-tokens".into(), true),
-                ("/run/secrets/netrc", "netrc".into(), true)
+                ("/run/secrets/netrc", "netrc".into(), true),
+                ("/run/secrets/ssh-key", "ssh-key".into(), true)
             ]
         );
         let ssh = exec.mounts.iter().find_map(|m| m.ssh_opt.as_ref()).expect("an ssh mount");
@@ -737,7 +743,7 @@ mod tests {
         let exec = the_exec(&nix_packages(&flake, "x86_64-linux", &step).to_definition());
         let secrets: Vec<&str> =
             exec.mounts.iter().filter_map(|m| m.secret_opt.as_ref().map(|s| s.id.as_str())).collect();
-        assert_eq!(secrets, ["access-tokens", "netrc"]);
+        assert_eq!(secrets, ["access-tokens", "netrc", "ssh-key"]);
         let meta = exec.meta.unwrap();
         assert!(meta.env.contains(&"NIX_CONFIG=max-jobs = 2".to_string()));
         assert_eq!(meta.args[1], "/nixfront/bin/packages.sh");

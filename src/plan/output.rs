@@ -100,6 +100,10 @@ pub const FIXED_TIME_NS: i64 = 1_000_000_000;
 /// A step's exit code when the builder image has no `nix` on its PATH.
 pub const EXIT_NO_NIX: i32 = 90;
 
+/// A step's exit code when the builder cannot run the target system's programs (its probe
+/// failed: no binfmt emulation) and Nix would have to build something for that system locally.
+pub const EXIT_CANNOT_RUN: i32 = 91;
+
 /// The name of dependency layer `i`: its directory under [`LAYERS_DIR`] and [`DEPS_DIR`], and
 /// its index in the groups spec (`000`, `001`, ...: they sort as they are numbered).
 pub fn layer_name(i: usize) -> String {
@@ -162,6 +166,9 @@ pub fn contract_env() -> Vec<String> {
         format!("NIXFRONT_ROOT_DEPTH={}", crate::layers::roots::LISTING_DEPTH),
         format!("NIXFRONT_SECRETS={}", super::secrets::SECRETS_DIR),
         format!("NIXFRONT_EXIT_NO_NIX={EXIT_NO_NIX}"),
+        format!("NIXFRONT_EXIT_CANNOT_RUN={EXIT_CANNOT_RUN}"),
+        format!("NIXFRONT_PROBES={SCRIPT_DIR}"),
+        format!("NIXFRONT_PROBE_STATUS={}", crate::probe::STATUS),
         format!("NIXFRONT_NIX_DEFAULTS={}", crate::options::nixconf::defaults_text()),
         format!("TMPDIR={TMP_DIR}"),
     ]

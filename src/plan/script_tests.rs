@@ -258,3 +258,41 @@ fn the_listing_of_root_packages_reads_back_and_the_root_step_makes_the_plan() {
         assert_eq!(meta.mtime(), 1, "{entry} has nixfront's fixed time");
     }
 }
+
+#[test]
+fn a_system_the_builder_cannot_run_is_only_substituted_and_named_by_its_exit_code() {
+    let sb = Sandbox::new("cannot-run");
+    let env = format!(
+        "native=x86_64-linux nix_opts= NIXFRONT_PROBES={} NIXFRONT_PROBE_STATUS={} NIXFRONT_EXIT_CANNOT_RUN=91",
+        sb.dir.display(),
+        crate::probe::STATUS
+    );
+    let probe = sb.path("probe-aarch64-linux");
+    let write_probe = |bytes: &[u8]| {
+        std::fs::write(&probe, bytes).unwrap();
+        std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let max_jobs = |calls: &[String]| calls.windows(2).any(|w| w[0] == "max-jobs" && w[1] == "0");
+
+    // Its own system, and another whose probe runs (here the native probe stands in for an
+    // emulated one): Nix builds as usual.
+    sb.run(&format!("{env}; build_for x86_64-linux --no-link a"));
+    if std::env::consts::ARCH == "x86_64" {
+        write_probe(&crate::probe::executable("x86_64-linux").unwrap());
+        sb.run(&format!("{env}; build_for aarch64-linux --no-link b"));
+    }
+    assert!(!max_jobs(&sb.calls("nix")), "{:?}", sb.calls("nix"));
+
+    // A probe the kernel refuses (the shell then reads it as a script; it never exits 73):
+    // substitutes and remote builders only.
+    write_probe(b"\x7fELF not for this machine; exit 0\n");
+    let out = sb.run(&format!("{env}; build_for aarch64-linux --no-link c"));
+    assert!(out.contains("cannot run aarch64-linux programs"), "{out}");
+    assert!(max_jobs(&sb.calls("nix")), "{:?}", sb.calls("nix"));
+
+    // When Nix still had to build something, the step ends with EXIT_CANNOT_RUN.
+    std::fs::write(sb.path("bin/nix"), "#!/bin/sh\nexit 1\n").unwrap();
+    let out =
+        sb.run(&format!("{env}; (build_for aarch64-linux --no-link d) && echo built || echo \"exit $?\""));
+    assert!(out.contains("exit 91"), "{out}");
+}

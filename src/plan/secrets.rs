@@ -21,6 +21,7 @@ pub struct Secret {
 pub const SECRETS: &[Secret] = &[
     Secret { id: "netrc", doc: "netrc file for private binary caches and fetches" },
     Secret { id: "access-tokens", doc: "Nix access-tokens (host=token ...) for private flake inputs" },
+    Secret { id: "ssh-key", doc: "SSH private key of the remote Nix builders NIX_CONFIG names" },
 ];
 
 /// `exec` with every secret and the SSH agent mounted, each optional.
@@ -31,4 +32,15 @@ pub fn mount_all(mut exec: Exec) -> Exec {
     exec = exec.mount(Mount::ssh(SSH_SOCKET, SSH_ID, true));
     exec.env.push(format!("SSH_AUTH_SOCK={SSH_SOCKET}"));
     exec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_remote_builders_key_is_where_nix_config_may_name_it() {
+        let ssh_key = SECRETS.iter().find(|s| s.id == "ssh-key").expect("the ssh-key secret");
+        assert_eq!(format!("{SECRETS_DIR}/{}", ssh_key.id), crate::options::nixconf::REMOTE_BUILDER_KEY);
+    }
 }

@@ -6,6 +6,7 @@
 #[macro_use]
 mod harness;
 
+mod arm64;
 mod cache;
 mod conventions;
 mod core;

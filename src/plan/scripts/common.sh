@@ -13,7 +13,8 @@ set -euf
 # What every step does first: checks the builder image has Nix, makes Nix's build users, and
 # sets the Nix settings the functions below use (nix_opts, native).
 setup_step() {
-    : "${NIXFRONT_SECRETS:?}" "${NIXFRONT_EXIT_NO_NIX:?}" "${TMPDIR:?}" "${NIXFRONT_NATIVE:?}"
+    : "${NIXFRONT_SECRETS:?}" "${NIXFRONT_EXIT_NO_NIX:?}" "${NIXFRONT_EXIT_CANNOT_RUN:?}" "${TMPDIR:?}" \
+        "${NIXFRONT_NATIVE:?}" "${NIXFRONT_PROBES:?}" "${NIXFRONT_PROBE_STATUS:?}"
     if ! command -v nix >/dev/null 2>&1; then
         echo "nixfront: the builder image has no 'nix' on its PATH ($PATH)" >&2
         exit "$NIXFRONT_EXIT_NO_NIX"
@@ -72,6 +73,7 @@ use_settings() { # SECRETS TMP
     fi
     if [ -s "$1/access-tokens" ]; then echo "nixfront: using access tokens from --secret id=access-tokens" >&2; fi
     if [ -S "${SSH_AUTH_SOCK:-}" ]; then echo "nixfront: forwarding the SSH agent from --ssh default" >&2; fi
+    if [ -s "$1/ssh-key" ]; then echo "nixfront: the remote builders' SSH key from --secret id=ssh-key" >&2; fi
 }
 
 nixc() {
@@ -145,12 +147,40 @@ prelock() { # FILE
     done <"$1"
 }
 
+# Whether this builder runs SYSTEM's programs: its own system's always; another's when the
+# probe nixfront ships for it (NIXFRONT_PROBES/probe-SYSTEM, a program that only exits with
+# NIXFRONT_PROBE_STATUS) runs, natively or through an emulator the builder's host registered in
+# binfmt_misc. A system without a probe is left to Nix to try.
+runs_here() { # SYSTEM
+    [ "$1" = "$native" ] && return 0
+    probe="$NIXFRONT_PROBES/probe-$1"
+    [ -x "$probe" ] || return 0
+    status=0
+    "$probe" </dev/null >/dev/null 2>&1 || status=$?
+    [ "$status" = "$NIXFRONT_PROBE_STATUS" ]
+}
+
+# `nix build ARGS...` for SYSTEM. A builder that cannot run SYSTEM's programs may still
+# substitute them or hand them to remote builders: Nix builds nothing locally then
+# (max-jobs 0), and when something had to be, the step ends with EXIT_CANNOT_RUN, which
+# nixfront explains.
+build_for() { # SYSTEM ARGS...
+    system_=$1
+    shift
+    if runs_here "$system_"; then
+        nixc_for "$system_" build "$@"
+        return
+    fi
+    echo "nixfront: this $native builder cannot run $system_ programs; substituting and remote builders only" >&2
+    nixc_for "$system_" --option max-jobs 0 build "$@" || exit "$NIXFRONT_EXIT_CANNOT_RUN"
+}
+
 # Builds the derivations listed in FILE for SYSTEM (their outputs; fetched where a substituter
 # has them), with a lock file made for everything it writes.
 realise_locked() { # SYSTEM FILE
     will_write "$1" "$2" "$2.writes"
     prelock "$2.writes"
-    nixc_for "$1" build --no-link --print-build-logs $(cat "$2")
+    build_for "$1" --no-link --print-build-logs $(cat "$2")
 }
 
 # `nix copy ARGS...` of the store paths listed in FILE, a `.drv` taken as itself, never as the

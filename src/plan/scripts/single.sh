@@ -24,7 +24,7 @@ work=$(mktemp -d)
 prepare_store
 
 mkdir "$work/links"
-nixc_for "$system" build --no-write-lock-file --print-build-logs --out-link "$work/links/result" -- "$ref" "$@"
+build_for "$system" --no-write-lock-file --print-build-logs --out-link "$work/links/result" -- "$ref" "$@"
 # The main package's first output first (`result`; then `result-1`, `result-dev`... sorted),
 # each path once.
 : >"$work/results"

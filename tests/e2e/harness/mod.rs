@@ -41,6 +41,16 @@ macro_rules! on_engines {
     };
 }
 
+/// `scripts/NAME ARGS`, run as it is (a script of ours that tests drive, such as arm64.sh).
+pub fn script(name: &str, args: &[&str]) -> engine::Run {
+    let output = std::process::Command::new("bash")
+        .arg(repo().join("scripts").join(name))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("scripts/{name} runs: {e}"));
+    engine::Run::from(output)
+}
+
 /// A unique image tag for one test on one engine.
 pub fn tag(test: &str, engine: Engine) -> String {
     format!("nixfront-e2e/{test}:{}", engine.name())
