@@ -45,6 +45,16 @@ pub fn base_name(store_path: &str) -> &str {
     store_path.rsplit('/').next().unwrap_or(store_path)
 }
 
+/// `<name>` of `<hash>-<name>` (all of it when it is too short to have a hash part).
+pub fn name_part(base_name: &str) -> &str {
+    base_name.get(HASH_CHARS + 1..).unwrap_or(base_name)
+}
+
+/// The value of a Nix base-32 digit.
+pub fn base32_digit(c: u8) -> Option<u8> {
+    NIX_BASE32.bytes().position(|a| a == c).map(|i| i as u8)
+}
+
 /// What the build produced and everything it needs at run time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Closure {
@@ -58,13 +68,18 @@ pub struct Closure {
 }
 
 impl Closure {
-    /// The main built output.
+    /// The main built output (`""` for a closure of dependencies, which has no results).
     pub fn main_result(&self) -> &str {
-        &self.results[0]
+        self.results.first().map_or("", String::as_str)
     }
 
     pub fn total_size(&self) -> u64 {
         self.paths.iter().map(|p| p.nar_size).sum()
+    }
+
+    /// The closure's entry for `path` (a binary search: the paths are sorted).
+    pub fn get(&self, path: &str) -> Option<&StorePath> {
+        self.paths.binary_search_by(|p| p.path.as_str().cmp(path)).ok().map(|i| &self.paths[i])
     }
 }
 

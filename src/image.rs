@@ -11,6 +11,7 @@ use bollard_buildkit_proto::pb;
 use serde_json::{Map, Value, json};
 
 use crate::closure::Closure;
+use crate::memo::BinEntry;
 use crate::nixfile::{FileError, Lines, Nixfile, Spanned};
 
 /// The PATH tail after the package's own `bin`, as Docker's default PATH.
@@ -30,14 +31,6 @@ pub struct BaseConfig<'a> {
     pub digest: &'a str,
     /// Its image config (`ResolveImageConfig`'s answer), parsed.
     pub image: &'a Value,
-}
-
-/// An entry of the package's `bin/`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct BinEntry {
-    pub name: String,
-    /// A file with an execute bit, or a symlink (Nix links executables into bin/).
-    pub executable: bool,
 }
 
 /// Everything the config is made from.
@@ -164,6 +157,15 @@ pub fn image_config(inputs: &ConfigInputs) -> Result<Vec<u8>> {
     }
     if let Some(signal) = &nf.stop_signal {
         config.insert("StopSignal".into(), json!(signal));
+    }
+    if let Some(check) = &nf.healthcheck {
+        let command = match &check.value {
+            crate::nixfile::healthcheck::Healthcheck::Check { command, .. } => {
+                resolve(inputs, &Spanned { value: command.clone(), lines: check.lines }, "HEALTHCHECK")?
+            }
+            crate::nixfile::healthcheck::Healthcheck::None => Vec::new(),
+        };
+        config.insert("Healthcheck".into(), check.value.to_config(&command));
     }
 
     let created = rfc3339(inputs.created);
@@ -349,6 +351,23 @@ mod tests {
         assert_eq!(with["config"], plain["config"], "the memo leaves the config proper alone");
         let empty = config_with("", None, &["hello"], Some(&crate::memo::Memo::default())).unwrap();
         assert!(empty.get(crate::memo::CONFIG_FIELD).is_none());
+    }
+
+    #[test]
+    fn a_healthcheck_runs_a_program_of_the_package() {
+        let c =
+            config("HEALTHCHECK --interval=10s --retries=2 CMD [\"hello\", \"--ping\"]\n", None, &["hello"])
+                .unwrap();
+        assert_eq!(
+            c["config"]["Healthcheck"],
+            json!({"Test": ["CMD", format!("{MAIN}/bin/hello"), "--ping"], "Interval": 10_000_000_000u64, "Retries": 2})
+        );
+        let e = config("HEALTHCHECK CMD [\"curl\", \"localhost\"]\n", None, &["hello"]).unwrap_err();
+        let e = e.downcast_ref::<FileError>().expect("an error at the line");
+        assert_eq!((e.lines.start, e.instruction.as_deref()), (1, Some("HEALTHCHECK")));
+        assert!(e.message.contains("`curl` is not an executable"), "{}", e.message);
+        let none = config("HEALTHCHECK NONE\n", None, &["hello"]).unwrap();
+        assert_eq!(none["config"]["Healthcheck"], json!({"Test": ["NONE"]}));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! closure out as the root filesystem and [`image`] writes the config; [`frontend`] drives
 //! all of it and returns the image.
 
+#[cfg(test)]
+mod architecture;
 pub mod closure;
 pub mod context;
 pub mod dockerignore;
@@ -26,4 +28,5 @@ pub mod platform;
 pub mod probe;
 pub mod sbom;
 pub mod subrequests;
+pub mod summary;
 pub mod users;

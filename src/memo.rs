@@ -21,8 +21,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::image::BinEntry;
 use crate::limits::MAX_MEMO_BYTES;
+
+/// An entry of the package's `bin/` (the package step's answer the entrypoint comes from).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BinEntry {
+    pub name: String,
+    /// A file with an execute bit, or a symlink (Nix links executables into bin/).
+    pub executable: bool,
+}
 use crate::llb::State;
 use crate::llb::definition::digest_of;
 
@@ -94,6 +101,12 @@ impl Memo {
         let answer: T = self.get(key)?;
         let parsed = parse(&answer).inspect_err(|e| warn!("ignoring the memo's {what}: {e:#}")).ok()?;
         Some((parsed, answer))
+    }
+
+    /// Every package answer the memo holds, whatever its key (for the summary's comparison
+    /// with the image the memo came from).
+    pub fn package_answers(&self) -> impl Iterator<Item = PackageAnswer> + '_ {
+        self.0.values().filter_map(|text| serde_json::from_str(text).ok())
     }
 
     pub fn record<T: Serialize>(&mut self, key: String, answer: &T) {

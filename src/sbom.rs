@@ -17,13 +17,13 @@ pub const FILE_NAME: &str = "sbom.spdx.json";
 pub fn attestation_file(document: &[u8], paths: usize) -> crate::llb::State {
     crate::llb::file::FileOp::on(&crate::llb::State::scratch())
         .mkfile(&format!("/{FILE_NAME}"), 0o444, document, crate::plan::output::FIXED_TIME_NS)
-        .build(&format!("nixfront: SBOM of {paths} store paths"))
+        .build(&format!("[nixfront] SBOM of {paths} store paths"))
 }
 
 /// Name and version of a store path's name part, as `builtins.parseDrvName`: the version
 /// starts at the first `-` followed by a non-letter.
 pub fn name_and_version(base_name: &str) -> (&str, &str) {
-    let name = base_name.get(33..).unwrap_or(base_name); // after "<32-char hash>-"
+    let name = crate::closure::name_part(base_name);
     let bytes = name.as_bytes();
     for i in 0..bytes.len().saturating_sub(1) {
         if bytes[i] == b'-' && !bytes[i + 1].is_ascii_alphabetic() {
@@ -50,13 +50,12 @@ pub fn nar_hash_hex(hash: &str) -> Option<String> {
 /// `parseHash32` reads it; `None` for a wrong length or character, or bits beyond `size`.
 /// (The nix-base32 crate panics on some 52-character strings; fuzzing found it.)
 fn from_nix_base32(text: &str, size: usize) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
     if text.len() != (size * 8).div_ceil(5) {
         return None;
     }
     let mut bytes = vec![0u8; size];
     for (n, c) in text.bytes().rev().enumerate() {
-        let digit = ALPHABET.iter().position(|&a| a == c)? as u16;
+        let digit = u16::from(crate::closure::base32_digit(c)?);
         let (i, j) = (n * 5 / 8, n * 5 % 8);
         let shifted = digit << j;
         bytes[i] |= shifted as u8;
@@ -111,7 +110,7 @@ pub fn document(closure: &Closure, flake: &str, created: &str, base: Option<&str
             package
         })
         .collect();
-    let by_path = |path: &str| closure.paths.iter().find(|p| p.path == path);
+    let by_path = |path: &str| closure.get(path);
     let mut relationships: Vec<Value> = closure
         .results
         .iter()

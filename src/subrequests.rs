@@ -11,26 +11,15 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::nixfile::{Lines, Nixfile, Parsed, Warning};
-use crate::options::Request;
 use crate::options::args::{self, NIX_ARGS};
+use crate::options::{Request, SUBREQUESTS};
 use crate::plan::secrets::{SECRETS, SSH_ID};
-
-/// Every subrequest nixfront answers, by the id clients send.
-pub const ALL: &[(&str, Request)] = &[
-    ("frontend.subrequests.describe", Request::Describe),
-    ("frontend.outline", Request::Outline),
-    ("frontend.targets", Request::Targets),
-    ("frontend.lint", Request::Lint),
-];
-
-/// The frontend capability a client checks before sending subrequests.
-pub const CAP_SUBREQUESTS: &str = "moby.buildkit.frontend.subrequests";
 
 /// The version of the answers' format.
 pub const VERSION: &str = "1.0.0";
 
 fn name_of(request: Request) -> &'static str {
-    ALL.iter().find(|(_, r)| *r == request).map_or("", |(n, _)| n)
+    SUBREQUESTS.iter().find(|(_, r)| *r == request).map_or("", |(n, _)| n)
 }
 
 fn request(name: &str, description: &str, opts: Value) -> Value {
@@ -161,8 +150,7 @@ pub fn lint(filename: &str, parsed: &Parsed, source: &[u8]) -> (Value, String) {
     let warning = |w: &Warning| {
         json!({
             "ruleName": w.rule.name,
-            "description": w.rule.description,
-            "url": w.url(),
+            "description": w.rule.explanation(),
             "detail": w.detail,
             "location": location(w.lines),
         })
@@ -208,7 +196,7 @@ mod tests {
     fn describe_lists_every_subrequest() {
         let (v, text) = describe();
         let names: Vec<&str> = v.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        let all: Vec<&str> = ALL.iter().map(|(n, _)| *n).collect();
+        let all: Vec<&str> = SUBREQUESTS.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, all);
         assert!(text.contains("outline") && text.contains("1.0.0"));
     }

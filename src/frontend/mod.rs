@@ -108,6 +108,12 @@ async fn serve(mut gw: Gateway, file_slot: Arc<Mutex<Option<SourceFile>>>) -> Re
         .iter()
         .map(|target| PlatformPlan::new(&options, &file.source, &build_platform, target))
         .collect::<Result<Vec<_>>>()?;
+    let mut plans = plans;
+    if plans.len() > 1 {
+        for plan in &mut plans {
+            plan.label = format!("{} nixfront", crate::platform::format(&plan.target));
+        }
+    }
     if options.request == Request::Outline {
         let plan = &plans[0];
         let (json, text) =
@@ -173,17 +179,36 @@ pub(crate) async fn send_warnings(gw: &mut Gateway, file: &context::UserFile, wa
     }
     for w in warnings {
         let short = format!("{}: {} (line {})", w.rule.name, w.detail, w.lines.start);
-        let url = w.url();
+        // No URL: nixfront has no site buildx could open; the rule's text is the detail.
+        let explanation = w.rule.explanation();
         let warning = SourceWarning {
             source: &file.source,
             lines: (w.lines.start, w.lines.end),
             short: &short,
-            detail: w.rule.description,
-            url: &url,
+            detail: &explanation,
+            url: "",
         };
         if let Err(e) = gw.warn(&file.vertex, warning).await {
             tracing::warn!("could not send a warning to BuildKit: {e:#}");
         }
+    }
+}
+
+/// Warnings found while building, as the file's checks (`# check=`) want them: skipped rules
+/// left out, the rest sent; with `error=true` the first one fails the build at its lines.
+pub(crate) async fn report_warnings(
+    gw: &mut Gateway,
+    file: &context::UserFile,
+    check: &nixfile::check::CheckConfig,
+    warnings: &[nixfile::Warning],
+) -> anyhow::Result<()> {
+    let reported = check.filter(warnings.to_vec());
+    send_warnings(gw, file, &reported).await;
+    match check.failure(&reported) {
+        Some((first, message)) => {
+            Err(nixfile::FileError::at(&file.source.filename, first.lines, Some("FLAKE"), message).into())
+        }
+        None => Ok(()),
     }
 }
 

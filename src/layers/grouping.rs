@@ -119,9 +119,9 @@ fn popularity(closure: &Closure) -> BTreeMap<&str, usize> {
 /// A bucket chosen by the path's own hash (its first characters, Nix base-32): stable for
 /// the path whatever else the closure holds.
 fn bucket_of(path: &str, buckets: usize) -> usize {
-    const ALPHABET: &str = "0123456789abcdfghijklmnpqrsvwxyz";
     let base = crate::closure::base_name(path);
-    let value = base.chars().take(6).fold(0usize, |acc, c| acc * 32 + ALPHABET.find(c).unwrap_or(0));
+    let digit = |c: u8| usize::from(crate::closure::base32_digit(c).unwrap_or(0));
+    let value = base.bytes().take(6).fold(0usize, |acc, c| acc * 32 + digit(c));
     value % buckets
 }
 
@@ -131,13 +131,13 @@ mod tests {
 
     /// A store path name whose hash part is derived from `name` (valid characters only).
     fn sp(name: &str) -> String {
-        const ALPHABET: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
+        let alphabet = crate::closure::NIX_BASE32.as_bytes();
         let mut h: u64 = 1469598103934665603;
         for b in name.bytes() {
             h = (h ^ b as u64).wrapping_mul(1099511628211);
         }
         let hash: String =
-            (0..32).map(|i| ALPHABET[((h >> (i % 13 * 4)) as usize + i) % 32] as char).collect();
+            (0..32).map(|i| alphabet[((h >> (i % 13 * 4)) as usize + i) % 32] as char).collect();
         format!("/nix/store/{hash}-{name}")
     }
 

@@ -286,10 +286,8 @@ fn describe(closure: &Closure, group: &Group) -> String {
     let size = human_size(group.size);
     let name_of = |p: &str| {
         closure
-            .paths
-            .iter()
-            .find(|sp| sp.path == p)
-            .map(|sp: &StorePath| sp.base_name().get(33..).unwrap_or("").to_string())
+            .get(p)
+            .map(|sp: &StorePath| crate::closure::name_part(sp.base_name()).to_string())
             .unwrap_or_default()
     };
     match group.kind {
@@ -302,7 +300,8 @@ fn describe(closure: &Closure, group: &Group) -> String {
     }
 }
 
-fn human_size(bytes: u64) -> String {
+/// `1.5 MiB`: sizes as the build output and the layer names show them.
+pub fn human_size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),

@@ -13,9 +13,7 @@
 
 use std::collections::BTreeMap;
 
-/// How deep the package step lists the root packages' trees (`bin/x` is 2): where two
-/// packages' directories meet deeper than this, they cannot be merged.
-pub const LISTING_DEPTH: usize = 5;
+pub use crate::plan::output::LISTING_DEPTH;
 
 /// Top-level entries of a package that are Nix's, not the image's (and `/nix` is the store's).
 const NOT_LINKED: &[&str] = &["nix-support", "nix"];

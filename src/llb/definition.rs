@@ -211,13 +211,12 @@ mod tests {
     #[test]
     fn cache_policies_reach_the_metadata() {
         let image = source::image("docker.io/library/busybox:latest", None);
-        let policy = super::super::CachePolicy { survives_no_cache: true, not_exported: true };
+        let policy = super::super::CachePolicy { survives_no_cache: true };
         let seed = FileOp::on(&image).mkdir("/nix", 0o755, 0).cache(policy).build("seed");
         let def = seed.marshal(Marshal { ignore_cache: true, ..Default::default() });
         let seed_digest = digest_of(&def.def[def.def.len() - 2]);
         let meta = &def.metadata[&seed_digest];
         assert!(!meta.ignore_cache, "survives --no-cache");
-        assert_eq!(meta.export_cache, Some(pb::ExportCache { value: false }));
         let image_digest = digest_of(&def.def[0]);
         assert!(def.metadata[&image_digest].ignore_cache, "the others do not");
     }

@@ -42,9 +42,6 @@ pub struct CachePolicy {
     /// Taken from the cache even under `--no-cache`: for internal steps whose result must keep
     /// its identity (a cache mount seeded from it is keyed by that result).
     pub survives_no_cache: bool,
-    /// Left out of `--cache-to` exports: a fresh runner makes it again cheaply, and exporting
-    /// it would carry what it is made from (a builder image's layers).
-    pub not_exported: bool,
 }
 
 impl Meta {
@@ -53,15 +50,12 @@ impl Meta {
     }
 
     pub(crate) fn to_pb(&self) -> Option<pb::OpMetadata> {
-        if self.name.is_none() && !self.cache.not_exported {
-            return None;
-        }
+        self.name.as_ref()?;
         let description = match &self.name {
             Some(name) => BTreeMap::from([("llb.customname".to_string(), name.clone())]),
             None => BTreeMap::new(),
         };
-        let export_cache = self.cache.not_exported.then_some(pb::ExportCache { value: false });
-        Some(pb::OpMetadata { description, export_cache, ..Default::default() })
+        Some(pb::OpMetadata { description, ..Default::default() })
     }
 }
 

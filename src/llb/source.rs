@@ -15,7 +15,7 @@ pub fn image(reference: &str, platform: Option<pb::Platform>) -> State {
 /// An image pinned by digest, which `--no-cache` has no reason to resolve again; kept so
 /// that what is made from it keeps its identity too (a cache mount seeded from it).
 pub fn pinned_image(reference: &str, platform: Option<pb::Platform>) -> State {
-    image_with(reference, platform, CachePolicy { survives_no_cache: true, not_exported: false })
+    image_with(reference, platform, CachePolicy { survives_no_cache: true })
 }
 
 /// A base image: from the registry every time when `pull` (`--pull`).

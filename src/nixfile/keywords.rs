@@ -1,5 +1,5 @@
 //! The one table of instructions: every keyword nixfront reads, what kind of value it sets,
-//! whether `$NAME` expands in it, and the Dockerfile instructions it refuses with a reason.
+//! whether it sets one value, and the Dockerfile instructions it refuses with a reason.
 //! Parsing, did-you-mean hints, lints and the README all read this table.
 
 /// What an instruction is, for the parser's dispatch.
@@ -16,6 +16,7 @@ pub enum Instr {
     User,
     Workdir,
     StopSignal,
+    Healthcheck,
     Volume,
     Copy,
 }
@@ -32,9 +33,8 @@ pub enum Role {
     /// An instruction of nixfront's files.
     Nixfront {
         instr: Instr,
-        /// `$NAME` expands in its arguments (as in Dockerfiles: not in exec forms).
-        expands: bool,
-        /// It sets one value: given twice, only the last counts (a lint warning).
+        /// It sets one value: given twice, only the last counts (a lint warning). FROM and
+        /// FLAKE are not: given twice they are errors, which their parsers raise.
         single: bool,
         /// A correct use, for "missing argument" errors.
         example: &'static str,
@@ -43,14 +43,8 @@ pub enum Role {
     DockerfileOnly(&'static str),
 }
 
-const fn ours(
-    name: &'static str,
-    instr: Instr,
-    expands: bool,
-    single: bool,
-    example: &'static str,
-) -> Keyword {
-    Keyword { name, role: Role::Nixfront { instr, expands, single, example } }
+const fn ours(name: &'static str, instr: Instr, single: bool, example: &'static str) -> Keyword {
+    Keyword { name, role: Role::Nixfront { instr, single, example } }
 }
 
 const fn refused(name: &'static str, why: &'static str) -> Keyword {
@@ -59,24 +53,24 @@ const fn refused(name: &'static str, why: &'static str) -> Keyword {
 
 /// Every keyword, nixfront's first in the order the README lists them.
 pub const KEYWORDS: &[Keyword] = &[
-    ours("ARG", Instr::Arg, true, false, "ARG VERSION=1.0"),
-    ours("FROM", Instr::From, true, true, "FROM gcr.io/distroless/base"),
-    ours("FLAKE", Instr::Flake, true, true, "FLAKE .#hello .#cacert"),
-    ours("ENTRYPOINT", Instr::Entrypoint, false, true, "ENTRYPOINT [\"hello\", \"--flag\"]"),
-    ours("CMD", Instr::Cmd, false, true, "CMD [\"--port\", \"8080\"]"),
-    ours("ENV", Instr::Env, true, false, "ENV NAME=value"),
-    ours("LABEL", Instr::Label, true, false, "LABEL key=value"),
-    ours("EXPOSE", Instr::Expose, true, false, "EXPOSE 8080/tcp"),
-    ours("USER", Instr::User, true, true, "USER app"),
-    ours("WORKDIR", Instr::Workdir, true, false, "WORKDIR /data"),
-    ours("STOPSIGNAL", Instr::StopSignal, true, true, "STOPSIGNAL SIGTERM"),
-    ours("VOLUME", Instr::Volume, true, false, "VOLUME /data"),
-    ours("COPY", Instr::Copy, true, false, "COPY --chown=app config.toml /etc/app/"),
+    ours("ARG", Instr::Arg, false, "ARG VERSION=1.0"),
+    ours("FROM", Instr::From, false, "FROM gcr.io/distroless/base"),
+    ours("FLAKE", Instr::Flake, false, "FLAKE .#hello .#cacert"),
+    ours("ENTRYPOINT", Instr::Entrypoint, true, "ENTRYPOINT [\"hello\", \"--flag\"]"),
+    ours("CMD", Instr::Cmd, true, "CMD [\"--port\", \"8080\"]"),
+    ours("ENV", Instr::Env, false, "ENV NAME=value"),
+    ours("LABEL", Instr::Label, false, "LABEL key=value"),
+    ours("EXPOSE", Instr::Expose, false, "EXPOSE 8080/tcp"),
+    ours("USER", Instr::User, true, "USER app"),
+    ours("WORKDIR", Instr::Workdir, false, "WORKDIR /data"),
+    ours("STOPSIGNAL", Instr::StopSignal, true, "STOPSIGNAL SIGTERM"),
+    ours("HEALTHCHECK", Instr::Healthcheck, true, "HEALTHCHECK --interval=30s CMD [\"app\", \"--check\"]"),
+    ours("VOLUME", Instr::Volume, false, "VOLUME /data"),
+    ours("COPY", Instr::Copy, false, "COPY --chown=app config.toml /etc/app/"),
     refused("RUN", "the build happens in the flake; put build steps in a derivation"),
     refused("ADD", "it fetches and unpacks; use COPY for files of the context, a derivation for the rest"),
     refused("SHELL", "the image has no shell; use exec-form ENTRYPOINT and CMD"),
     refused("ONBUILD", "images built by nixfront are not used as bases for Dockerfiles"),
-    refused("HEALTHCHECK", "it is not supported yet"),
     refused("MAINTAINER", "use LABEL org.opencontainers.image.authors=\"...\" instead"),
 ];
 
@@ -116,6 +110,16 @@ mod tests {
         for (i, k) in KEYWORDS.iter().enumerate() {
             assert_eq!(k.name, k.name.to_ascii_uppercase());
             assert!(KEYWORDS[i + 1..].iter().all(|o| o.name != k.name), "{} twice", k.name);
+        }
+    }
+
+    #[test]
+    fn the_lint_docs_name_the_instructions_that_warn_when_repeated() {
+        let docs = include_str!("../../docs/lint.md");
+        let section = docs.split("## RepeatedInstruction").nth(1).unwrap().split("\n## ").next().unwrap();
+        for k in KEYWORDS {
+            let Role::Nixfront { single, .. } = k.role else { continue };
+            assert_eq!(section.contains(&format!("`{}`", k.name)), single, "docs/lint.md and {}", k.name);
         }
     }
 

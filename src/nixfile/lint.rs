@@ -1,5 +1,6 @@
 //! Lint rules: data, with a section each in docs/lint.md. A warning marks something legal
-//! but likely wrong, with the line it is on; warnings never stop a build.
+//! but likely wrong, with the line it is on; warnings stop a build only when the file asks
+//! for it (`# check=error=true`, check.rs).
 
 use super::Lines;
 use super::syntax::Node;
@@ -46,6 +47,21 @@ pub const NO_CA_CERTIFICATES: Rule = Rule {
     description: "The image has no CA certificates, so HTTPS calls fail; add nixpkgs' cacert to FLAKE",
 };
 
+/// docs/lint.md, whose sections explain the rules (a test checks there is one per rule).
+const DOCS: &str = include_str!("../../docs/lint.md");
+
+impl Rule {
+    /// The rule's section of docs/lint.md as one paragraph (what is wrong, what to do), for
+    /// the warning's detail; the short description when the docs lack one.
+    pub fn explanation(&self) -> String {
+        let heading = format!("## {}\n", self.name);
+        let Some(start) = DOCS.find(&heading) else { return self.description.to_string() };
+        let body = &DOCS[start + heading.len()..];
+        let body = body.split("\n## ").next().unwrap_or(body);
+        body.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
 /// Every lint rule, for documentation and the lint subrequest.
 pub const RULES: &[Rule] = &[
     REPEATED_INSTRUCTION,
@@ -69,11 +85,6 @@ pub struct Warning {
 impl Warning {
     pub fn new(rule: Rule, lines: Lines, detail: impl Into<String>) -> Self {
         Warning { rule, lines, detail: detail.into() }
-    }
-
-    /// The rule's section in docs/lint.md.
-    pub fn url(&self) -> String {
-        format!("docs/lint.md#{}", self.rule.name.to_ascii_lowercase())
     }
 }
 

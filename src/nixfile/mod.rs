@@ -7,10 +7,13 @@
 //! `flake.nix` given as the Dockerfile (its first code is a Nix expression) is recognised here
 //! and means "build `.#default` of the context". This module knows nothing of LLB or Nix.
 
+pub mod check;
+pub mod healthcheck;
 pub mod instructions;
 pub mod keywords;
 pub mod lex;
 pub mod lint;
+mod pattern;
 pub mod syntax;
 
 use std::collections::BTreeMap;
@@ -101,14 +104,53 @@ pub fn is_flake_file(filename: &str, text: &str) -> bool {
 pub fn parse(filename: &str, bytes: &[u8], build_args: &BTreeMap<String, String>) -> Parsed {
     match text_of(filename, bytes) {
         Ok(text) if is_flake_file(filename, text) => Parsed {
-            result: Ok(Nixfile { from_flake_file: true, ..Nixfile::default() }),
+            // A flake.nix: no instructions, so `.#default` of the context.
+            result: Ok(Nixfile::default()),
             warnings: Vec::new(),
         },
         Ok(text) => match syntax::parse_nodes(filename, text) {
-            Ok(syntax) => instructions::from_syntax(filename, &syntax, build_args),
+            Ok(syntax) => {
+                let mut parsed = instructions::from_syntax(filename, &syntax, build_args);
+                apply_check(filename, &syntax, build_args, &mut parsed);
+                parsed
+            }
             Err(e) => Parsed { result: Err(e), warnings: Vec::new() },
         },
         Err(e) => Parsed { result: Err(e), warnings: Vec::new() },
+    }
+}
+
+/// The checks the file (`# check=`) or the build (`BUILDKIT_DOCKERFILE_CHECK`, which wins) asks
+/// for: skipped rules leave the warnings, and with `error=true` a warning left is the error.
+fn apply_check(
+    filename: &str,
+    syntax: &syntax::Syntax,
+    build_args: &BTreeMap<String, String>,
+    parsed: &mut Parsed,
+) {
+    let (text, line) = match (build_args.get(check::BUILD_ARG), &syntax.check) {
+        (Some(value), _) => (value.clone(), None),
+        (None, Some((value, line))) => (value.clone(), Some(*line)),
+        (None, None) => return,
+    };
+    let config = match check::CheckConfig::parse(&text) {
+        Ok(config) => config,
+        Err(e) => {
+            let message = match line {
+                Some(_) => format!("`# check={text}`: {e}"),
+                None => format!("--build-arg {}={text}: {e}", check::BUILD_ARG),
+            };
+            parsed.result = Err(FileError::at(filename, Lines::one(line.unwrap_or(1)), None, message));
+            return;
+        }
+    };
+    parsed.warnings = config.filter(std::mem::take(&mut parsed.warnings));
+    if parsed.result.is_ok() {
+        if let Some((first, message)) = config.failure(&parsed.warnings) {
+            parsed.result = Err(FileError::at(filename, first.lines, None, message));
+        } else if let Ok(nf) = &mut parsed.result {
+            nf.check = config;
+        }
     }
 }
 
@@ -157,14 +199,38 @@ mod tests {
     }
 
     #[test]
+    fn the_check_directive_and_build_arg_skip_rules_and_make_warnings_errors() {
+        let file = b"# syntax=org/nixfront\n# check=skip=UndefinedVar\nFLAKE .#${NOPE}x\nUSER 1\nUSER 2\n";
+        let plain = parse("Dockerfile", file, &BTreeMap::new());
+        let rules: Vec<&str> = plain.warnings.iter().map(|w| w.rule.name).collect();
+        assert_eq!(rules, ["RepeatedInstruction"], "UndefinedVar is skipped");
+        assert_eq!(plain.result.unwrap().check.skip, ["UndefinedVar"]);
+
+        // The build arg wins over the directive: now every rule counts, and fails the build.
+        let args = BTreeMap::from([(check::BUILD_ARG.to_string(), "error=true".to_string())]);
+        let failed = parse("Dockerfile", file, &args);
+        let e = failed.result.unwrap_err();
+        assert_eq!(e.lines, Lines::one(3), "the first warning's line: {}", e.message);
+        assert!(e.message.contains("lint rule UndefinedVar failed"), "{}", e.message);
+
+        let bad = parse("Dockerfile", b"# check=skip=Nope\nFLAKE .\n", &BTreeMap::new()).result.unwrap_err();
+        assert_eq!(bad.lines, Lines::one(1));
+        assert!(bad.message.contains("unknown rule `Nope`"), "{}", bad.message);
+    }
+
+    #[test]
     fn a_flake_nix_is_recognised_by_content_not_by_name() {
         let flake = b"# syntax=org/nixfront\n{\n  outputs = { self }: { };\n}\n";
-        assert!(parse_plain("flake.nix", flake).unwrap().from_flake_file);
-        assert!(parse_plain("Dockerfile", flake).unwrap().from_flake_file);
+        let text = std::str::from_utf8(flake).unwrap();
+        assert!(is_flake_file("flake.nix", text) && is_flake_file("Dockerfile", text));
+        assert_eq!(parse_plain("Dockerfile", flake).unwrap(), Nixfile::default());
         let nixfile = b"# syntax=org/nixfront\nFLAKE .#hello\n";
-        assert!(!parse_plain("Dockerfile", nixfile).unwrap().from_flake_file);
+        assert!(!is_flake_file("Dockerfile", std::str::from_utf8(nixfile).unwrap()));
         let named_nix = parse_plain("deploy/Dockerfile.nix", nixfile).unwrap();
-        assert!(!named_nix.from_flake_file, "a .nix name does not make a Nixfile a flake");
+        assert!(
+            !is_flake_file("deploy/Dockerfile.nix", std::str::from_utf8(nixfile).unwrap()),
+            "a .nix name does not make a Nixfile a flake"
+        );
         assert_eq!(named_nix.flake.unwrap().value, ".#hello");
         assert!(is_flake_file("x", "let a = 1; in {}\n"));
         assert!(is_flake_file("sub/flake.nix", "# only comments\n"));

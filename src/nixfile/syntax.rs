@@ -26,6 +26,8 @@ pub struct Syntax {
     pub nodes: Vec<Node>,
     /// The escape character (`# escape=`): `\` unless the file says `` ` ``.
     pub escape: char,
+    /// The `# check=` directive's value and its line, if the file has one.
+    pub check: Option<(String, usize)>,
 }
 
 /// Cuts `text` into nodes. `file` names the file in errors.
@@ -49,7 +51,7 @@ pub fn parse_nodes(file: &str, text: &str) -> Result<Syntax, FileError> {
             ));
         }
     }
-    let escape = directives(file, lines)?;
+    let (escape, check) = directives(file, lines)?;
     let mut nodes = Vec::new();
     let mut i = 0;
     while i < lines.len() {
@@ -110,15 +112,27 @@ pub fn parse_nodes(file: &str, text: &str) -> Result<Syntax, FileError> {
         }
         nodes.push(split_keyword(&joined, Lines { start, end }));
     }
-    Ok(Syntax { nodes, escape })
+    Ok(Syntax { nodes, escape, check })
 }
 
-/// The escape character from the parser directives at the top of the file (`# key=value`
-/// lines before anything else).
-fn directives(file: &str, lines: &[&str]) -> Result<char, FileError> {
+/// The escape character and the `# check=` value (with its line) from the parser directives
+/// at the top of the file (`# key=value` lines before anything else).
+fn directives(file: &str, lines: &[&str]) -> Result<(char, Option<(String, usize)>), FileError> {
     let mut escape = None;
+    let mut check = None;
     for (i, line) in lines.iter().enumerate() {
         let Some((key, value)) = directive(line) else { break };
+        if key.eq_ignore_ascii_case("check") {
+            if check.is_some() {
+                return Err(FileError::at(
+                    file,
+                    Lines::one(i + 1),
+                    None,
+                    "only one `# check=` directive can be used",
+                ));
+            }
+            check = Some((value.to_string(), i + 1));
+        }
         if key.eq_ignore_ascii_case("escape") {
             if escape.is_some() {
                 return Err(FileError::at(
@@ -142,7 +156,7 @@ fn directives(file: &str, lines: &[&str]) -> Result<char, FileError> {
             });
         }
     }
-    Ok(escape.unwrap_or('\\'))
+    Ok((escape.unwrap_or('\\'), check))
 }
 
 /// `# key=value` (a parser directive), trimmed.

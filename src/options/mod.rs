@@ -17,7 +17,6 @@ use serde::Deserialize;
 pub use args::NixArgs;
 
 use crate::llb::source::Git;
-use crate::subrequests;
 
 const ENV_PREFIX: &str = "BUILDKIT_FRONTEND_OPT_";
 const ENV_SESSION_ID: &str = "BUILDKIT_SESSION_ID";
@@ -59,6 +58,17 @@ pub enum Request {
     Targets,
     Lint,
 }
+
+/// Every subrequest nixfront answers (subrequests.rs), by the id clients send.
+pub const SUBREQUESTS: &[(&str, Request)] = &[
+    ("frontend.subrequests.describe", Request::Describe),
+    ("frontend.outline", Request::Outline),
+    ("frontend.targets", Request::Targets),
+    ("frontend.lint", Request::Lint),
+];
+
+/// The frontend capability a client checks before sending subrequests.
+pub const CAP_SUBREQUESTS: &str = "moby.buildkit.frontend.subrequests";
 
 /// Everything the client asked for, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,10 +210,10 @@ impl Options {
 /// known ones.
 fn requested(request_id: Option<&str>) -> Result<Request> {
     let Some(id) = request_id else { return Ok(Request::Build) };
-    match subrequests::ALL.iter().find(|(name, _)| *name == id) {
+    match SUBREQUESTS.iter().find(|(name, _)| *name == id) {
         Some((_, request)) => Ok(*request),
         None => {
-            let known: Vec<&str> = subrequests::ALL.iter().map(|(n, _)| *n).collect();
+            let known: Vec<&str> = SUBREQUESTS.iter().map(|(n, _)| *n).collect();
             bail!("unsupported subrequest {id:?}; nixfront answers {}", known.join(", "))
         }
     }
@@ -211,7 +221,7 @@ fn requested(request_id: Option<&str>) -> Result<Request> {
 
 /// The frontend capabilities nixfront has, as its image's `moby.buildkit.frontend.caps`
 /// label says (frontend.Dockerfile): subrequests, and named contexts (`--build-context`).
-pub const FRONTEND_CAPS: &[&str] = &[subrequests::CAP_SUBREQUESTS, "moby.buildkit.frontend.contexts"];
+pub const FRONTEND_CAPS: &[&str] = &[CAP_SUBREQUESTS, "moby.buildkit.frontend.contexts"];
 
 /// Refuses a `frontend.caps` the client requires that nixfront lacks.
 fn check_caps(frontend_caps: Option<&str>) -> Result<()> {

@@ -42,6 +42,16 @@ pub enum Unplannable {
     FloatingOutput(String),
 }
 
+impl std::fmt::Display for Unplannable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unplannable::FloatingOutput(drv) => {
+                write!(f, "the outputs of {drv} are only known once it is built (content-addressed)")
+            }
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct RawPlan {
     drv: String,

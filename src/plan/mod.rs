@@ -278,6 +278,33 @@ pub struct NixStep<'a> {
     pub context: &'a State,
     pub settings: &'a NixArgs,
     pub location: Option<Location>,
+    /// What the step's name starts with: `nixfront`, or `linux/arm64 nixfront` (see [`Stage`]).
+    pub label: &'a str,
+}
+
+/// The steps of a build, in the order they run: each step's name is numbered by its stage,
+/// `[nixfront 2/6] nix eval .#app`, as the Dockerfile frontend numbers a stage's steps. A
+/// build that needs no fetch, or runs at once, skips numbers rather than renumber: a step
+/// keeps its name, and its place in the log, from build to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Fetch = 1,
+    Evaluate,
+    Realise,
+    LayOut,
+    Build,
+    ImageRoot,
+}
+
+impl Stage {
+    const COUNT: usize = 6;
+}
+
+impl NixStep<'_> {
+    /// The name of this step's `stage`, doing `what`.
+    pub fn name(&self, stage: Stage, what: &str) -> String {
+        format!("[{} {}/{}] {what}", self.label, stage as usize, Stage::COUNT)
+    }
 }
 
 impl NixStep<'_> {
@@ -307,7 +334,7 @@ impl NixStep<'_> {
                 } else {
                     FileOp::on(&State::scratch())
                         .mkdir("/nix", 0o755, FIXED_TIME_NS)
-                        .cache(CachePolicy { survives_no_cache: true, not_exported: false })
+                        .cache(CachePolicy { survives_no_cache: true })
                         .build("[internal] an empty Nix store")
                 };
                 exec = exec.mount(
@@ -401,7 +428,7 @@ pub fn single_build(flake: &FlakeRef, extras: &[FlakeRef], system: &str, step: &
     let mut exec = step.exec(uses_context, StepStore::Persistent, "single.sh", args);
     let closure = exec.output(OUT_DIR, &State::scratch());
     let meta = exec.output(META_DIR, &State::scratch());
-    let built = exec.build(&format!("nix build {} ({system})", flake.written));
+    let built = exec.build(&step.name(Stage::Build, &format!("nix build {} ({system})", flake.written)));
     NixBuild { closure: built.state(&closure), meta: built.state(&meta) }
 }
 
@@ -411,7 +438,8 @@ pub fn nix_packages(flake: &FlakeRef, system: &str, step: &NixStep) -> State {
     let attr = format!("{}#packages.{system}", without_fragment(&flake.for_nix));
     let mut exec = step.exec(flake.uses_context, StepStore::Persistent, "packages.sh", vec![attr]);
     let meta = exec.output(META_DIR, &State::scratch());
-    exec.build(&format!("list packages.{system} of {}", without_fragment(&flake.written))).state(&meta)
+    exec.build(&format!("[{}] list packages.{system} of {}", step.label, without_fragment(&flake.written)))
+        .state(&meta)
 }
 
 /// The builder's own environment, with a PATH and HOME Nix can work with.
@@ -542,6 +570,7 @@ mod tests {
             context: &context,
             settings: &persistent(),
             location: Some((2, 2)),
+            label: "nixfront",
         };
         single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition()
     }
@@ -586,6 +615,7 @@ mod tests {
             context: &State::scratch(),
             settings: &settings,
             location: None,
+            label: "nixfront",
         };
         let def = single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition();
         let exec = the_exec(&def);
@@ -739,6 +769,7 @@ mod tests {
             context: &State::scratch(),
             settings: &settings,
             location: None,
+            label: "nixfront",
         };
         let exec = the_exec(&nix_packages(&flake, "x86_64-linux", &step).to_definition());
         let secrets: Vec<&str> =
@@ -763,6 +794,7 @@ mod tests {
             context: &State::scratch(),
             settings: &settings,
             location: None,
+            label: "nixfront",
         };
         let def = single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition();
         assert!(the_exec(&def).mounts.iter().all(|m| m.mount_type != pb::MountType::Cache as i32));

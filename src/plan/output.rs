@@ -93,6 +93,10 @@ pub const SPEC_ROOTS: &str = "roots";
 /// The image-root step's entries (see scripts/root.sh); their files are `file-<N>` beside.
 pub const SPEC_ROOT: &str = "root";
 
+/// How deep the package step lists the root packages' trees (`bin/x` is 2): where two
+/// packages' directories meet deeper than this, layers::roots cannot merge them.
+pub const LISTING_DEPTH: usize = 5;
+
 /// The time given to everything nixfront writes: 1 s after the epoch, as Nix gives store
 /// files, in nanoseconds.
 pub const FIXED_TIME_NS: i64 = 1_000_000_000;
@@ -163,7 +167,7 @@ pub fn contract_env() -> Vec<String> {
         format!("NIXFRONT_ROOTS={ROOTS_FILE}"),
         format!("NIXFRONT_ROOT_OUT={ROOT_OUT_DIR}"),
         format!("NIXFRONT_ROOT_SEED={ROOT_SEED_DIR}"),
-        format!("NIXFRONT_ROOT_DEPTH={}", crate::layers::roots::LISTING_DEPTH),
+        format!("NIXFRONT_ROOT_DEPTH={LISTING_DEPTH}"),
         format!("NIXFRONT_SECRETS={}", super::secrets::SECRETS_DIR),
         format!("NIXFRONT_EXIT_NO_NIX={EXIT_NO_NIX}"),
         format!("NIXFRONT_EXIT_CANNOT_RUN={EXIT_CANNOT_RUN}"),

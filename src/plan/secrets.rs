@@ -14,15 +14,11 @@ pub const SSH_ID: &str = "default";
 /// A secret Nix can use.
 pub struct Secret {
     pub id: &'static str,
-    pub doc: &'static str,
 }
 
 /// Every secret nixfront passes to Nix, all optional.
-pub const SECRETS: &[Secret] = &[
-    Secret { id: "netrc", doc: "netrc file for private binary caches and fetches" },
-    Secret { id: "access-tokens", doc: "Nix access-tokens (host=token ...) for private flake inputs" },
-    Secret { id: "ssh-key", doc: "SSH private key of the remote Nix builders NIX_CONFIG names" },
-];
+pub const SECRETS: &[Secret] =
+    &[Secret { id: "netrc" }, Secret { id: "access-tokens" }, Secret { id: "ssh-key" }];
 
 /// `exec` with every secret and the SSH agent mounted, each optional.
 pub fn mount_all(mut exec: Exec) -> Exec {

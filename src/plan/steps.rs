@@ -17,7 +17,7 @@ use super::output::{
     SPEC_EXTRA_REFS, SPEC_EXTRAS, SPEC_FLAKE, SPEC_GROUPS, SPEC_INPUTS, SPEC_LOCKED, SPEC_NOTICES,
     SPEC_RECORDS, SPEC_ROOT, SPEC_ROOTS, SPEC_SOURCES, STEP_STORE_DIR, layer_name,
 };
-use super::{FIXED_TIME_NS, FlakeRef, NixStep, StepStore, without_fragment};
+use super::{FIXED_TIME_NS, FlakeRef, NixStep, Stage, StepStore, without_fragment};
 use crate::llb::exec::Mount;
 use crate::llb::file::FileOp;
 use crate::llb::{Location, State, merge};
@@ -53,7 +53,7 @@ pub fn fetch(locked: &str, count: usize, flake_nix: &[u8], step: &NixStep) -> Fe
         .mount(Mount::readonly(SPEC_DIR, &spec));
     let meta = exec.output(META_DIR, &State::scratch());
     let inputs = exec.output(FETCHED_DIR, &State::scratch());
-    let built = exec.build(&format!("fetch {count} locked inputs of flake.lock"));
+    let built = exec.build(&step.name(Stage::Fetch, &format!("fetch {count} locked inputs of flake.lock")));
     Fetched { meta: built.state(&meta), inputs: built.state(&inputs) }
 }
 
@@ -155,7 +155,7 @@ pub fn evaluate(
         what.push(' ');
         what.push_str(&extra.written);
     }
-    let built = exec.build(&format!("nix eval {what} ({system})"));
+    let built = exec.build(&step.name(Stage::Evaluate, &format!("nix eval {what} ({system})")));
     Evaluation { meta: built.state(&meta), drvs: built.state(&drvs), pkg: built.state(&pkg) }
 }
 
@@ -171,7 +171,8 @@ pub fn realise(inputs: &[(String, String)], system: &str, drvs: &State, step: &N
         .mount(Mount::readonly(SPEC_DIR, &spec))
         .mount(Mount::readonly(DRVS_DIR, drvs));
     let meta = exec.output(META_DIR, &State::scratch());
-    exec.build(&format!("nix: realise {} inputs ({system})", inputs.len())).state(&meta)
+    exec.build(&step.name(Stage::Realise, &format!("nix: realise {} inputs ({system})", inputs.len())))
+        .state(&meta)
 }
 
 /// A dependency layer as the layer step wrote it: the directory `dir` of `state`, laid out as
@@ -211,7 +212,8 @@ pub fn lay_out<'a>(
         .mount(Mount::readonly(DEPS_META_DIR, realised))
         .mount(Mount::readonly(DRVS_DIR, drvs));
     let paths: usize = groups.iter().map(Vec::len).sum();
-    let name = format!("nix: lay out {paths} store paths in {} layers", groups.len());
+    let name =
+        step.name(Stage::LayOut, &format!("nix: lay out {paths} store paths in {} layers", groups.len()));
     if output_per_layer {
         let handles: Vec<_> = (0..groups.len())
             .map(|i| exec.output(&format!("{LAYERS_DIR}/{}", layer_name(i)), &State::scratch()))
@@ -325,7 +327,7 @@ pub fn package(
     let sources = exec.output(SOURCES_DIR, &State::scratch());
     let extras = exec.output(EXTRAS_DIR, &State::scratch());
     let meta = exec.output(META_DIR, &State::scratch());
-    let built = exec.build(&format!("nix build {} ({system})", spec_in.what));
+    let built = exec.build(&step.name(Stage::Build, &format!("nix build {} ({system})", spec_in.what)));
     PackageBuild {
         results: built.state(&results),
         sources: built.state(&sources),
@@ -361,7 +363,7 @@ pub fn image_root(
         exec = exec.mount(Mount::readonly(ROOT_SEED_DIR, seed));
     }
     let out = exec.output(ROOT_OUT_DIR, &State::scratch());
-    exec.build(name).state(&out)
+    exec.build(&step.name(Stage::ImageRoot, name)).state(&out)
 }
 
 #[cfg(test)]
@@ -431,6 +433,7 @@ mod tests {
             context: &context,
             settings: &settings,
             location: None,
+            label: "nixfront",
         };
         let flake = FlakeRef {
             written: ".#x".into(),

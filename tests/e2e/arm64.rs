@@ -103,6 +103,7 @@ on_engines! {
             Engine::D20 => assert!(!both.ok, "BuildKit 0.8 cannot export two platforms"),
             Engine::D26 => {
                 assert!(both.ok, "{}", both.all());
+                assert_contains(&both.all(), &["[linux/arm64 nixfront 5/6] nix build .#default (aarch64-linux)"]);
                 assert_eq!(run_as(engine, "linux/amd64", &t), "built for x86_64-linux on x86_64, running on x86_64\n");
                 assert_eq!(
                     run_as(engine, "linux/arm64", &t),

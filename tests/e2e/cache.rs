@@ -44,6 +44,11 @@ fn a_fresh_runner_with_a_local_cache_rebuilds_only_the_app() {
     fx.write("app/message", "message v2\n");
     let (fresh, log) = d26.build_id(&fx, "ci-local", &["--cache-from", &import]);
     assert_contains(&log, &["-edited-1.0.drv'...", "dependencies from the dependency layers"]);
+    // The summary says what changed against the image the cache came from.
+    assert_contains(
+        &log,
+        &["since the --cache-from image: 1 paths added (edited-1.0), 1 removed, a redeploy moves "],
+    );
     assert!(!log.contains("building slowdep"), "a dependency was rebuilt:\n{log}");
     assert_eq!(built(&log).len(), 1, "only the app's derivation: {:?}", built(&log));
     assert_eq!(d26.run_image(&tag("ci-local", d26), &[]).stdout, "message v2\nslow dependency\n");
@@ -90,7 +95,7 @@ fn a_fresh_runner_with_inline_cache_rebuilds_only_the_app() {
     let inline = ["--build-arg", "BUILDKIT_INLINE_CACHE=1"];
     d20.prune();
     let (_, log) = d20.build_id(&fx, "ci-inline-source", &inline);
-    assert_contains(&log, &["building slowdep"]);
+    assert_contains(&log, &["building slowdep", "[nixfront] linux/amd64: ", " layers, ", "largest: "]);
     let source = tag("ci-inline-source", d20);
     let config = image::raw_config(d20, &source);
     let memo = config["org.nixfront.memo.v1"].as_object().expect("the memo in the image config");
@@ -103,6 +108,7 @@ fn a_fresh_runner_with_inline_cache_rebuilds_only_the_app() {
     let with_cache = [&inline[..], &["--cache-from", &source]].concat();
     let (_, log) = d20.build_id(&fx, "ci-inline", &with_cache);
     assert_nothing_built(d20, &log);
+    assert_contains(&log, &["the same store paths as the --cache-from image: a redeploy moves 0 B"]);
     // The image IDs differ only by the inline cache records the config carries (with their
     // times): the layers and the config proper are the same.
     let (a, b) = (d20.inspect(&source), d20.inspect(&tag("ci-inline", d20)));

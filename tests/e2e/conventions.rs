@@ -1,7 +1,7 @@
 //! The Docker conventions users bring: build args, reproducible images, subrequests.
 
 use crate::harness::git::GitServer;
-use crate::harness::{Engine, Fixture, assert_contains, image, tag};
+use crate::harness::{Engine, Fixture, assert_contains, assert_points_at, image, tag};
 
 on_engines! {
     fn build_args_expand_and_nixfront_args_are_checked(engine) {
@@ -308,5 +308,36 @@ on_engines! {
         let again = engine.build(&fx, &t, &["--no-cache"]);
         assert!(again.ok, "{engine:?}: {}", again.all());
         assert_contains(&again.all(), &["nixfront: closure of 2 store paths"]);
+    }
+}
+
+on_engines! {
+    /// `HEALTHCHECK` reaches the config with its program resolved in the package's bin/;
+    /// `# check=` skips rules and, with error=true, fails the build on a warning the build
+    /// finds (the basic flake has no flake.lock: FlakeNotLocked).
+    fn healthcheck_and_the_check_directive(engine) {
+        let _engines = engine.shared();
+        let healthy = Fixture::new(
+            "healthcheck",
+            "# syntax=org/nixfront\n# check=skip=FlakeNotLocked,NoCaCertificates;error=true\nFLAKE .#hello\n\
+             HEALTHCHECK --interval=10s --retries=2 CMD [\"hello\", \"--ping\"]\n",
+        );
+        let t = tag("healthcheck", engine);
+        let built = engine.build(&healthy, &t, &[]);
+        assert!(built.ok, "{engine:?}: {}", built.all());
+        let check = &engine.inspect(&t)["Config"]["Healthcheck"];
+        let test = check["Test"].as_array().expect("a Healthcheck test");
+        assert_eq!(test[0], "CMD", "{check}");
+        assert!(test[1].as_str().unwrap().ends_with("-hello-0.1/bin/hello"), "{check}");
+        assert_eq!((check["Interval"].as_u64(), check["Retries"].as_u64()), (Some(10_000_000_000), Some(2)), "{check}");
+
+        let strict = Fixture::new("check-error", "# syntax=org/nixfront\n# check=error=true\nFLAKE .#hello\n");
+        let failed = engine.build(&strict, &tag("check-error", engine), &[]);
+        assert!(!failed.ok, "{engine:?}: a warning with error=true built:\n{}", failed.all());
+        assert_contains(&failed.all(), &["lint rule FlakeNotLocked failed", "error=true"]);
+        assert_points_at(engine, &failed.all(), "FLAKE .#hello");
+        // The build arg wins over the directive.
+        let relaxed = engine.build(&strict, &tag("check-error", engine), &["--build-arg", "BUILDKIT_DOCKERFILE_CHECK=skip=all"]);
+        assert!(relaxed.ok, "{engine:?}: {}", relaxed.all());
     }
 }

@@ -23,7 +23,8 @@ on_engines! {
         let stat =
             engine.docker(&["run", "--rm", "--entrypoint", &busybox, &t, "stat", "-c", "%a %u", "/tmp"]);
         assert_eq!(stat.stdout, "1777 0\n", "{engine:?}: {}", stat.all());
-        assert_contains(&build.all(), &["nix build .#hello"]);
+        // Steps are named by their stage, as the Dockerfile frontend numbers its steps.
+        assert_contains(&build.all(), &["[nixfront 2/6] nix eval .#hello", "[nixfront 5/6] nix build .#hello"]);
         let history =
             engine.docker(&["image", "history", "--no-trunc", "--format", "{{.CreatedBy}}", &t]).stdout;
         assert_contains(
@@ -129,7 +130,7 @@ on_engines! {
                 name: "missing-flake",
                 dockerfile: "# syntax=org/nixfront\nFLAKE .#hello\n",
                 no_flake: true,
-                expect: &["nix build .#hello` failed", "flake.nix"],
+                expect: &["evaluating .#hello failed", "flake.nix"],
             },
             Case {
                 name: "missing-attribute",

@@ -1,6 +1,8 @@
 //! Instruction nodes to a typed [`Nixfile`], one small parse function per keyword of
 //! [`super::keywords`], reading words and variables as BuildKit's Dockerfile frontend does.
 
+mod values;
+
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -10,6 +12,7 @@ use super::lex::{self, Processed};
 use super::lint::{self, Warning};
 use super::syntax::{Node, Syntax};
 use super::{FileError, Lines, Parsed, show};
+use values::{after_cmd, exec_form, json_strings, stop_signal, unknown, user, workdir};
 
 /// A value with the lines it was written on, so later checks can point at them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +56,6 @@ pub struct CopyInstr {
 pub struct Nixfile {
     /// Build arguments the file declares, in order.
     pub args: Vec<ArgDecl>,
-    /// The file is a flake.nix: build `.#default` of the context, no instructions.
-    pub from_flake_file: bool,
     /// The base image (`FROM`), unless the image starts from scratch.
     pub from: Option<Spanned<String>>,
     /// The program's flake reference: the first of FLAKE's.
@@ -72,6 +73,9 @@ pub struct Nixfile {
     /// Absolute, after resolving relative WORKDIRs against the previous one.
     pub workdir: Option<String>,
     pub stop_signal: Option<String>,
+    pub healthcheck: Option<Spanned<super::healthcheck::Healthcheck>>,
+    /// Which lint rules the build reports, and whether they fail it (`# check=`).
+    pub check: super::check::CheckConfig,
     pub volumes: Vec<String>,
     pub copies: Vec<CopyInstr>,
 }
@@ -215,6 +219,15 @@ impl Reader<'_> {
             Instr::StopSignal => {
                 self.out.stop_signal = Some(stop_signal(&cx, &self.text(&cx, cx.required_args()?)?)?)
             }
+            Instr::Healthcheck => {
+                let args = cx.required_args()?;
+                let words = lex::raw_words(args, self.escape);
+                let check = super::healthcheck::parse(&words, after_cmd(args), |json| {
+                    json_strings(&cx, json).map_err(|e| e.message)
+                })
+                .map_err(|e| cx.err(e))?;
+                self.out.healthcheck = Some(Spanned { value: check, lines });
+            }
             Instr::Volume => {
                 let volumes = self.volumes(&cx)?;
                 self.out.volumes.extend(volumes);
@@ -310,259 +323,6 @@ impl Reader<'_> {
                 cx.example
             ))),
         }
-    }
-
-    /// `COPY [--chown=..] [--chmod=..] source... dest`, or its JSON form.
-    fn copy(&mut self, cx: &Ctx) -> Result<CopyInstr, FileError> {
-        let args = cx.required_args()?;
-        let mut words = lex::raw_words(args, self.escape);
-        let (mut chown, mut chmod) = (None, None);
-        while words.first().is_some_and(|w| w.starts_with("--")) {
-            let flag = words.remove(0);
-            let (name, value) = flag.split_once('=').unwrap_or((flag.as_str(), ""));
-            match name {
-                "--chown" => chown = Some(user(cx, &self.text(cx, value)?)?),
-                "--chmod" => {
-                    let mode =
-                        u32::from_str_radix(value, 8).ok().filter(|m| *m <= 0o7777 && !value.is_empty());
-                    chmod = Some(mode.ok_or_else(|| {
-                        cx.err(format!("--chmod={value}: expected an octal mode such as 0644"))
-                    })?);
-                }
-                "--link" => {}
-                "--from" => {
-                    return Err(cx.err(
-                        "COPY --from is for other stages and images; nixfront copies from the build context",
-                    ));
-                }
-                other => {
-                    return Err(cx.err(format!(
-                        "unknown flag {}; COPY takes --chown, --chmod and --link",
-                        show(other)
-                    )));
-                }
-            }
-        }
-        let rest = words.join(" ");
-        let raw: Vec<String> = if rest.starts_with('[') { json_strings(cx, &rest)? } else { words };
-        let mut items = Vec::with_capacity(raw.len());
-        for item in &raw {
-            items.push(self.text(cx, item)?);
-        }
-        if items.len() < 2 {
-            return Err(
-                cx.err(format!("expected a source and a destination; write for example `{}`", cx.example))
-            );
-        }
-        let dest_written = items.pop().expect("two items");
-        if items.len() > 1 && !dest_written.ends_with('/') {
-            return Err(cx.err(format!(
-                "several sources go into a directory: end the destination with `/` ({}/)",
-                dest_written
-            )));
-        }
-        let mut sources = Vec::with_capacity(items.len());
-        for source in items {
-            if source.split('/').any(|part| part == "..") {
-                return Err(cx.err(format!("{} points outside the build context", show(&source))));
-            }
-            let clean = crate::paths::clean_relative(source.trim_start_matches('/'));
-            sources.push(if clean.is_empty() { ".".to_string() } else { clean });
-        }
-        let mut dest = workdir(&dest_written, self.out.workdir.as_deref());
-        if dest_written.ends_with('/') && !dest.ends_with('/') {
-            dest.push('/');
-        }
-        Ok(CopyInstr { sources, dest, chown, chmod, lines: cx.node.lines })
-    }
-
-    /// `NAME=value ...`, or the legacy `NAME value with blanks` (one pair, a lint warning).
-    fn pairs(&mut self, cx: &Ctx) -> Result<Vec<(String, String)>, FileError> {
-        let args = cx.required_args()?;
-        let words = lex::raw_words(args, self.escape);
-        let raw_pairs: Vec<(String, String)> = if words.first().is_some_and(|w| w.contains('=')) {
-            words
-                .iter()
-                .map(|word| match word.split_once('=') {
-                    Some((k, v)) => Ok((k.to_string(), v.to_string())),
-                    None => Err(cx.err(format!(
-                        "expected NAME=value, got {}; write for example `{}`",
-                        show(word),
-                        cx.example
-                    ))),
-                })
-                .collect::<Result<_, _>>()?
-        } else {
-            let Some((name, value)) = args.split_once(char::is_whitespace) else {
-                return Err(cx.err(format!(
-                    "expected NAME=value, got {}; write for example `{}`",
-                    show(args),
-                    cx.example
-                )));
-            };
-            let (name, value) = (name.to_string(), value.trim().to_string());
-            let detail = format!("write `{} {name}={value}`", cx.node.keyword);
-            self.warnings.push(Warning::new(lint::LEGACY_KEY_VALUE, cx.node.lines, detail));
-            vec![(name, value)]
-        };
-        let mut pairs = Vec::with_capacity(raw_pairs.len());
-        for (raw_name, raw_value) in raw_pairs {
-            let name = self.process(cx, &raw_name)?.text;
-            if name.is_empty() {
-                return Err(cx.err(format!(
-                    "a name is empty (`{raw_name}={raw_value}`); write for example `{}`",
-                    cx.example
-                )));
-            }
-            let value = self.process(cx, &raw_value)?.text;
-            pairs.push((name, value));
-        }
-        Ok(pairs)
-    }
-
-    fn expose(&mut self, cx: &Ctx) -> Result<Vec<Port>, FileError> {
-        let args = cx.required_args()?;
-        let mut ports = Vec::new();
-        for part in args.split_whitespace() {
-            for word in self.process(cx, part)?.words {
-                ports.extend(port_range(cx, &word)?);
-            }
-        }
-        if ports.is_empty() {
-            return Err(cx.err(format!(
-                "{} expands to no port; write for example `{}`",
-                show(args),
-                cx.example
-            )));
-        }
-        Ok(ports)
-    }
-
-    fn volumes(&mut self, cx: &Ctx) -> Result<Vec<String>, FileError> {
-        let args = cx.required_args()?;
-        let raw: Vec<String> = if args.starts_with('[') {
-            json_strings(cx, args)?
-        } else {
-            args.split_whitespace().map(str::to_string).collect()
-        };
-        let mut paths = Vec::with_capacity(raw.len());
-        for item in raw {
-            let path = self.text(cx, &item)?;
-            if !path.starts_with('/') {
-                return Err(cx.err(format!("{} is not an absolute path", show(&path))));
-            }
-            paths.push(path);
-        }
-        Ok(paths)
-    }
-}
-
-fn unknown(file: &str, node: &Node) -> FileError {
-    let known: Vec<&str> = keywords::nixfront().collect();
-    let known = known.join(", ");
-    let written = show(&node.original_keyword);
-    let message = match keywords::nearest(&node.keyword) {
-        Some(hint) => format!("unknown instruction {written}; did you mean {hint}? (known: {known})"),
-        None => format!("unknown instruction {written} (known: {known})"),
-    };
-    let shown = node.keyword.chars().flat_map(char::escape_debug).collect::<String>();
-    FileError::at(file, node.lines, Some(&shown), message)
-}
-
-/// A JSON array of strings (ENTRYPOINT, CMD, VOLUME), none holding a NUL character.
-fn json_strings(cx: &Ctx, args: &str) -> Result<Vec<String>, FileError> {
-    let value: Value =
-        serde_json::from_str(args).map_err(|e| cx.err(format!("invalid JSON array {}: {e}", show(args))))?;
-    let Value::Array(items) = value else {
-        return Err(cx.err(format!("expected a JSON array, got {}", show(args))));
-    };
-    let strings: Option<Vec<String>> = items.into_iter().map(|v| v.as_str().map(str::to_string)).collect();
-    let strings = strings.ok_or_else(|| cx.err(format!("every element must be a string: {}", show(args))))?;
-    if let Some(bad) = strings.iter().find(|s| s.contains('\0')) {
-        return Err(cx.err(format!("{} contains a NUL character, which no image config can hold", show(bad))));
-    }
-    Ok(strings)
-}
-
-fn exec_form(cx: &Ctx) -> Result<Vec<String>, FileError> {
-    let keyword = &cx.node.keyword;
-    let args = cx.required_args()?;
-    if !args.starts_with('[') {
-        return Err(cx.err(format!(
-            "shell form is not possible: the image has no shell to run {}; \
-             write the exec form, a JSON array such as {keyword} [\"hello\"]",
-            show(args)
-        )));
-    }
-    let list = json_strings(cx, args)?;
-    if list.is_empty() {
-        return Err(cx.err("the array is empty; name the program to run"));
-    }
-    Ok(list)
-}
-
-/// `80`, `53/udp`, `9000-9001/tcp`.
-fn port_range(cx: &Ctx, word: &str) -> Result<Vec<Port>, FileError> {
-    let (range, protocol) = match word.split_once('/') {
-        Some((r, p)) => (r, p.to_ascii_lowercase()),
-        None => (word, "tcp".to_string()),
-    };
-    let protocol: &'static str = match protocol.as_str() {
-        "tcp" => "tcp",
-        "udp" => "udp",
-        "sctp" => "sctp",
-        _ => return Err(cx.err(format!("unknown protocol in {}; use tcp, udp or sctp", show(word)))),
-    };
-    let bad = || cx.err(format!("invalid port {}; ports are numbers from 1 to 65535", show(word)));
-    let number = |s: &str| s.parse::<u16>().ok().filter(|&n| n > 0).ok_or_else(bad);
-    let (low, high) = match range.split_once('-') {
-        Some((a, b)) => (number(a)?, number(b)?),
-        None => (number(range)?, number(range)?),
-    };
-    if low > high {
-        return Err(bad());
-    }
-    Ok((low..=high).map(|n| Port { number: n, protocol }).collect())
-}
-
-/// `uid[:gid]` or `name[:group]` (each part a number or a name useradd takes).
-fn user(cx: &Ctx, value: &str) -> Result<String, FileError> {
-    let (user, group) = value.split_once(':').unwrap_or((value, "0"));
-    if let Some(bad) = [user, group].into_iter().find(|part| !crate::users::valid_id(part)) {
-        return Err(cx.err(format!(
-            "{} is not a user or group: give a number (`1000`) or a name of lower-case letters, digits, `_` \
-             and `-`, starting with a letter or `_`, at most 32 characters (`app`, `app:staff`)",
-            show(bad)
-        )));
-    }
-    Ok(value.to_string())
-}
-
-/// An absolute, clean WORKDIR: relative ones build on the previous one, as in Dockerfiles.
-fn workdir(dir: &str, previous: Option<&str>) -> String {
-    let joined =
-        if dir.starts_with('/') { dir.to_string() } else { format!("{}/{dir}", previous.unwrap_or("")) };
-    format!("/{}", crate::paths::clean_relative(&joined))
-}
-
-fn stop_signal(cx: &Ctx, value: &str) -> Result<String, FileError> {
-    let upper = value.to_ascii_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    let known = [
-        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE",
-        "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ",
-        "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
-    ];
-    let number_ok = value.parse::<u8>().is_ok_and(|n| (1..=64).contains(&n));
-    let realtime = name.strip_prefix("RTMIN").or_else(|| name.strip_prefix("RTMAX")).is_some_and(|rest| {
-        rest.is_empty() || rest.strip_prefix(['+', '-']).is_some_and(|n| n.parse::<u8>().is_ok())
-    });
-    if number_ok {
-        Ok(value.to_string())
-    } else if known.contains(&name) || realtime {
-        Ok(format!("SIG{name}"))
-    } else {
-        Err(cx.err(format!("unknown signal {}; use a name like SIGTERM or a number", show(value))))
     }
 }
 
@@ -682,6 +442,8 @@ VOLUME /cache /logs
             ("FROM alpine AS build\n", 1, "one stage"),
             ("FROM --platform=linux/arm64 alpine\n", 1, "the build's (--platform)"),
             ("STOPSIGNAL SIGNOPE\n", 1, "unknown signal"),
+            ("HEALTHCHECK CMD curl -f localhost\n", 1, "shell form is not possible"),
+            ("HEALTHCHECK --interval=soon CMD [\"app\"]\n", 1, "not a duration"),
             ("VOLUME data\n", 1, "not an absolute path"),
             ("WORKDIR\n", 1, "missing argument"),
             ("RUN make\n", 1, "put build steps in a derivation"),

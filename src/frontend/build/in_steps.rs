@@ -1,0 +1,261 @@
+//! The package built in steps (evaluate, realise, lay out, build, the image root), the
+//! dependencies' answer from a step or the memo, and the one-step build it falls back to.
+
+use super::*;
+
+impl Shared<'_> {
+    /// Builds on the persistent store in steps whose cache keys hold across edits (see
+    /// [`plan::steps`]), or `None` when the package cannot be planned so (an output is only
+    /// known once built).
+    pub(super) async fn build_in_steps(
+        &self,
+        gw: &mut Gateway,
+        plan: &PlatformPlan,
+        image_setup: &root::ImageSetup,
+    ) -> Result<Option<Built>> {
+        let setup = self.flake_setup(gw, plan).await?;
+        crate::frontend::report_warnings(gw, self.file, &plan.nixfile.check, &setup.warnings).await?;
+        let notices: Vec<String> =
+            setup.warnings.iter().map(|w| format!("{}: {}", w.rule.name, w.detail)).collect();
+        let step = self.step_with(plan, &setup.settings);
+        let evaluation = steps::evaluate(
+            &plan.flake,
+            &plan.extras,
+            &plan.system,
+            setup.fetched.as_ref(),
+            &setup.overrides,
+            &notices,
+            &step,
+        );
+        let [evaluated] = self.step_meta(gw, plan, Stage::Evaluate, &evaluation.meta, [PLAN_FILE]).await?;
+        let eval = match derivation::parse_plan(&evaluated)? {
+            Ok(eval) => eval,
+            Err(why) => {
+                let text = format!("[nixfront] building {} in one step: {why}", plan.flake.written);
+                info!("{text}");
+                self.note(gw, &text).await;
+                return Ok(None);
+            }
+        };
+        let max_layers = self.options.nix.max_layers;
+        let mut memo = Memo::default();
+        let deps = match eval.inputs.is_empty() {
+            true => None,
+            false => Some(self.dependencies(gw, plan, &step, &eval, &evaluation.drvs, &mut memo).await?),
+        };
+        let (dep_paths, deps_db) = match &deps {
+            Some(d) => (d.closure.paths.iter().map(|p| p.path.clone()).collect(), d.db.as_str()),
+            None => (Vec::new(), ""),
+        };
+        let roots: Vec<String> = eval.outputs.iter().chain(&eval.extra_roots).cloned().collect();
+        let spec = steps::PackageSpec {
+            what: &plan.flake.written,
+            drv: &eval.drv,
+            outputs: &eval.outputs,
+            records: deps_db,
+            deps: &dep_paths,
+            sources: &eval.sources,
+            roots: &roots,
+        };
+        let location = Some((plan.flake_lines.start, plan.flake_lines.end));
+        let trees = match &deps {
+            None => steps::DependencyTrees::None,
+            Some(d) => match d.stacked.last() {
+                Some(top) => steps::DependencyTrees::Stacked(top),
+                None => steps::DependencyTrees::Layers(d.laid_out.iter().map(|(_, l)| &l.state).collect()),
+            },
+        };
+        let builder_root = self.builder.has_nix_in_store().then(|| {
+            crate::llb::source::pinned_image(&self.builder.reference, Some(self.build_platform.clone()))
+        });
+        let store = steps::step_store(trees, builder_root.as_ref(), location);
+        let package = steps::package(&spec, &plan.system, &store, &evaluation.pkg, &evaluation.drvs, &step);
+        // The memo's key: the step with placeholders for what the client's session names (the
+        // evaluation's tree, made from the context) and for the store (named by the spec).
+        let placeholder = State::scratch();
+        let key = memo::package_key(
+            &steps::package(&spec, &plan.system, &placeholder, &placeholder, &placeholder, &step).meta,
+            &eval.drv,
+        );
+        let (mut closure, answer) = self.package_answer(gw, plan, &package, &key, &eval).await?;
+        memo.record(key, &answer);
+        closure.main_program = eval.main_program.clone();
+        closure.flake_last_modified = eval.flake_last_modified;
+        let listing = roots::parse_listing(&answer.roots, &roots);
+        let root = root::plan(&listing, &image_setup.wants, &self.options.filename, plan.flake_lines)?;
+        let warnings = root::warnings(&root, image_setup, plan.flake_lines);
+        // The image root shares the layer of the package's own paths, which an edit changes.
+        let results = match root.entries.is_empty() {
+            true => package.results.clone(),
+            false => {
+                let (entries, files) = root::spec(&root);
+                let name = root::describe(&root);
+                let notices = root::notices(&warnings);
+                steps::image_root(&entries, &files, &notices, Some(&package.results), &step, &name)
+            }
+        };
+        let (laid_out, stacked) = deps.map(|d| (d.laid_out, d.stacked)).unwrap_or_default();
+        let mut layers = layers::split_build_layers(
+            &laid_out,
+            &stacked,
+            &closure,
+            (&eval.sources, &package.sources),
+            &results,
+            max_layers,
+        );
+        if let Some(last) = layers.last_mut().filter(|_| !root.entries.is_empty()) {
+            last.name = format!("{} and {}", last.name, root::describe(&root));
+        }
+        let mut anchors = vec![evaluation.meta, package.meta];
+        anchors.extend(setup.fetch_meta);
+        Ok(Some(Built {
+            closure,
+            layers,
+            top: TopSource::Tree(package.extras),
+            anchors,
+            bin: answer.bin,
+            memo,
+            root,
+            warnings,
+        }))
+    }
+
+    /// What the package step tells: from the memo under `key` (when its results are the
+    /// evaluated derivation's outputs), else its manifest and its main result's `bin/` read
+    /// from its outputs.
+    pub(super) async fn package_answer(
+        &self,
+        gw: &mut Gateway,
+        plan: &PlatformPlan,
+        package: &steps::PackageBuild,
+        key: &str,
+        eval: &derivation::EvalPlan,
+    ) -> Result<(Closure, PackageAnswer)> {
+        let parse = |answer: &PackageAnswer| {
+            let closure = closure::parse_manifest(answer.manifest.as_bytes())?;
+            memo::check_package(&closure.results, &eval.outputs)?;
+            Ok(closure)
+        };
+        if let Some(found) = self.memo.answer(key, "package manifest", parse) {
+            return Ok(found);
+        }
+        let [manifest, roots] =
+            self.step_meta(gw, plan, Stage::Build, &package.meta, [MANIFEST_FILE, ROOTS_FILE]).await?;
+        let closure = closure::parse_manifest(&manifest)?;
+        let results = self.solve_output(gw, plan, &package.results).await?;
+        let bin = bin_entries(gw, &results, &format!("{}/bin", closure.main_result())).await;
+        let manifest = String::from_utf8_lossy(&manifest).into_owned();
+        let roots = String::from_utf8_lossy(&roots).into_owned();
+        Ok((closure, PackageAnswer { manifest, roots, bin }))
+    }
+
+    /// The package's dependencies: realised by the dependency step (or its answer taken from
+    /// the memo, when it covers the package's inputs), laid out in layers, and without MergeOp
+    /// stacked as the image will have them.
+    pub(super) async fn dependencies(
+        &self,
+        gw: &mut Gateway,
+        plan: &PlatformPlan,
+        step: &NixStep<'_>,
+        eval: &derivation::EvalPlan,
+        drvs: &State,
+        memo: &mut Memo,
+    ) -> Result<DependencyLayers> {
+        let realise = steps::realise(&eval.inputs, &plan.system, drvs, step);
+        // Keyed without the evaluation's cache, whose definition names the client's session.
+        let key =
+            memo::dependencies_key(&steps::realise(&eval.inputs, &plan.system, &State::scratch(), step));
+        let parse = |answer: &DependenciesAnswer| -> Result<Closure> {
+            let info: serde_json::Value =
+                serde_json::from_str(&answer.path_info).context("reading the dependencies' path-info")?;
+            let paths = closure::parse_path_info(info)?;
+            memo::check_dependencies(&paths, &eval.inputs)?;
+            Ok(Closure { results: Vec::new(), main_program: None, flake_last_modified: None, paths })
+        };
+        let (deps, answer) = match self.memo.answer(&key, "dependencies", parse) {
+            Some(found) => found,
+            None => {
+                let [info, db] = self
+                    .step_meta(gw, plan, Stage::Realise, &realise, [DEPS_INFO_FILE, DEPS_DB_FILE])
+                    .await?;
+                let text = |bytes: Vec<u8>| {
+                    String::from_utf8(bytes).context("the dependency step's output is not UTF-8")
+                };
+                let answer = DependenciesAnswer { path_info: text(info)?, db: text(db)? };
+                (parse(&answer)?, answer)
+            }
+        };
+        memo.record(key, &answer);
+        // The top layer, the package's own paths and its sources take one layer each.
+        let groups = grouping::group(&deps, self.options.nix.max_layers.saturating_sub(3).max(1));
+        let paths: Vec<Vec<String>> = groups.iter().map(|g| g.paths.clone()).collect();
+        let deriver_of = |p: &str| {
+            let i = deps.paths.binary_search_by(|sp| sp.path.as_str().cmp(p)).ok()?;
+            deps.paths[i].deriver.as_deref()
+        };
+        let laid_out: Vec<(Group, steps::LaidOut)> = groups
+            .into_iter()
+            .zip(steps::lay_out(&paths, deriver_of, &plan.system, step, self.merge, &realise, drvs))
+            .collect();
+        let stacked = match self.merge {
+            true => Vec::new(),
+            false => layers::stack(&laid_out, &deps, Some((plan.flake_lines.start, plan.flake_lines.end))),
+        };
+        Ok(DependencyLayers { laid_out, stacked, db: answer.db, closure: deps })
+    }
+
+    /// Builds in one step: without the persistent store, or for a package that cannot be
+    /// planned in steps.
+    pub(super) async fn build_at_once(
+        &self,
+        gw: &mut Gateway,
+        plan: &PlatformPlan,
+        setup: &root::ImageSetup,
+    ) -> Result<Built> {
+        let step = self.step(plan);
+        let nix = plan::single_build(&plan.flake, &plan.extras, &plan.system, &step);
+        let [manifest, listing] =
+            self.step_meta(gw, plan, Stage::Build, &nix.meta, [MANIFEST_FILE, ROOTS_FILE]).await?;
+        let closure = closure::parse_manifest(&manifest)?;
+        let listing = roots::parse_listing(&String::from_utf8_lossy(&listing), &closure.results);
+        let root = root::plan(&listing, &setup.wants, &self.options.filename, plan.flake_lines)?;
+        let warnings = root::warnings(&root, setup, plan.flake_lines);
+        let built = self.solve_output(gw, plan, &nix.closure).await?;
+        let main = closure.main_result();
+        let bin = bin_entries(gw, &built, &format!("{}{main}/bin", output::output_tree(main))).await;
+        let max_layers = self.options.nix.max_layers - usize::from(!root.entries.is_empty());
+        let mut layers = layers::single_build_layers(&closure, &nix.closure, max_layers);
+        if !root.entries.is_empty() {
+            let (entries, files) = root::spec(&root);
+            let name = root::describe(&root);
+            let state = steps::image_root(&entries, &files, &root::notices(&warnings), None, &step, &name);
+            layers.push(LayerPlan {
+                name: root::describe(&root),
+                parts: vec![Part::Tree(state, "/".to_string())],
+                stacked: None,
+            });
+        }
+        Ok(Built {
+            closure,
+            layers,
+            top: TopSource::SingleBuild(nix.closure.clone()),
+            anchors: vec![nix.meta],
+            bin,
+            memo: Memo::default(),
+            root,
+            warnings,
+        })
+    }
+}
+
+/// The main result's `bin/` at `dir` of `built`, empty when it has none.
+async fn bin_entries(gw: &mut Gateway, built: &RefId, dir: &str) -> Vec<BinEntry> {
+    let entries = gw.read_dir(built, dir).await.unwrap_or_default();
+    entries
+        .into_iter()
+        .map(|e| BinEntry {
+            executable: e.is_symlink || (!e.is_dir && e.permissions & 0o111 != 0),
+            name: e.name,
+        })
+        .collect()
+}
