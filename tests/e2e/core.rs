@@ -25,6 +25,8 @@ on_engines! {
         assert_eq!(stat.stdout, "1777 0\n", "{engine:?}: {}", stat.all());
         // Steps are named by their stage, as the Dockerfile frontend numbers its steps.
         assert_contains(&build.all(), &["[nixfront 2/6] nix eval .#hello", "[nixfront 5/6] nix build .#hello"]);
+        // The last step's name is the summary: layers, size, the largest paths.
+        assert_contains(&build.all(), &["[nixfront] linux/amd64: 4 layers, ", " in 3 store paths; largest: tools "]);
         let history =
             engine.docker(&["image", "history", "--no-trunc", "--format", "{{.CreatedBy}}", &t]).stdout;
         assert_contains(

@@ -286,7 +286,12 @@ impl<'a> Shared<'a> {
         let note = crate::llb::file::FileOp::on(&State::scratch())
             .mkfile("/note.txt", 0o444, text.as_bytes(), output::FIXED_TIME_NS)
             .build(text);
-        if let Err(e) = self.solve(gw, &note).await {
+        // Solves are lazy: reading the file makes the step run, and so show, on every BuildKit.
+        let shown = match self.solve(gw, &note).await {
+            Ok(solved) => gw.read_file(&solved, "/note.txt", text.len(), "the note's length").await.map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = shown {
             tracing::warn!("could not show {text:?}: {e:#}");
         }
     }
