@@ -50,16 +50,12 @@ pub fn line(platform: &str, layers: usize, closure: &Closure, previous: Option<&
 /// The closure of the package an imported memo answered for (the image the cache came from:
 /// its previous version), one other than this build's when there is one.
 pub fn previous_closure(memo: &crate::memo::Memo, current: &Closure) -> Option<Closure> {
-    let closures: Vec<Closure> = memo
+    let mut closures: Vec<Closure> = memo
         .package_answers()
         .filter_map(|answer| closure::parse_manifest(answer.manifest.as_bytes()).ok())
         .collect();
-    let index = closures.iter().position(|c| c.results != current.results).or(if closures.is_empty() {
-        None
-    } else {
-        Some(0)
-    })?;
-    closures.into_iter().nth(index)
+    let index = closures.iter().position(|c| c.results != current.results).unwrap_or(0);
+    (index < closures.len()).then(|| closures.swap_remove(index))
 }
 
 #[cfg(test)]
