@@ -57,7 +57,7 @@ pub fn describe() -> (Value, String) {
 
 /// A BuildKit `pb.Location` for lines of source 0, as JSON.
 fn location(lines: Lines) -> Value {
-    json!({ "ranges": [{ "start": { "line": lines.start }, "end": { "line": lines.end } }] })
+    crate::gateway::errors::ranges((lines.start, lines.end))
 }
 
 /// `frontend.outline`: the build args (the file's and nixfront's) with the values this build

@@ -25,6 +25,12 @@ const CODE_UNKNOWN: i32 = 2;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorDetail(pub Any);
 
+/// Lines `start..=end` as BuildKit's source locations write them (`{"ranges": [...]}`), in
+/// error details and in the subrequests' answers alike.
+pub fn ranges(lines: (usize, usize)) -> serde_json::Value {
+    json!({ "ranges": [{ "start": { "line": lines.0 }, "end": { "line": lines.1 } }] })
+}
+
 impl ErrorDetail {
     /// "This error is about lines `start..=end` of `file`": buildx shows them highlighted.
     pub fn source(file: &SourceFile, lines: (usize, usize)) -> Self {
@@ -35,7 +41,7 @@ impl ErrorDetail {
                 "data": base64::engine::general_purpose::STANDARD.encode(&file.data),
                 "language": "Dockerfile",
             },
-            "ranges": [{ "start": { "line": lines.0 }, "end": { "line": lines.1 } }],
+            "ranges": ranges(lines)["ranges"],
         });
         ErrorDetail(Any { type_url: SOURCE_TYPE.to_string(), value: value.to_string().into_bytes() })
     }
