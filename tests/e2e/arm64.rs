@@ -8,7 +8,7 @@
 
 use std::sync::Mutex;
 
-use crate::harness::{Engine, Fixture, assert_contains, assert_points_at, repo, script, tag};
+use crate::harness::{Engine, Fixture, assert_contains, assert_points_at, repo, script, script_output, tag};
 
 /// Held while a test relies on binfmt's state or changes it.
 static EMULATION: Mutex<()> = Mutex::new(());
@@ -22,14 +22,14 @@ struct Emulation {
 impl Emulation {
     fn set(on: bool) -> Self {
         let held = EMULATION.lock().unwrap_or_else(|e| e.into_inner());
-        let before = binfmt("status");
-        let now = binfmt(if on { "on" } else { "off" });
-        assert_eq!(now, if on { "on" } else { "off" }, "scripts/arm64.sh binfmt");
-        Emulation { before, _held: held }
+        let emulation = Emulation { before: binfmt("status"), _held: held };
+        emulation.switch(on);
+        emulation
     }
 
     fn switch(&self, on: bool) {
-        assert_eq!(binfmt(if on { "on" } else { "off" }), if on { "on" } else { "off" });
+        let wanted = if on { "on" } else { "off" };
+        assert_eq!(binfmt(wanted), wanted, "scripts/arm64.sh binfmt");
     }
 }
 
@@ -294,11 +294,7 @@ fn get(path: &str, curl: &[&str]) -> crate::harness::engine::Run {
 }
 
 fn get_bytes(path: &str) -> Vec<u8> {
-    let out = std::process::Command::new("bash")
-        .arg(repo().join("scripts/registry.sh"))
-        .args(["get", path, "-L"])
-        .output()
-        .expect("registry.sh runs");
+    let out = script_output("registry.sh", &["get", path, "-L"]);
     assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }

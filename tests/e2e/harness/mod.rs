@@ -43,12 +43,16 @@ macro_rules! on_engines {
 
 /// `scripts/NAME ARGS`, run as it is (a script of ours that tests drive, such as arm64.sh).
 pub fn script(name: &str, args: &[&str]) -> engine::Run {
-    let output = std::process::Command::new("bash")
+    engine::Run::from(script_output(name, args))
+}
+
+/// The same, with its raw output (for bytes, such as a registry's blob).
+pub fn script_output(name: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("bash")
         .arg(repo().join("scripts").join(name))
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("scripts/{name} runs: {e}"));
-    engine::Run::from(output)
+        .unwrap_or_else(|e| panic!("scripts/{name} runs: {e}"))
 }
 
 /// A unique image tag for one test on one engine.
