@@ -60,11 +60,41 @@ pub fn base32_digit(c: u8) -> Option<u8> {
 pub struct Closure {
     /// The built outputs (`result`, `result-dev`, ...), the first being the main one.
     pub results: Vec<String>,
+    /// Every path of the runtime closure, sorted by path.
+    pub paths: Vec<StorePath>,
+}
+
+/// What the image takes from the package and its flake besides the closure: from the
+/// evaluation's plan, or from the one-step build's manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Package {
+    /// `meta.mainProgram`.
     pub main_program: Option<String>,
     /// The flake's `lastModified` (Unix seconds), when Nix knows it.
     pub flake_last_modified: Option<i64>,
-    /// Every path of the runtime closure, sorted by path.
-    pub paths: Vec<StorePath>,
+}
+
+/// A build step's manifest (plan/output.rs's MANIFEST_FILE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Its format's version (`manifestVersion`): which step wrote it, and which nixfront.
+    pub version: Option<u64>,
+    pub closure: Closure,
+    /// The one-step build's reading of the package (the step-by-step build has it from the
+    /// evaluation's plan).
+    pub package: Package,
+    /// Where the package step laid out the closure's paths that no dependency layer holds
+    /// (its output trees), as the step partitioned them: the one record of that split.
+    pub laid_out: Option<LaidOut>,
+}
+
+/// The package step's partition of the closure's paths beyond the dependencies.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LaidOut {
+    /// Input sources of the derivation that are in the closure: the sources tree.
+    pub sources: Vec<String>,
+    /// The rest, the package's own: the results tree.
+    pub results: Vec<String>,
 }
 
 impl Closure {
@@ -85,7 +115,11 @@ impl Closure {
 
 #[derive(Deserialize)]
 struct RawManifest {
+    #[serde(default, rename = "manifestVersion")]
+    version: Option<u64>,
     results: Vec<String>,
+    #[serde(default, rename = "laidOut")]
+    laid_out: Option<LaidOut>,
     #[serde(default)]
     package: Option<RawPackage>,
     #[serde(rename = "pathInfo")]
@@ -120,8 +154,22 @@ struct RawPathInfo {
     deriver: Option<String>,
 }
 
-/// Parses the manifest JSON written by a build step.
-pub fn parse_manifest(bytes: &[u8]) -> Result<Closure> {
+/// Reads the manifest a build step wrote in format `version` (plan/output.rs): a manifest of
+/// another version was written by another nixfront's step, whose records this one does not read.
+pub fn read_manifest(bytes: &[u8], version: u64) -> Result<Manifest> {
+    let manifest = parse_manifest(bytes)?;
+    if manifest.version != Some(version) {
+        bail!(
+            "the build step wrote a manifest of version {}, and this nixfront reads version {version} \
+             (a step of another nixfront release?)",
+            manifest.version.map_or("none".to_string(), |v| v.to_string())
+        );
+    }
+    Ok(manifest)
+}
+
+/// Parses the manifest JSON written by a build step, whatever its version.
+pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
     let raw: RawManifest = serde_json::from_slice(bytes).context("reading the build manifest")?;
     if raw.results.is_empty() {
         bail!("nix build produced no output path");
@@ -132,12 +180,22 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Closure> {
             bail!("the build output {result} is missing from its own closure");
         }
     }
-    let package = raw.package.unwrap_or(RawPackage { main_program: None });
-    Ok(Closure {
-        results: raw.results,
-        main_program: package.main_program,
+    if let Some(laid) = &raw.laid_out {
+        for p in laid.sources.iter().chain(&laid.results) {
+            if paths.binary_search_by(|sp| sp.path.as_str().cmp(p)).is_err() {
+                bail!("the package step laid out {p}, which is not in the closure");
+            }
+        }
+    }
+    let package = Package {
+        main_program: raw.package.and_then(|p| p.main_program),
         flake_last_modified: raw.flake.and_then(|f| f.last_modified),
-        paths,
+    };
+    Ok(Manifest {
+        version: raw.version,
+        closure: Closure { results: raw.results, paths },
+        package,
+        laid_out: raw.laid_out,
     })
 }
 
@@ -241,10 +299,14 @@ mod tests {
     fn both_path_info_shapes_give_the_same_closure() {
         let old = parse_manifest(nix_2_8().as_bytes()).unwrap();
         let new = parse_manifest(nix_recent().as_bytes()).unwrap();
-        assert_eq!(old.paths, new.paths);
-        assert_eq!(old.main_program.as_deref(), Some("hello"));
-        assert_eq!(new.main_program, None);
-        assert_eq!((old.flake_last_modified, new.flake_last_modified), (Some(1700000000), None));
+        assert_eq!(old.closure.paths, new.closure.paths);
+        assert_eq!(old.package.main_program.as_deref(), Some("hello"));
+        assert_eq!(new.package.main_program, None);
+        assert_eq!(
+            (old.package.flake_last_modified, new.package.flake_last_modified),
+            (Some(1700000000), None)
+        );
+        let old = old.closure;
         let app = old.paths.iter().find(|p| p.path == APP).unwrap();
         assert_eq!(app.references, [DEP, TOOLS], "sorted, self-reference dropped");
         assert_eq!(old.total_size(), 456 + 1982568 + 624);
@@ -266,5 +328,21 @@ mod tests {
         let escaping = nix_2_8().replace(DEP, "/nix/store/../../etc/passwd");
         assert!(parse_manifest(escaping.as_bytes()).is_err());
         assert!(parse_manifest(br#"{"results":[],"pathInfo":[]}"#).is_err());
+        let stray = nix_2_8().replace(
+            r#""results":"#,
+            r#""laidOut":{"sources":[],"results":["/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-x"]},"results":"#,
+        );
+        let e = parse_manifest(stray.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("laid out /nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-x"), "{e}");
+    }
+
+    #[test]
+    fn a_manifest_of_another_version_is_refused_by_name() {
+        let v4 = nix_2_8().replacen('{', r#"{"manifestVersion":4,"#, 1);
+        assert!(read_manifest(v4.as_bytes(), 4).is_ok());
+        let e = read_manifest(v4.as_bytes(), 5).unwrap_err().to_string();
+        assert!(e.contains("version 4") && e.contains("reads version 5"), "{e}");
+        let e = read_manifest(nix_2_8().as_bytes(), 4).unwrap_err().to_string();
+        assert!(e.contains("version none"), "{e}");
     }
 }

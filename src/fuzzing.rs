@@ -42,7 +42,8 @@ pub fn options(data: &[u8]) {
 /// The build manifest reader: any bytes give a closure whose references all lie inside it,
 /// which groups into layers and an SBOM, or an error.
 pub fn manifest(data: &[u8]) {
-    if let Ok(closure) = crate::closure::parse_manifest(data) {
+    if let Ok(manifest) = crate::closure::parse_manifest(data) {
+        let closure = manifest.closure;
         let _ = closure.main_result();
         for p in &closure.paths {
             for r in &p.references {

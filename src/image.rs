@@ -10,7 +10,7 @@ use anyhow::Result;
 use bollard_buildkit_proto::pb;
 use serde_json::{Map, Value, json};
 
-use crate::closure::Closure;
+use crate::closure::{Closure, Package};
 use crate::memo::BinEntry;
 use crate::nixfile::{FileError, Lines, Nixfile, Spanned};
 
@@ -38,6 +38,8 @@ pub struct ConfigInputs<'a> {
     pub filename: &'a str,
     pub nixfile: &'a Nixfile,
     pub closure: &'a Closure,
+    /// `meta.mainProgram`, the entrypoint's default.
+    pub main_program: Option<&'a str>,
     /// The main result's `bin/` (empty when it has none).
     pub bin: &'a [BinEntry],
     pub platform: &'a pb::Platform,
@@ -66,8 +68,8 @@ pub struct ConfigInputs<'a> {
 /// The image's date: `SOURCE_DATE_EPOCH`, else the flake's `lastModified` when the flake is
 /// not the build context (for a `path:` flake Nix takes the newest mtime in the tree, and
 /// BuildKit gives the context's top directory a new one in every build), else the epoch.
-pub fn creation_time(source_date_epoch: Option<i64>, closure: &Closure, flake_is_context: bool) -> i64 {
-    let last_modified = if flake_is_context { None } else { closure.flake_last_modified };
+pub fn creation_time(source_date_epoch: Option<i64>, package: &Package, flake_is_context: bool) -> i64 {
+    let last_modified = if flake_is_context { None } else { package.flake_last_modified };
     source_date_epoch.or(last_modified).unwrap_or(0).max(0)
 }
 
@@ -256,7 +258,7 @@ fn available(bin: &[BinEntry]) -> String {
 /// `meta.mainProgram`, else the only executable in `bin/`.
 fn default_program(inputs: &ConfigInputs) -> Result<String> {
     let main = inputs.closure.main_result();
-    if let Some(program) = &inputs.closure.main_program {
+    if let Some(program) = inputs.main_program {
         return Ok(format!("{main}/bin/{program}"));
     }
     let executables: Vec<&BinEntry> = inputs.bin.iter().filter(|b| b.executable).collect();
@@ -286,11 +288,9 @@ mod tests {
 
     const MAIN: &str = "/nix/store/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1";
 
-    fn closure(main_program: Option<&str>) -> Closure {
+    fn closure() -> Closure {
         Closure {
             results: vec![MAIN.into()],
-            main_program: main_program.map(str::to_string),
-            flake_last_modified: None,
             paths: vec![StorePath {
                 path: MAIN.into(),
                 nar_size: 1,
@@ -316,7 +316,7 @@ mod tests {
         memo: Option<&crate::memo::Memo>,
     ) -> Result<Value> {
         let nixfile = parse("Dockerfile", file.as_bytes(), &BTreeMap::new()).result.unwrap();
-        let closure = closure(main_program);
+        let closure = closure();
         let bin = bin(bins);
         let platform = crate::llb::platform("linux", "arm64", "v8");
         let labels = BTreeMap::from([("from-cli".to_string(), "1".to_string())]);
@@ -327,6 +327,7 @@ mod tests {
             filename: "Dockerfile",
             nixfile: &nixfile,
             closure: &closure,
+            main_program,
             bin: &bin,
             platform: &platform,
             flake: ".#hello",
@@ -404,8 +405,7 @@ mod tests {
         assert_eq!(c["history"].as_array().unwrap().len(), 2, "one entry per layer");
         assert_eq!(c["history"][0]["created_by"], "layer 1/1: hello-0.1 (1 B)");
         assert_eq!(c["history"][1]["created"], "2023-11-14T22:13:20Z");
-        let mut flake_dated = closure(None);
-        flake_dated.flake_last_modified = Some(42);
+        let flake_dated = Package { main_program: None, flake_last_modified: Some(42) };
         assert_eq!(creation_time(Some(7), &flake_dated, false), 7);
         assert_eq!(creation_time(None, &flake_dated, false), 42);
         assert_eq!(
@@ -413,7 +413,7 @@ mod tests {
             0,
             "a context flake's lastModified is not stable"
         );
-        assert_eq!(creation_time(None, &closure(None), false), 0);
+        assert_eq!(creation_time(None, &Package::default(), false), 0);
     }
 
     #[test]

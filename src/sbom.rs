@@ -224,7 +224,7 @@ mod tests {
             {{"path":"{TOOLS}","narSize":2,"references":[]}},
             {{"path":"{APP}","narSize":1,"references":["{DEP}","{TOOLS}"]}}]}}"#
         );
-        let closure = parse_manifest(manifest.as_bytes()).unwrap();
+        let closure = parse_manifest(manifest.as_bytes()).unwrap().closure;
         let doc = document(&closure, ".#hello", "1970-01-01T00:00:00Z", None);
         let on_base =
             document(&closure, ".#hello", "1970-01-01T00:00:00Z", Some("docker.io/library/debian@sha256:1"));

@@ -3,7 +3,10 @@
 //! carries its package's closure in its memo, what changed since: paths added and removed and
 //! the bytes a redeploy moves (the added paths' NAR sizes: what a registry pull of the new
 //! layers is made of, before compression). It is shown as the name of a tiny step, so that
-//! every progress display (plain, tty, rawjson) has it where BuildKit shows step names.
+//! every progress display (plain, tty, rawjson) has it where BuildKit shows step names, and
+//! returned as result metadata (`frontend/result.rs`), which `--metadata-file` writes.
+
+use serde::Serialize;
 
 use crate::closure::{self, Closure};
 use crate::layers::human_size;
@@ -11,40 +14,99 @@ use crate::layers::human_size;
 /// How many of the largest store paths the summary names.
 const LARGEST: usize = 3;
 
-/// The summary line for one platform's image.
-pub fn line(platform: &str, layers: usize, closure: &Closure, previous: Option<&Closure>) -> String {
-    let mut by_size: Vec<_> = closure.paths.iter().collect();
-    by_size.sort_by(|a, b| b.nar_size.cmp(&a.nar_size).then(a.path.cmp(&b.path)));
-    let largest: Vec<String> = by_size
-        .iter()
-        .take(LARGEST)
-        .map(|p| format!("{} {}", closure::name_part(p.base_name()), human_size(p.nar_size)))
-        .collect();
-    let mut text = format!(
-        "[nixfront] {platform}: {layers} layers, {} in {} store paths; largest: {}",
-        human_size(closure.total_size()),
-        closure.paths.len(),
-        largest.join(", ")
-    );
-    if let Some(before) = previous {
-        let added: Vec<_> = closure.paths.iter().filter(|p| before.get(&p.path).is_none()).collect();
-        let removed = before.paths.iter().filter(|p| closure.get(&p.path).is_none()).count();
-        let moved: u64 = added.iter().map(|p| p.nar_size).sum();
-        let names: Vec<&str> =
-            added.iter().take(LARGEST).map(|p| closure::name_part(p.base_name())).collect();
-        let more = if added.len() > LARGEST { ", ..." } else { "" };
-        if added.is_empty() && removed == 0 {
+/// What one platform's image is, and what changed since the `--cache-from` image: shown as a
+/// line ([`Summary::line`]) and returned as result metadata (`--metadata-file`), as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub platform: String,
+    pub layers: usize,
+    /// The closure's NAR bytes.
+    pub size: u64,
+    pub store_paths: usize,
+    /// The largest store paths, largest first.
+    pub largest: Vec<SizedPath>,
+    /// Against the `--cache-from` image's closure, when one carries it.
+    pub change: Option<Change>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SizedPath {
+    pub path: String,
+    pub nar_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// Where the earlier closure came from.
+    pub against: &'static str,
+    pub added: Vec<SizedPath>,
+    pub removed: Vec<String>,
+    /// The added paths' NAR bytes: what a redeploy moves, before compression.
+    pub redeploy_bytes: u64,
+}
+
+impl Summary {
+    pub fn new(platform: &str, layers: usize, closure: &Closure, previous: Option<&Closure>) -> Summary {
+        let sized = |p: &closure::StorePath| SizedPath { path: p.path.clone(), nar_size: p.nar_size };
+        let mut by_size: Vec<_> = closure.paths.iter().collect();
+        by_size.sort_by(|a, b| b.nar_size.cmp(&a.nar_size).then(a.path.cmp(&b.path)));
+        let change = previous.map(|before| {
+            let added: Vec<SizedPath> =
+                closure.paths.iter().filter(|p| before.get(&p.path).is_none()).map(sized).collect();
+            Change {
+                against: "--cache-from",
+                redeploy_bytes: added.iter().map(|p| p.nar_size).sum(),
+                added,
+                removed: before
+                    .paths
+                    .iter()
+                    .filter(|p| closure.get(&p.path).is_none())
+                    .map(|p| p.path.clone())
+                    .collect(),
+            }
+        });
+        Summary {
+            platform: platform.to_string(),
+            layers,
+            size: closure.total_size(),
+            store_paths: closure.paths.len(),
+            largest: by_size.into_iter().take(LARGEST).map(sized).collect(),
+            change,
+        }
+    }
+
+    /// The summary as the progress output shows it.
+    pub fn line(&self) -> String {
+        let name = |p: &SizedPath| closure::name_part(closure::base_name(&p.path)).to_string();
+        let largest: Vec<String> =
+            self.largest.iter().map(|p| format!("{} {}", name(p), human_size(p.nar_size))).collect();
+        let mut text = format!(
+            "[nixfront] {}: {} layers, {} in {} store paths; largest: {}",
+            self.platform,
+            self.layers,
+            human_size(self.size),
+            self.store_paths,
+            largest.join(", ")
+        );
+        let Some(change) = &self.change else { return text };
+        if change.added.is_empty() && change.removed.is_empty() {
             text.push_str("; the same store paths as the --cache-from image: a redeploy moves 0 B");
             return text;
         }
+        let names: Vec<String> = change.added.iter().take(LARGEST).map(name).collect();
+        let more = if change.added.len() > LARGEST { ", ..." } else { "" };
         text.push_str(&format!(
-            "; since the --cache-from image: {} paths added ({}{more}), {removed} removed, a redeploy moves {}",
-            added.len(),
+            "; since the --cache-from image: {} paths added ({}{more}), {} removed, a redeploy moves {}",
+            change.added.len(),
             names.join(", "),
-            human_size(moved)
+            change.removed.len(),
+            human_size(change.redeploy_bytes)
         ));
+        text
     }
-    text
 }
 
 /// The closure of the package an imported memo answered for (the image the cache came from:
@@ -52,7 +114,11 @@ pub fn line(platform: &str, layers: usize, closure: &Closure, previous: Option<&
 pub fn previous_closure(memo: &crate::memo::Memo, current: &Closure) -> Option<Closure> {
     let mut closures: Vec<Closure> = memo
         .package_answers()
-        .filter_map(|answer| closure::parse_manifest(answer.manifest.as_bytes()).ok())
+        .filter_map(|answer| {
+            closure::read_manifest(answer.manifest.as_bytes(), crate::plan::output::STEP_MANIFEST_VERSION)
+                .ok()
+        })
+        .map(|manifest| manifest.closure)
         .collect();
     let index = closures.iter().position(|c| c.results != current.results).unwrap_or(0);
     (index < closures.len()).then(|| closures.swap_remove(index))
@@ -75,21 +141,22 @@ mod tests {
             })
             .collect();
         paths.sort_by(|a, b| a.path.cmp(&b.path));
-        Closure { results: vec![paths[0].path.clone()], main_program: None, flake_last_modified: None, paths }
+        Closure { results: vec![paths[0].path.clone()], paths }
     }
 
     #[test]
     fn the_summary_names_size_largest_paths_and_the_change() {
         let before = closure(&[("app-1.0", 2048), ("lib-1.0", 10 << 20), ("tzdata-1", 3 << 20)]);
         let now = closure(&[("app-1.1", 4096), ("lib-1.0", 10 << 20), ("tzdata-1", 3 << 20)]);
+        let line = |now, before| Summary::new("linux/amd64", 5, now, before).line();
         assert_eq!(
-            line("linux/amd64", 5, &now, None),
+            line(&now, None),
             "[nixfront] linux/amd64: 5 layers, 13.0 MiB in 3 store paths; largest: lib-1.0 10.0 MiB, \
              tzdata-1 3.0 MiB, app-1.1 4.0 KiB"
         );
-        let changed = line("linux/amd64", 5, &now, Some(&before));
+        let changed = line(&now, Some(&before));
         assert!(
-            line("linux/amd64", 5, &now, Some(&now))
+            line(&now, Some(&now))
                 .ends_with("the same store paths as the --cache-from image: a redeploy moves 0 B")
         );
         assert!(
@@ -98,5 +165,14 @@ mod tests {
             ),
             "{changed}"
         );
+        let data = serde_json::to_value(Summary::new("linux/amd64", 5, &now, Some(&before))).unwrap();
+        assert_eq!(data["change"]["redeployBytes"], 4096);
+        assert_eq!(data["change"]["added"][0]["path"], now.paths[0].path.as_str());
+        assert_eq!(data["change"]["removed"][0], before.paths[0].path.as_str());
+        assert_eq!(
+            (data["storePaths"].clone(), data["size"].clone()),
+            (3.into(), (13u64 << 20 | 4096).into())
+        );
+        assert_eq!(data["largest"][0]["narSize"], 10 << 20);
     }
 }

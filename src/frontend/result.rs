@@ -1,12 +1,15 @@
 //! The result nixfront returns, and every metadata key of it: the image config per platform,
-//! the platform list, the date the exporter stamps, and subrequest answers.
+//! the platform list, the date the exporter stamps, the build's summary, and subrequest answers.
 
 use std::collections::BTreeMap;
 
 use bollard_buildkit_proto::pb;
 use serde_json::json;
 
+use base64::Engine;
+
 use crate::gateway::{FrontendResult, InTotoFile, RefId, Refs};
+use crate::summary::Summary;
 
 /// The image config of a single-platform result.
 const CONFIG: &str = "containerimage.config";
@@ -15,6 +18,10 @@ const REFS_PLATFORMS: &str = "refs.platforms";
 /// The date the exporter gives what it writes (the OCI layout's `index.json`, the config):
 /// the image's own date, so nothing is stamped with the clock.
 const SOURCE_DATE_EPOCH: &str = "source.date.epoch";
+/// The build's summary ([`Summary`]), a JSON object keyed by platform, base64-encoded as
+/// BuildKit's own JSON values are: BuildKit hands `frontend.`-prefixed keys on to the client,
+/// and buildx decodes such a value into `--metadata-file` as an object.
+const SUMMARY: &str = "frontend.nixfront.summary";
 /// A subrequest's answer: JSON for tools, text for people, and the answer format's version.
 const ANSWER_JSON: &str = "result.json";
 const ANSWER_TEXT: &str = "result.txt";
@@ -28,6 +35,7 @@ pub struct PlatformImage {
     /// Unix seconds: the config's `created`.
     pub created: i64,
     pub sbom: Option<InTotoFile>,
+    pub summary: Summary,
 }
 
 /// One image, or one per platform with `refs.platforms`, as BuildKit's exporters expect.
@@ -39,6 +47,13 @@ pub fn images(mut images: Vec<PlatformImage>) -> FrontendResult {
         .iter_mut()
         .filter_map(|image| Some((crate::platform::format(&image.platform), image.sbom.take()?)))
         .collect();
+    let summaries: BTreeMap<String, &Summary> =
+        images.iter().map(|i| (crate::platform::format(&i.platform), &i.summary)).collect();
+    let summaries = serde_json::to_vec(&summaries).unwrap_or_default();
+    metadata.insert(
+        SUMMARY.to_string(),
+        base64::engine::general_purpose::STANDARD.encode(summaries).into_bytes(),
+    );
     if images.len() == 1 {
         let image = images.remove(0);
         metadata.insert(CONFIG.to_string(), image.config);
@@ -78,7 +93,7 @@ mod tests {
 
     fn image(id: &str, platform: pb::Platform) -> PlatformImage {
         PlatformImage {
-            platform,
+            platform: platform.clone(),
             rootfs: RefId(id.to_string()),
             config: format!("config-{id}").into_bytes(),
             created: 1_700_000_000,
@@ -88,6 +103,14 @@ mod tests {
                 predicate_type: "https://spdx.dev/Document".into(),
                 reason: "sbom".into(),
             }),
+            summary: Summary {
+                platform: crate::platform::format(&platform),
+                layers: 2,
+                size: 7,
+                store_paths: 1,
+                largest: Vec::new(),
+                change: None,
+            },
         }
     }
 
@@ -117,6 +140,11 @@ mod tests {
         let listed: serde_json::Value = serde_json::from_slice(&result.metadata["refs.platforms"]).unwrap();
         assert_eq!(listed["platforms"][1]["id"], "linux/arm/v7");
         assert_eq!(listed["platforms"][1]["platform"]["variant"], "v7");
+        let summary =
+            base64::engine::general_purpose::STANDARD.decode(&result.metadata["frontend.nixfront.summary"]);
+        let summary: serde_json::Value = serde_json::from_slice(&summary.unwrap()).unwrap();
+        assert_eq!(summary["linux/arm/v7"]["layers"], 2, "a summary per platform, one key: {summary}");
+        assert_eq!(summary["linux/amd64"]["platform"], "linux/amd64");
     }
 
     #[test]

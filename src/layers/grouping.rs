@@ -160,7 +160,7 @@ mod tests {
             deriver: None,
         });
         paths.sort_by(|a, b| a.path.cmp(&b.path));
-        Closure { results: vec![sp(app)], main_program: None, flake_last_modified: None, paths }
+        Closure { results: vec![sp(app)], paths }
     }
 
     fn names(g: &Group) -> Vec<String> {

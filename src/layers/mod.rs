@@ -117,7 +117,8 @@ pub fn single_build_layers(closure: &Closure, built: &State, max_layers: usize) 
 
 /// The layers of a build on the persistent store. `deps` are the dependency groups, each laid
 /// out as one output; `closure` is the runtime closure; `sources` and `results` the package
-/// step's layers of its input sources and its own paths. A dependency group outside the
+/// step's layers of its input sources and its own paths, with the paths the step laid out in
+/// each (its manifest's `laidOut`: the step owns that split). A dependency group outside the
 /// closure (build-time only) is left out, one partly in it gives the paths that are; when
 /// there are more layers than `max_layers` allows (the top layer aside), the last ones share.
 /// `stacked` are the dependency layers [`stack`]ed (empty with MergeOp): the image's bottom
@@ -127,13 +128,12 @@ pub fn split_build_layers(
     stacked: &[State],
     closure: &Closure,
     sources: (&[String], &State),
-    results: &State,
+    results: (&[String], &State),
     max_layers: usize,
 ) -> Vec<LayerPlan> {
-    let in_closure = |p: &String| closure.paths.iter().any(|sp| &sp.path == p);
     let mut layers = Vec::new();
     for (i, (group, state)) in deps.iter().enumerate() {
-        let kept: Vec<String> = group.paths.iter().filter(|p| in_closure(p)).cloned().collect();
+        let kept: Vec<String> = group.paths.iter().filter(|p| closure.get(p).is_some()).cloned().collect();
         if kept.is_empty() {
             continue;
         }
@@ -148,12 +148,9 @@ pub fn split_build_layers(
         let shown = Group { kind: group.kind, size: size_of(closure, &kept), paths: kept };
         layers.push(LayerPlan { name: describe(closure, &shown), parts: vec![part], stacked });
     }
-    let in_deps = |p: &String| deps.iter().any(|(g, _)| g.paths.contains(p));
-    let source_paths: Vec<String> =
-        sources.0.iter().filter(|p| in_closure(p) && !in_deps(p)).cloned().collect();
-    if !source_paths.is_empty() {
+    if !sources.0.is_empty() {
         let group =
-            Group { kind: GroupKind::Single, size: size_of(closure, &source_paths), paths: source_paths };
+            Group { kind: GroupKind::Single, size: size_of(closure, sources.0), paths: sources.0.to_vec() };
         let name = if group.paths.len() == 1 {
             describe(closure, &group)
         } else {
@@ -165,17 +162,11 @@ pub fn split_build_layers(
             stacked: None,
         });
     }
-    let own: Vec<String> = closure
-        .paths
-        .iter()
-        .map(|p| &p.path)
-        .filter(|p| !in_deps(p) && !sources.0.contains(p))
-        .cloned()
-        .collect();
-    let group = Group { kind: GroupKind::Outputs, size: size_of(closure, &own), paths: own };
+    let group =
+        Group { kind: GroupKind::Outputs, size: size_of(closure, results.0), paths: results.0.to_vec() };
     layers.push(LayerPlan {
         name: describe(closure, &group),
-        parts: vec![Part::Tree(results.clone(), "/".to_string())],
+        parts: vec![Part::Tree(results.1.clone(), "/".to_string())],
         stacked: None,
     });
     while layers.len() > max_layers.saturating_sub(1).max(1) {
@@ -189,7 +180,7 @@ pub fn split_build_layers(
 }
 
 fn size_of(closure: &Closure, paths: &[String]) -> u64 {
-    closure.paths.iter().filter(|p| paths.contains(&p.path)).map(|p| p.nar_size).sum()
+    paths.iter().filter_map(|p| closure.get(p)).map(|p| p.nar_size).sum()
 }
 
 /// The top layer's part holding what nixfront adds (`tmp`, mode 1777).
@@ -326,7 +317,12 @@ mod tests {
             {{"path":"{DEP}","narSize":2000000,"references":[]}},
             {{"path":"{APP}","narSize":600,"references":["{DEP}"]}}]}}"#
         );
-        parse_manifest(manifest.as_bytes()).unwrap()
+        parse_manifest(manifest.as_bytes()).unwrap().closure
+    }
+
+    /// The package step's own paths of [`closure`] (its `laidOut.results`).
+    fn own() -> Vec<String> {
+        vec![APP.to_string()]
     }
 
     fn ops(merge: bool) -> Vec<pb::Op> {
@@ -396,7 +392,7 @@ mod tests {
             (group(GroupKind::Single, &[TOOL]), whole(&tools)),
             (group(GroupKind::Bucket(0), &[DEP, TOOL]), whole(&mixed)),
         ];
-        let layers = split_build_layers(&deps, &[], &c, (&[], &sources), &results, 100);
+        let layers = split_build_layers(&deps, &[], &c, (&[], &sources), (&own(), &results), 100);
         assert_eq!(layers.len(), 3, "the compiler's own layer is left out, no sources layer");
         assert!(matches!(&layers[0].parts[..], [Part::Tree(_, _)]));
         assert!(
@@ -427,7 +423,7 @@ mod tests {
         assert!(removed, "...and removed again");
         assert_eq!((copied[0].0.as_str(), copied[0].1.as_str(), copied[0].2), (DEP, DEP, false));
         // Too many layers: the last ones share one.
-        let layers = split_build_layers(&deps, &[], &c, (&[], &sources), &results, 3);
+        let layers = split_build_layers(&deps, &[], &c, (&[], &sources), (&own(), &results), 3);
         assert_eq!(layers.len(), 2);
         assert_eq!(layers[1].parts.len(), 2);
         assert!(layers[1].name.contains(" + "), "{}", layers[1].name);
@@ -450,7 +446,7 @@ mod tests {
         let deps = [(group(GroupKind::Single, &[DEP]), laid("000"))];
         let stacked = stack(&deps, &c, None);
         assert_eq!(stacked.len(), 1);
-        let layers = split_build_layers(&deps, &stacked, &c, (&[], &sources), &results, 100);
+        let layers = split_build_layers(&deps, &stacked, &c, (&[], &sources), (&own(), &results), 100);
         assert!(layers[0].stacked.is_some() && layers[1].stacked.is_none());
         assert!(ops_of(&layers).contains(&op_of(&stacked[0])), "the image is built on the stacked layer");
 
@@ -461,7 +457,7 @@ mod tests {
         ];
         let stacked = stack(&deps, &c, None);
         assert_eq!(stacked.len(), 2);
-        let layers = split_build_layers(&deps, &stacked, &c, (&[], &sources), &results, 100);
+        let layers = split_build_layers(&deps, &stacked, &c, (&[], &sources), (&own(), &results), 100);
         assert!(layers[0].stacked.is_some() && layers[1].stacked.is_none());
         let ops = ops_of(&layers);
         assert!(ops.contains(&op_of(&stacked[0])) && !ops.contains(&op_of(&stacked[1])));
@@ -469,7 +465,7 @@ mod tests {
         // Layers merged to respect NIX_LAYERS are made anew.
         let deps = [(group(GroupKind::Single, &[DEP]), laid("000"))];
         let stacked = stack(&deps, &c, None);
-        let layers = split_build_layers(&deps, &stacked, &c, (&[], &sources), &results, 2);
+        let layers = split_build_layers(&deps, &stacked, &c, (&[], &sources), (&own(), &results), 2);
         assert_eq!(layers.len(), 1);
         assert!(layers[0].stacked.is_none());
     }

@@ -22,9 +22,8 @@ pub struct EvalPlan {
     pub inputs: Vec<(String, String)>,
     /// The closure of its input sources, sorted.
     pub sources: Vec<String>,
-    pub main_program: Option<String>,
-    /// The flake's `lastModified` (Unix seconds), when Nix knows it.
-    pub flake_last_modified: Option<i64>,
+    /// `meta.mainProgram` and the flake's `lastModified`.
+    pub package: crate::closure::Package,
     /// The package's outputs that are built, the main one first.
     pub outputs: Vec<String>,
     /// What the flake reference resolved to (through the flake registry, for a name), when
@@ -54,6 +53,8 @@ impl std::fmt::Display for Unplannable {
 
 #[derive(Deserialize)]
 struct RawPlan {
+    #[serde(default, rename = "planVersion")]
+    version: Option<u64>,
     drv: String,
     derivations: BTreeMap<String, RawDerivation>,
     #[serde(default, rename = "sourceClosure")]
@@ -125,6 +126,13 @@ fn used_outputs(entry: &Value) -> Vec<String> {
 /// Reads plan.json. `Ok(Err(_))` is a plan the step-by-step build cannot use.
 pub fn parse_plan(bytes: &[u8]) -> Result<std::result::Result<EvalPlan, Unplannable>> {
     let raw: RawPlan = serde_json::from_slice(bytes).context("reading the evaluation plan")?;
+    let version = super::output::PLAN_VERSION;
+    if raw.version != Some(version) {
+        bail!(
+            "the evaluation step wrote a plan of version {}, and this nixfront reads version {version}",
+            raw.version.map_or("none".to_string(), |v| v.to_string())
+        );
+    }
     let drv = full_store_path(&raw.drv)?;
     let derivations: BTreeMap<String, RawDerivation> = raw
         .derivations
@@ -212,8 +220,7 @@ pub fn parse_plan(bytes: &[u8]) -> Result<std::result::Result<EvalPlan, Unplanna
         drv,
         inputs,
         sources,
-        main_program: package.main_program,
-        flake_last_modified,
+        package: crate::closure::Package { main_program: package.main_program, flake_last_modified },
         outputs,
         resolved,
         extra_roots,
@@ -234,7 +241,7 @@ mod tests {
     /// `nix show-derivation` as Nix 2.8 prints it.
     fn nix_2_8() -> String {
         format!(
-            r#"{{"drv":"{APP_DRV}","derivations":{{
+            r#"{{"planVersion":2,"drv":"{APP_DRV}","derivations":{{
               "{APP_DRV}":{{"outputs":{{"out":{{"path":"{APP_OUT}"}}}},
                 "inputSrcs":["{TOOLS}"],"inputDrvs":{{"{DEP_DRV}":["out"]}},"platform":"x86_64-linux"}},
               "{DEP_DRV}":{{"outputs":{{"out":{{"path":"{DEP_OUT}"}},"dev":{{"path":"{DEP_DEV}"}}}},"inputSrcs":["{TOOLS}"],"inputDrvs":{{}}}}}},
@@ -248,7 +255,10 @@ mod tests {
         assert_eq!(plan.drv, APP_DRV);
         assert_eq!(plan.inputs, [(DEP_DRV.to_string(), DEP_OUT.to_string())], "dev is not used");
         assert_eq!(plan.sources, [TOOLS]);
-        assert_eq!((plan.main_program.as_deref(), plan.flake_last_modified), (Some("hello"), Some(7)));
+        assert_eq!(
+            (plan.package.main_program.as_deref(), plan.package.flake_last_modified),
+            (Some("hello"), Some(7))
+        );
         assert_eq!(plan.outputs, [APP_OUT]);
     }
 

@@ -101,6 +101,14 @@ pub const LISTING_DEPTH: usize = 5;
 /// files, in nanoseconds.
 pub const FIXED_TIME_NS: i64 = 1_000_000_000;
 
+/// The versions of the JSON the steps write (`manifestVersion`, `planVersion`), which the
+/// frontend checks on reading: the package step's manifest (results, path-info, the
+/// `laidOut` partition), the one-step build's (results, package and flake metadata,
+/// path-info), the evaluation's plan.
+pub const STEP_MANIFEST_VERSION: u64 = 4;
+pub const SINGLE_MANIFEST_VERSION: u64 = 1;
+pub const PLAN_VERSION: u64 = 2;
+
 /// A step's exit code when the builder image has no `nix` on its PATH.
 pub const EXIT_NO_NIX: i32 = 90;
 
@@ -169,6 +177,9 @@ pub fn contract_env() -> Vec<String> {
         format!("NIXFRONT_ROOT_SEED={ROOT_SEED_DIR}"),
         format!("NIXFRONT_ROOT_DEPTH={LISTING_DEPTH}"),
         format!("NIXFRONT_SECRETS={}", super::secrets::SECRETS_DIR),
+        format!("NIXFRONT_STEP_MANIFEST_VERSION={STEP_MANIFEST_VERSION}"),
+        format!("NIXFRONT_SINGLE_MANIFEST_VERSION={SINGLE_MANIFEST_VERSION}"),
+        format!("NIXFRONT_PLAN_VERSION={PLAN_VERSION}"),
         format!("NIXFRONT_EXIT_NO_NIX={EXIT_NO_NIX}"),
         format!("NIXFRONT_EXIT_CANNOT_RUN={EXIT_CANNOT_RUN}"),
         format!("NIXFRONT_PROBES={SCRIPT_DIR}"),

@@ -163,7 +163,15 @@ pub fn evaluate(
 /// their runtime closure. The definition names the derivations and paths, not the package;
 /// `drvs` (the evaluation's binary cache, the same bytes whatever the package's own source)
 /// gives the derivations where the store lacks them.
-pub fn realise(inputs: &[(String, String)], system: &str, drvs: &State, step: &NixStep) -> State {
+pub fn realise(inputs: &[(String, String)], system: &str, drvs: &State, step: &NixStep) -> Keyed {
+    Keyed {
+        // Keyed without the evaluation's cache, whose definition names the client's session.
+        memo_key: crate::memo::dependencies_key(&realise_step(inputs, system, &State::scratch(), step)),
+        meta: realise_step(inputs, system, drvs, step),
+    }
+}
+
+fn realise_step(inputs: &[(String, String)], system: &str, drvs: &State, step: &NixStep) -> State {
     let lines: String = inputs.iter().map(|(drv, out)| format!("{drv} {out}\n")).collect();
     let spec = spec(&[(SPEC_INPUTS, lines.as_bytes())], "[internal] the package's inputs");
     let mut exec = step
@@ -173,6 +181,16 @@ pub fn realise(inputs: &[(String, String)], system: &str, drvs: &State, step: &N
     let meta = exec.output(META_DIR, &State::scratch());
     exec.build(&step.name(Stage::Realise, &format!("nix: realise {} inputs ({system})", inputs.len())))
         .state(&meta)
+}
+
+/// A step whose answer (its metadata output, read) the memo may hold: the step and that key,
+/// made together so that they cannot disagree.
+pub struct Keyed {
+    /// The step's metadata output.
+    pub meta: State,
+    /// The memo's key of its answer ([`crate::memo`]): the step made with placeholders for
+    /// what names the client's session.
+    pub memo_key: String,
 }
 
 /// A dependency layer as the layer step wrote it: the directory `dir` of `state`, laid out as
@@ -290,8 +308,8 @@ pub struct PackageBuild {
     pub sources: State,
     /// What nixfront adds to the image (`tmp`).
     pub extras: State,
-    /// The manifest.
-    pub meta: State,
+    /// The manifest and the roots listing, and the memo's key of them.
+    pub answer: Keyed,
 }
 
 /// Builds the package's derivation in a store of the step's own: `store` (see [`step_store`])
@@ -299,6 +317,24 @@ pub struct PackageBuild {
 /// cache `drvs`) and everything registered from the spec. No evaluation: the derivation says it
 /// all, so the step is keyed by it and its dependencies.
 pub fn package(
+    spec_in: &PackageSpec,
+    system: &str,
+    store: &State,
+    pkg: &State,
+    drvs: &State,
+    step: &NixStep,
+) -> PackageBuild {
+    // The memo's key: the step with placeholders for what the client's session names (the
+    // evaluation's tree, made from the context) and for the store (named by the spec).
+    let placeholder = State::scratch();
+    let keyed = package_step(spec_in, system, &placeholder, &placeholder, &placeholder, step);
+    let memo_key = crate::memo::package_key(&keyed.answer.meta, spec_in.drv);
+    let mut build = package_step(spec_in, system, store, pkg, drvs, step);
+    build.answer.memo_key = memo_key;
+    build
+}
+
+fn package_step(
     spec_in: &PackageSpec,
     system: &str,
     store: &State,
@@ -332,7 +368,7 @@ pub fn package(
         results: built.state(&results),
         sources: built.state(&sources),
         extras: built.state(&extras),
-        meta: built.state(&meta),
+        answer: Keyed { meta: built.state(&meta), memo_key: String::new() },
     }
 }
 
@@ -447,7 +483,11 @@ mod tests {
         assert!(eval_exec.mounts.iter().any(|m| m.dest == super::super::output::CONTEXT_DIR));
         assert!(eval_exec.mounts.iter().any(|m| m.dest == FETCHED_DIR && m.readonly));
         let inputs = [("/nix/store/a-d.drv".to_string(), "/nix/store/b-d".to_string())];
-        let realised = realise(&inputs, "x86_64-linux", &evaluation.drvs, &step);
+        let keyed = realise(&inputs, "x86_64-linux", &evaluation.drvs, &step);
+        // The memo key holds whatever the evaluation's cache is (it names the session).
+        let other_drvs = State::scratch();
+        assert_eq!(keyed.memo_key, realise(&inputs, "x86_64-linux", &other_drvs, &step).memo_key);
+        let realised = keyed.meta;
         let groups = [vec!["/nix/store/b-d".to_string()], vec!["/nix/store/c-e".to_string()]];
         let deriver = |p: &str| (p == "/nix/store/b-d").then_some("/nix/store/a-d.drv");
         let layers = lay_out(&groups, deriver, "x86_64-linux", &step, true, &realised, &evaluation.drvs);
@@ -483,7 +523,12 @@ mod tests {
             roots: &outputs,
         };
         let built = package(&spec_in, "x86_64-linux", &store, &evaluation.pkg, &evaluation.drvs, &step);
-        let exec = execs(&built.meta).into_iter().last().unwrap();
+        let other =
+            package(&spec_in, "x86_64-linux", &State::scratch(), &State::scratch(), &State::scratch(), &step);
+        assert_eq!(built.answer.memo_key, other.answer.memo_key, "keyed without the session's trees");
+        assert_ne!(built.answer.memo_key, keyed.memo_key);
+        let built_meta = &built.answer.meta;
+        let exec = execs(built_meta).into_iter().last().unwrap();
         assert!(cache_mounts(&exec).is_empty(), "the package step never mounts the persistent store");
         assert!(exec.mounts.iter().all(|m| m.dest != super::super::output::CONTEXT_DIR));
         let store_mount = exec.mounts.iter().find(|m| m.dest == STEP_STORE_DIR).unwrap();
@@ -492,8 +537,8 @@ mod tests {
             exec.meta.as_ref().unwrap().args[2..],
             ["/nix/store/0s3q0y4j7vbp8nq6w1c3h0rl3r5y8d1a-x-1.0.drv", "x86_64-linux", "/nix/store/o-x"]
         );
-        assert_eq!(spec_file(&built.meta, SPEC_RECORDS).as_deref(), Some(&b"/nix/store/b-d\n"[..]));
-        let merged = decode(&built.meta.to_definition())
+        assert_eq!(spec_file(built_meta, SPEC_RECORDS).as_deref(), Some(&b"/nix/store/b-d\n"[..]));
+        let merged = decode(&built_meta.to_definition())
             .into_iter()
             .any(|(_, op)| matches!(op.op, Some(pb::op::Op::Merge(_))));
         assert!(merged, "the dependency layers are merged into the step's store");

@@ -217,8 +217,7 @@ fn a_release_is_one_two_platform_index_pinned_by_digest() {
     let _engines = d26.shared();
     let _emulation = Emulation::set(true);
     arm64_frontend();
-    let registry = script("registry.sh", &["start"]);
-    assert!(registry.ok, "scripts/registry.sh start: {}", registry.all());
+    let _registry = crate::harness::Registry::start();
     let released = script("release.sh", &["localhost:5000/nixfront", "d26"]);
     assert!(released.ok, "scripts/release.sh: {}", released.all());
     let pinned = released.stdout.trim().to_string();
@@ -281,7 +280,6 @@ fn a_release_is_one_two_platform_index_pinned_by_digest() {
     assert_contains(&built.all(), &[&pinned]);
     let out = d26.docker(&["run", "--rm", &tag("pinned", d26)]);
     assert_eq!(out.stdout, "hello from the greeting dependency\nargs:\n", "{}", out.all());
-    let _ = script("registry.sh", &["stop"]);
 }
 
 /// `GET PATH` from the registry, which must answer.

@@ -54,6 +54,42 @@ fn a_fresh_runner_with_a_local_cache_rebuilds_only_the_app() {
     assert_eq!(warm, fresh, "a fresh runner's image is the one built from scratch");
 }
 
+/// What a CI job on Docker 26 does: push the image with inline cache, build the next version
+/// from it. The build's `--metadata-file` has the summary: which store path the edit added and
+/// the bytes a redeploy moves (Docker 20.10's `docker build` writes no metadata file).
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn the_metadata_file_says_what_changed_since_the_cache_from_image() {
+    let d26 = Engine::D26;
+    let _engines = d26.shared();
+    let _registry = crate::harness::Registry::start();
+    let fx = Fixture::new("ci-summary", APP);
+    let pushed = "localhost:5000/nixfront-summary:1";
+    let first = d26.build(&fx, pushed, &["--build-arg", "BUILDKIT_INLINE_CACHE=1", "--provenance=false"]);
+    assert!(first.ok, "{}", first.all());
+    let push = d26.docker(&["push", pushed]);
+    assert!(push.ok, "docker push: {}", push.all());
+
+    fx.write("app/message", "message v2\n");
+    let metadata = fx.file_for(d26, "../ci-summary-metadata.json");
+    let t = tag("ci-summary", d26);
+    let next = d26.build(&fx, &t, &["--cache-from", pushed, "--metadata-file", &metadata]);
+    assert!(next.ok, "{}", next.all());
+    assert_contains(&next.all(), &["since the --cache-from image: 1 paths added (edited-1.0), 1 removed"]);
+    let written = std::fs::read_to_string(fx.host_path().join("../ci-summary-metadata.json")).unwrap();
+    let written: serde_json::Value = serde_json::from_str(&written).unwrap();
+    let summary = &written["frontend.nixfront.summary"]["linux/amd64"];
+    assert!(summary.is_object(), "the summary, decoded by buildx, in the metadata file: {written}");
+    let change = &summary["change"];
+    let added = change["added"].as_array().expect("the added paths");
+    assert_eq!(added.len(), 1, "{summary}");
+    assert!(added[0]["path"].as_str().unwrap().ends_with("-edited-1.0"), "{summary}");
+    let moved = change["redeployBytes"].as_u64().unwrap();
+    assert!(moved > 0 && moved == added[0]["narSize"].as_u64().unwrap(), "{summary}");
+    assert_eq!(change["removed"].as_array().unwrap().len(), 1, "the old app: {summary}");
+    assert_eq!(summary["storePaths"].as_u64(), Some(image::store_entries(d26, &t).len() as u64), "{summary}");
+}
+
 #[test]
 #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
 fn the_exported_cache_carries_the_closure_once_and_no_builder_image() {

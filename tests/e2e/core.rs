@@ -182,3 +182,21 @@ on_engines! {
         }
     }
 }
+
+on_engines! {
+    /// Without the persistent store everything is one step (scripts/single.sh): the same
+    /// closure, an image that runs, the summary.
+    fn without_the_persistent_store_the_package_builds_in_one_step(engine) {
+        let _engines = engine.shared();
+        let fx = Fixture::new("one-step", "# syntax=org/nixfront\nFLAKE .#hello\n");
+        let expected = fx.expected_closure("hello");
+        let t = tag("one-step", engine);
+        let build = engine.build(&fx, &t, &["--build-arg", "NIX_PERSISTENT_STORE=false"]);
+        assert!(build.ok, "{engine:?} build failed:\n{}", build.all());
+        assert_contains(&build.all(), &["store paths copied", "[nixfront] linux/amd64: ", " in 3 store paths"]);
+        assert!(!build.all().contains("nix eval .#hello"), "no evaluation step:\n{}", build.all());
+        assert_eq!(image::store_entries(engine, &t), expected, "{engine:?}: /nix/store must be the closure");
+        let run = engine.run_image(&t, &["x"]);
+        assert_eq!(run.stdout, "hello from the greeting dependency\nargs:x\n", "{engine:?}: {}", run.all());
+    }
+}

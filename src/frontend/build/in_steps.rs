@@ -70,17 +70,8 @@ impl Shared<'_> {
         });
         let store = steps::step_store(trees, builder_root.as_ref(), location);
         let package = steps::package(&spec, &plan.system, &store, &evaluation.pkg, &evaluation.drvs, &step);
-        // The memo's key: the step with placeholders for what the client's session names (the
-        // evaluation's tree, made from the context) and for the store (named by the spec).
-        let placeholder = State::scratch();
-        let key = memo::package_key(
-            &steps::package(&spec, &plan.system, &placeholder, &placeholder, &placeholder, &step).meta,
-            &eval.drv,
-        );
-        let (mut closure, answer) = self.package_answer(gw, plan, &package, &key, &eval).await?;
-        memo.record(key, &answer);
-        closure.main_program = eval.main_program.clone();
-        closure.flake_last_modified = eval.flake_last_modified;
+        let (manifest, answer) = self.package_answer(gw, plan, &package, &eval, &mut memo).await?;
+        let closure = manifest.closure;
         let listing = roots::parse_listing(&answer.roots, &roots);
         let root = root::plan(&listing, &image_setup.wants, &self.options.filename, plan.flake_lines)?;
         let warnings = root::warnings(&root, image_setup, plan.flake_lines);
@@ -95,21 +86,25 @@ impl Shared<'_> {
             }
         };
         let (laid_out, stacked) = deps.map(|d| (d.laid_out, d.stacked)).unwrap_or_default();
+        let Some(split) = manifest.laid_out else {
+            anyhow::bail!("the package step's manifest does not say which paths it laid out (laidOut)");
+        };
         let mut layers = layers::split_build_layers(
             &laid_out,
             &stacked,
             &closure,
-            (&eval.sources, &package.sources),
-            &results,
+            (&split.sources, &package.sources),
+            (&split.results, &results),
             max_layers,
         );
         if let Some(last) = layers.last_mut().filter(|_| !root.entries.is_empty()) {
             last.name = format!("{} and {}", last.name, root::describe(&root));
         }
-        let mut anchors = vec![evaluation.meta, package.meta];
+        let mut anchors = vec![evaluation.meta, package.answer.meta];
         anchors.extend(setup.fetch_meta);
         Ok(Some(Built {
             closure,
+            package: eval.package.clone(),
             layers,
             top: TopSource::Tree(package.extras),
             anchors,
@@ -120,33 +115,62 @@ impl Shared<'_> {
         }))
     }
 
-    /// What the package step tells: from the memo under `key` (when its results are the
-    /// evaluated derivation's outputs), else its manifest and its main result's `bin/` read
-    /// from its outputs.
-    pub(super) async fn package_answer(
+    /// A step's answer: from the memo under the step's key, when it holds one `parse` accepts,
+    /// else `files` of the step's metadata output, read (the step runs), made into the answer by
+    /// `read`. Either way it is recorded in `memo`, for the image's inline cache.
+    #[allow(clippy::too_many_arguments)]
+    async fn answer<A, T, const N: usize>(
+        &self,
+        gw: &mut Gateway,
+        plan: &PlatformPlan,
+        (stage, what): (Stage, &str),
+        step: &steps::Keyed,
+        files: [&str; N],
+        parse: impl Fn(&A) -> Result<T>,
+        read: impl AsyncFnOnce(&mut Gateway, [Vec<u8>; N]) -> Result<A>,
+        memo: &mut Memo,
+    ) -> Result<(T, A)>
+    where
+        A: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let (parsed, answer) = match self.memo.answer(&step.memo_key, what, &parse) {
+            Some(found) => found,
+            None => {
+                let files = self.step_meta(gw, plan, stage, &step.meta, files).await?;
+                let answer = read(gw, files).await?;
+                (parse(&answer)?, answer)
+            }
+        };
+        memo.record(step.memo_key.clone(), &answer);
+        Ok((parsed, answer))
+    }
+
+    /// What the package step tells: its manifest (when its results are the evaluated
+    /// derivation's outputs), its roots listing, and its main result's `bin/`.
+    async fn package_answer(
         &self,
         gw: &mut Gateway,
         plan: &PlatformPlan,
         package: &steps::PackageBuild,
-        key: &str,
         eval: &derivation::EvalPlan,
-    ) -> Result<(Closure, PackageAnswer)> {
+        memo: &mut Memo,
+    ) -> Result<(closure::Manifest, PackageAnswer)> {
         let parse = |answer: &PackageAnswer| {
-            let closure = closure::parse_manifest(answer.manifest.as_bytes())?;
-            memo::check_package(&closure.results, &eval.outputs)?;
-            Ok(closure)
+            let manifest = closure::read_manifest(answer.manifest.as_bytes(), STEP_MANIFEST_VERSION)?;
+            memo::check_package(&manifest.closure.results, &eval.outputs)?;
+            Ok(manifest)
         };
-        if let Some(found) = self.memo.answer(key, "package manifest", parse) {
-            return Ok(found);
-        }
-        let [manifest, roots] =
-            self.step_meta(gw, plan, Stage::Build, &package.meta, [MANIFEST_FILE, ROOTS_FILE]).await?;
-        let closure = closure::parse_manifest(&manifest)?;
-        let results = self.solve_output(gw, plan, &package.results).await?;
-        let bin = bin_entries(gw, &results, &format!("{}/bin", closure.main_result())).await;
-        let manifest = String::from_utf8_lossy(&manifest).into_owned();
-        let roots = String::from_utf8_lossy(&roots).into_owned();
-        Ok((closure, PackageAnswer { manifest, roots, bin }))
+        let read = async |gw: &mut Gateway, [manifest, roots]: [Vec<u8>; 2]| {
+            let closure = closure::read_manifest(&manifest, STEP_MANIFEST_VERSION)?.closure;
+            let results = self.solve_output(gw, plan, &package.results).await?;
+            let bin = bin_entries(gw, &results, &format!("{}/bin", closure.main_result())).await;
+            let manifest = String::from_utf8_lossy(&manifest).into_owned();
+            let roots = String::from_utf8_lossy(&roots).into_owned();
+            Ok(PackageAnswer { manifest, roots, bin })
+        };
+        let files = [MANIFEST_FILE, ROOTS_FILE];
+        let what = (Stage::Build, "package manifest");
+        self.answer(gw, plan, what, &package.answer, files, parse, read, memo).await
     }
 
     /// The package's dependencies: realised by the dependency step (or its answer taken from
@@ -162,30 +186,23 @@ impl Shared<'_> {
         memo: &mut Memo,
     ) -> Result<DependencyLayers> {
         let realise = steps::realise(&eval.inputs, &plan.system, drvs, step);
-        // Keyed without the evaluation's cache, whose definition names the client's session.
-        let key =
-            memo::dependencies_key(&steps::realise(&eval.inputs, &plan.system, &State::scratch(), step));
         let parse = |answer: &DependenciesAnswer| -> Result<Closure> {
             let info: serde_json::Value =
                 serde_json::from_str(&answer.path_info).context("reading the dependencies' path-info")?;
             let paths = closure::parse_path_info(info)?;
             memo::check_dependencies(&paths, &eval.inputs)?;
-            Ok(Closure { results: Vec::new(), main_program: None, flake_last_modified: None, paths })
+            Ok(Closure { results: Vec::new(), paths })
         };
-        let (deps, answer) = match self.memo.answer(&key, "dependencies", parse) {
-            Some(found) => found,
-            None => {
-                let [info, db] = self
-                    .step_meta(gw, plan, Stage::Realise, &realise, [DEPS_INFO_FILE, DEPS_DB_FILE])
-                    .await?;
-                let text = |bytes: Vec<u8>| {
-                    String::from_utf8(bytes).context("the dependency step's output is not UTF-8")
-                };
-                let answer = DependenciesAnswer { path_info: text(info)?, db: text(db)? };
-                (parse(&answer)?, answer)
-            }
+        let read = async |_: &mut Gateway, [info, db]: [Vec<u8>; 2]| {
+            let text = |bytes: Vec<u8>| {
+                String::from_utf8(bytes).context("the dependency step's output is not UTF-8")
+            };
+            Ok(DependenciesAnswer { path_info: text(info)?, db: text(db)? })
         };
-        memo.record(key, &answer);
+        let files = [DEPS_INFO_FILE, DEPS_DB_FILE];
+        let what = (Stage::Realise, "dependencies");
+        let (deps, answer) = self.answer(gw, plan, what, &realise, files, parse, read, memo).await?;
+        let realise = realise.meta;
         // The top layer, the package's own paths and its sources take one layer each.
         let groups = grouping::group(&deps, self.options.nix.max_layers.saturating_sub(3).max(1));
         let paths: Vec<Vec<String>> = groups.iter().map(|g| g.paths.clone()).collect();
@@ -216,7 +233,8 @@ impl Shared<'_> {
         let nix = plan::single_build(&plan.flake, &plan.extras, &plan.system, &step);
         let [manifest, listing] =
             self.step_meta(gw, plan, Stage::Build, &nix.meta, [MANIFEST_FILE, ROOTS_FILE]).await?;
-        let closure = closure::parse_manifest(&manifest)?;
+        let manifest = closure::read_manifest(&manifest, SINGLE_MANIFEST_VERSION)?;
+        let closure = manifest.closure;
         let listing = roots::parse_listing(&String::from_utf8_lossy(&listing), &closure.results);
         let root = root::plan(&listing, &setup.wants, &self.options.filename, plan.flake_lines)?;
         let warnings = root::warnings(&root, setup, plan.flake_lines);
@@ -237,6 +255,7 @@ impl Shared<'_> {
         }
         Ok(Built {
             closure,
+            package: manifest.package,
             layers,
             top: TopSource::SingleBuild(nix.closure.clone()),
             anchors: vec![nix.meta],

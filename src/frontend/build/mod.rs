@@ -34,10 +34,11 @@ use crate::options::nixconf;
 use crate::options::{NamedContext, NixArgs, Options};
 use crate::plan::output::{
     self, DEPS_DB_FILE, DEPS_INFO_FILE, EXIT_CANNOT_RUN, EXIT_NO_NIX, FLAKE_CONFIG_FILE, MANIFEST_FILE,
-    PACKAGES_FILE, PLAN_FILE, ROOTS_FILE,
+    PACKAGES_FILE, PLAN_FILE, ROOTS_FILE, SINGLE_MANIFEST_VERSION, STEP_MANIFEST_VERSION,
 };
 use crate::plan::{self, BuilderImage, FlakeRef, NixStep, Stage, derivation, steps};
 use crate::sbom;
+use crate::summary::Summary;
 
 /// The build args one platform's build sees: the client's and the platform's own
 /// (`TARGETARCH`, `BUILDPLATFORM`, ...), as a Dockerfile stage sees them.
@@ -201,7 +202,8 @@ impl<'a> Shared<'a> {
             closure.main_result()
         );
 
-        let created = image::creation_time(options.source_date_epoch, closure, plan.flake.uses_context);
+        let created =
+            image::creation_time(options.source_date_epoch, &built.package, plan.flake.uses_context);
         let attest = options.sbom_attestation && self.attestations;
         let sbom = (attest || options.nix.sbom_file)
             .then(|| {
@@ -239,6 +241,7 @@ impl<'a> Shared<'a> {
             filename: &options.filename,
             nixfile: &plan.nixfile,
             closure,
+            main_program: built.package.main_program.as_deref(),
             bin: &built.bin,
             platform: &plan.target,
             flake: &plan.flake.written,
@@ -253,7 +256,7 @@ impl<'a> Shared<'a> {
         })?;
         let rootfs =
             at_lines(self.solve(gw, &state).await.context("assembling the image"), plan.flake_lines)?;
-        self.show_summary(gw, plan, layer_names.len(), closure).await;
+        let summary = self.show_summary(gw, plan, layer_names.len(), closure).await;
         let sbom = match sbom.filter(|_| attest) {
             Some(document) => {
                 let file = sbom::attestation_file(&document, closure.paths.len());
@@ -267,17 +270,25 @@ impl<'a> Shared<'a> {
             }
             None => None,
         };
-        Ok(PlatformImage { platform: plan.target.clone(), rootfs, config, created, sbom })
+        Ok(PlatformImage { platform: plan.target.clone(), rootfs, config, created, sbom, summary })
     }
 
     /// Shows the image's summary (crate::summary) as the name of a step that writes it to a
     /// file nothing uses; a failure to show it is logged, never the build's.
-    async fn show_summary(&self, gw: &mut Gateway, plan: &PlatformPlan, layers: usize, closure: &Closure) {
+    async fn show_summary(
+        &self,
+        gw: &mut Gateway,
+        plan: &PlatformPlan,
+        layers: usize,
+        closure: &Closure,
+    ) -> Summary {
         let previous = crate::summary::previous_closure(&self.memo, closure);
-        let text =
-            crate::summary::line(&crate::platform::format(&plan.target), layers, closure, previous.as_ref());
+        let platform = crate::platform::format(&plan.target);
+        let summary = Summary::new(&platform, layers, closure, previous.as_ref());
+        let text = summary.line();
         info!("{text}");
         self.note(gw, &text).await;
+        summary
     }
 
     /// Shows `text` to the user as the name of a step (BuildKit shows no other message of a
@@ -356,6 +367,8 @@ struct FlakeSetup {
 /// main result's `bin/`.
 struct Built {
     closure: Closure,
+    /// `meta.mainProgram` and the flake's date.
+    package: closure::Package,
     layers: Vec<LayerPlan>,
     /// Where the top layer's `tmp` comes from.
     top: TopSource,

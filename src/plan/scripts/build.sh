@@ -11,7 +11,8 @@
 #   $NIXFRONT_RESULTS/nix/store/<base>   the package's own paths of its runtime closure
 #   $NIXFRONT_SOURCES/nix/store/<base>   its input sources that are in the closure
 #   $NIXFRONT_EXTRAS_DIR/tmp             what nixfront adds to the image (mode 1777)
-#   $NIXFRONT_META/$NIXFRONT_MANIFEST    results and path-info of the runtime closure
+#   $NIXFRONT_META/$NIXFRONT_MANIFEST    results, path-info of the runtime closure, and which of
+#                                        its paths went to which tree (laidOut)
 #   $NIXFRONT_META/$NIXFRONT_ROOTS       what the root packages hold (list_roots)
 # The image's closure is that of the root packages ($NIXFRONT_SPEC/$NIXFRONT_SPEC_ROOTS: the
 # outputs, then FLAKE's further packages, which are dependencies).
@@ -20,7 +21,7 @@
 . "$(dirname "$0")/common.sh"
 setup_step
 : "${NIXFRONT_RESULTS:?}" "${NIXFRONT_SOURCES:?}" "${NIXFRONT_EXTRAS_DIR:?}" "${NIXFRONT_META:?}" \
-    "${NIXFRONT_MANIFEST:?}" "${NIXFRONT_SPEC:?}" "${NIXFRONT_PKG:?}"
+    "${NIXFRONT_MANIFEST:?}" "${NIXFRONT_SPEC:?}" "${NIXFRONT_PKG:?}" "${NIXFRONT_STEP_MANIFEST_VERSION:?}"
 drv=$1
 system=$2
 shift 2
@@ -42,7 +43,8 @@ closure_of "$NIXFRONT_SPEC/$NIXFRONT_SPEC_ROOTS" "$work/path-info.json" "$work/c
 list_roots "$NIXFRONT_SPEC/$NIXFRONT_SPEC_ROOTS" "$NIXFRONT_META/$NIXFRONT_ROOTS"
 sort "$work/closure.unsorted" >"$work/closure"
 
-# The closure, minus the dependencies (their layers hold them): sources, then the rest.
+# The closure, minus the dependencies (their layers hold them): sources, then the rest. The
+# manifest records this split (laidOut), which the frontend reads as it is.
 sort "$NIXFRONT_SPEC/$NIXFRONT_SPEC_DEPS" >"$work/deps.sorted"
 sort "$NIXFRONT_SPEC/$NIXFRONT_SPEC_SOURCES" >"$work/sources.sorted"
 comm -23 "$work/closure" "$work/deps.sorted" >"$work/own"
@@ -57,8 +59,13 @@ chmod 1777 "$NIXFRONT_EXTRAS_DIR/tmp"
 touch -h -d @1 "$NIXFRONT_EXTRAS_DIR/tmp"
 
 {
-    printf '{"manifestVersion":3,"results":'
+    printf '{"manifestVersion":%s,"results":' "$NIXFRONT_STEP_MANIFEST_VERSION"
     json_lines "$work/results"
+    printf ',"laidOut":{"sources":'
+    json_lines "$work/part-sources"
+    printf ',"results":'
+    json_lines "$work/part-results"
+    printf '}'
     printf ',"pathInfo":'
     cat "$work/path-info.json"
     printf '}\n'

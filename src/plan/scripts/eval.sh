@@ -23,7 +23,7 @@
 . "$(dirname "$0")/common.sh"
 setup_step
 : "${NIXFRONT_META:?}" "${NIXFRONT_PLAN:?}" "${NIXFRONT_PKG:?}" "${NIXFRONT_DRVS:?}" \
-    "${NIXFRONT_FETCHED:?}"
+    "${NIXFRONT_FETCHED:?}" "${NIXFRONT_PLAN_VERSION:?}"
 ref=$1
 flake=$2
 system=$3
@@ -124,7 +124,7 @@ if [ -s "$work/inputs" ]; then
 fi
 
 {
-    printf '{"planVersion":2,"drv":"%s","derivations":' "$drv"
+    printf '{"planVersion":%s,"drv":"%s","derivations":' "$NIXFRONT_PLAN_VERSION" "$drv"
     cat "$work/derivations.json"
     printf ',"sourceClosure":'
     json_lines "$work/src-closure"

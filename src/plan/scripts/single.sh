@@ -13,7 +13,8 @@
 #   $NIXFRONT_META/$NIXFRONT_ROOTS          what the results hold (list_roots)
 . "$(dirname "$0")/common.sh"
 setup_step
-: "${NIXFRONT_OUT:?}" "${NIXFRONT_META:?}" "${NIXFRONT_MANIFEST:?}" "${NIXFRONT_EXTRAS:?}"
+: "${NIXFRONT_OUT:?}" "${NIXFRONT_META:?}" "${NIXFRONT_MANIFEST:?}" "${NIXFRONT_EXTRAS:?}" \
+    "${NIXFRONT_SINGLE_MANIFEST_VERSION:?}"
 ref=$1
 flake=$2
 system=$3
@@ -55,7 +56,7 @@ chmod 1777 "$NIXFRONT_OUT/$NIXFRONT_EXTRAS/tmp"
 touch -h -d @1 "$NIXFRONT_OUT/$NIXFRONT_EXTRAS/tmp"
 
 {
-    printf '{"manifestVersion":1,"results":'
+    printf '{"manifestVersion":%s,"results":' "$NIXFRONT_SINGLE_MANIFEST_VERSION"
     json_lines "$work/results"
     printf ',"package":'
     cat "$work/package.json"

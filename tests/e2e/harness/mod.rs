@@ -55,6 +55,29 @@ pub fn script_output(name: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("scripts/{name} runs: {e}"))
 }
 
+/// The local registry in dockerd 26's network namespace (scripts/registry.sh), started empty
+/// for one test at a time and stopped when the guard goes.
+pub struct Registry {
+    _held: std::sync::MutexGuard<'static, ()>,
+}
+
+static REGISTRY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Registry {
+    pub fn start() -> Registry {
+        let held = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        let started = script("registry.sh", &["start"]);
+        assert!(started.ok, "scripts/registry.sh start: {}", started.all());
+        Registry { _held: held }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = script("registry.sh", &["stop"]);
+    }
+}
+
 /// A unique image tag for one test on one engine.
 pub fn tag(test: &str, engine: Engine) -> String {
     format!("nixfront-e2e/{test}:{}", engine.name())
