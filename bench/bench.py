@@ -13,6 +13,9 @@ On each engine, the same builder image and the same flake, for each approach:
     fresh     the same, with `docker builder prune -af` between the two builds
     size      the edited image's size
 
+  frontend time: the frontend's own work (parse, group, lay out, SBOM, summary, marshal, the
+  evaluation plan) for synthetic closures of 1000, 3000 and 10 000 paths (benches/frontend.rs)
+
   long rows (--long), by hand: they take about half an hour
     fresh runner: a cold build exporting BuildKit's cache (dockerd 26: --cache-to
     type=local,mode=max; dockerd 20.10: inline cache), then `docker builder prune -af` (and,
@@ -37,11 +40,18 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DOCKER = os.path.join(REPO, "scripts", "docker.sh")
-CI_ROOT = os.environ.get("NIXFRONT_CI_ROOT", "/var/lib/nixfront-ci")
-TRIXIE = os.path.join(CI_ROOT, "trixie")
+# The scripts' facts (scripts/lib.sh owns them): the engines' root, the builder image.
+FACTS = dict(
+    line.split("=", 1)
+    for line in subprocess.run(
+        ["bash", os.path.join(REPO, "scripts", "facts.sh")], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+)
+CI_ROOT = FACTS["CI_ROOT"]
+TRIXIE = FACTS["TRIXIE"]
 INNER = "/tmp/nixfront-bench"  # the work dir as dockerd 26 (in the chroot) sees it
 HOST = TRIXIE + INNER
-NIX_IMAGE = "localnix/nix:2.8"
+NIX_IMAGE = FACTS["NIX_IMAGE"]
 APPROACHES = ["seed", "expert", "nixfront"]
 
 
@@ -335,10 +345,20 @@ def report(engine, res, long):
           f"seed {100 * res['seed']['moved'] / res['seed']['size']:.1f}%")
 
 
+def frontend_time():
+    """The frontend's own work for closures of 1000 to 10 000 paths (benches/frontend.rs)."""
+    print("== the frontend's own time per build, by closure size (ms; no BuildKit, no Nix)", flush=True)
+    run = subprocess.run(
+        ["cargo", "bench", "--quiet", "--bench", "frontend"], cwd=REPO, capture_output=True, text=True
+    )
+    print(run.stdout if run.returncode == 0 else f"benches/frontend.rs FAILED:\n{run.stderr}", flush=True)
+
+
 def main():
     args = sys.argv[1:]
     long = "--long" in args
     engines = [a for a in args if a != "--long"] or ["d20", "d26"]
+    frontend_time()
     prepare()
     all_results = {}
     for engine in engines:

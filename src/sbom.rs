@@ -43,7 +43,13 @@ pub fn nar_hash_hex(hash: &str) -> Option<String> {
     } else {
         return None;
     };
-    (bytes.len() == 32).then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    (bytes.len() == 32).then(|| {
+        bytes
+            .iter()
+            .flat_map(|b| [HEX[usize::from(b >> 4)] as char, HEX[usize::from(b & 15)] as char])
+            .collect()
+    })
 }
 
 /// Nix's base-32 (its own alphabet, least significant digit last) to `size` bytes, as Nix's
@@ -110,21 +116,25 @@ pub fn document(closure: &Closure, flake: &str, created: &str, base: Option<&str
             package
         })
         .collect();
-    let by_path = |path: &str| closure.get(path);
+    // Each path's SPDX id, made once: the relationships name each path many times.
+    let ids: Vec<String> = closure.paths.iter().map(spdx_id).collect();
+    let id_of = |path: &str| {
+        closure.paths.binary_search_by(|p| p.path.as_str().cmp(path)).ok().map(|i| ids[i].as_str())
+    };
     let mut relationships: Vec<Value> = closure
         .results
         .iter()
-        .filter_map(|r| by_path(r))
-        .map(|p| {
-            json!({ "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": spdx_id(p) })
+        .filter_map(|r| id_of(r))
+        .map(|id| {
+            json!({ "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": id })
         })
         .collect();
-    for p in &closure.paths {
-        for r in p.references.iter().filter_map(|r| by_path(r)) {
+    for (p, id) in closure.paths.iter().zip(&ids) {
+        for r in p.references.iter().filter_map(|r| id_of(r)) {
             relationships.push(json!({
-                "spdxElementId": spdx_id(p),
+                "spdxElementId": id,
                 "relationshipType": "DEPENDS_ON",
-                "relatedSpdxElement": spdx_id(r),
+                "relatedSpdxElement": r,
             }));
         }
     }

@@ -94,26 +94,79 @@ pub fn group(closure: &Closure, store_layers: usize) -> Vec<Group> {
     groups
 }
 
-/// How many closure paths depend on each path, directly or not.
+/// Above this many paths, popularity counts direct dependants only: the exact count keeps a
+/// bit per pair of paths (50 MB at this size).
+const EXACT_POPULARITY_PATHS: usize = 20_000;
+
+/// How many closure paths depend on each path, directly or not (for very large closures,
+/// directly). Each path's reach is a bit set, made from its references' in post-order, so the
+/// work is a few word operations per reference rather than a walk per path. References form a
+/// DAG in a real closure; a cycle in a forged manifest gives an undercount, never a hang.
 fn popularity(closure: &Closure) -> BTreeMap<&str, usize> {
-    let refs: BTreeMap<&str, &[String]> =
-        closure.paths.iter().map(|p| (p.path.as_str(), p.references.as_slice())).collect();
-    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
-    for p in &closure.paths {
-        // Everything reachable from p (p excluded) gains one dependant.
-        let mut seen: BTreeSet<&str> = BTreeSet::new();
-        let mut stack: Vec<&str> =
-            refs.get(p.path.as_str()).into_iter().flat_map(|r| r.iter()).map(String::as_str).collect();
-        while let Some(next) = stack.pop() {
-            if next != p.path && seen.insert(next) {
-                stack.extend(refs.get(next).into_iter().flat_map(|r| r.iter()).map(String::as_str));
+    let n = closure.paths.len();
+    let index = |r: &String| closure.paths.binary_search_by(|q| q.path.as_str().cmp(r)).ok();
+    let refs: Vec<Vec<usize>> = closure
+        .paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p.references.iter().filter_map(index).filter(|&j| j != i).collect())
+        .collect();
+    let mut count = vec![0usize; n];
+    if n > EXACT_POPULARITY_PATHS {
+        refs.iter().flatten().for_each(|&j| count[j] += 1);
+    } else {
+        let words = n.div_ceil(64);
+        let mut reach = vec![0u64; n * words];
+        let mut row = vec![0u64; words];
+        for v in post_order(&refs) {
+            for &w in &refs[v] {
+                row.copy_from_slice(&reach[w * words..(w + 1) * words]);
+                row[w / 64] |= 1 << (w % 64);
+                reach[v * words..(v + 1) * words].iter_mut().zip(&row).for_each(|(a, b)| *a |= b);
+            }
+            reach[v * words + v / 64] &= !(1 << (v % 64));
+        }
+        for bits in reach.chunks(words.max(1)) {
+            for (k, &word) in bits.iter().enumerate() {
+                let mut word = word;
+                while word != 0 {
+                    count[k * 64 + word.trailing_zeros() as usize] += 1;
+                    word &= word - 1;
+                }
             }
         }
-        for dep in seen {
-            *count.entry(dep).or_default() += 1;
+    }
+    closure.paths.iter().zip(count).filter(|(_, c)| *c > 0).map(|(p, c)| (p.path.as_str(), c)).collect()
+}
+
+/// The nodes of the graph `refs` (each node's successors) with every node after those it
+/// reaches (a back edge of a cycle is skipped).
+fn post_order(refs: &[Vec<usize>]) -> Vec<usize> {
+    let mut order = Vec::with_capacity(refs.len());
+    let mut seen = vec![false; refs.len()];
+    for root in 0..refs.len() {
+        if seen[root] {
+            continue;
+        }
+        seen[root] = true;
+        let mut stack = vec![(root, 0usize)];
+        while let Some((v, next)) = stack.last_mut() {
+            match refs[*v].get(*next) {
+                Some(&w) => {
+                    *next += 1;
+                    if !seen[w] {
+                        seen[w] = true;
+                        stack.push((w, 0));
+                    }
+                }
+                None => {
+                    order.push(*v);
+                    stack.pop();
+                }
+            }
         }
     }
-    count
+    order
 }
 
 /// A bucket chosen by the path's own hash (its first characters, Nix base-32): stable for
@@ -128,6 +181,57 @@ fn bucket_of(path: &str, buckets: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The walk per path that [`popularity`] replaces, as its reference.
+    fn popularity_by_walking(closure: &Closure) -> BTreeMap<&str, usize> {
+        let refs: BTreeMap<&str, &[String]> =
+            closure.paths.iter().map(|p| (p.path.as_str(), p.references.as_slice())).collect();
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &closure.paths {
+            let mut seen: BTreeSet<&str> = BTreeSet::new();
+            let mut stack: Vec<&str> = refs[p.path.as_str()].iter().map(String::as_str).collect();
+            while let Some(next) = stack.pop() {
+                if next != p.path && seen.insert(next) {
+                    stack.extend(refs.get(next).into_iter().flat_map(|r| r.iter()).map(String::as_str));
+                }
+            }
+            for dep in seen {
+                *count.entry(dep).or_default() += 1;
+            }
+        }
+        count
+    }
+
+    #[test]
+    fn popularity_counts_every_dependant_as_a_walk_would() {
+        for seed in 1..20u64 {
+            let mut x = seed;
+            let mut rnd = |below: usize| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((x >> 33) as usize) % below.max(1)
+            };
+            let n = 5 + rnd(150);
+            let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+            let deps: Vec<(String, u64, Vec<String>)> = (0..n)
+                .map(|i| {
+                    let refs = (0..rnd(5)).filter(|_| i > 0).map(|_| sp(&names[rnd(i)])).collect();
+                    (names[i].clone(), 1, refs)
+                })
+                .collect();
+            let mut c = closure("app", &[]);
+            c.paths = deps
+                .iter()
+                .map(|(name, size, refs)| {
+                    let mut references: Vec<String> = refs.clone();
+                    references.sort();
+                    references.dedup();
+                    StorePath { path: sp(name), nar_size: *size, nar_hash: None, references, deriver: None }
+                })
+                .collect();
+            c.paths.sort_by(|a, b| a.path.cmp(&b.path));
+            assert_eq!(popularity(&c), popularity_by_walking(&c), "seed {seed}");
+        }
+    }
 
     /// A store path name whose hash part is derived from `name` (valid characters only).
     fn sp(name: &str) -> String {

@@ -50,8 +50,8 @@ fn arm64_fixture(name: &str, dockerfile: &str) -> Fixture {
     let run = script("arm64.sh", &["busybox"]);
     assert!(run.ok, "scripts/arm64.sh busybox: {}", run.all());
     let fx = Fixture::from_dir(name, "arm64", dockerfile);
-    let ci_root = std::env::var("NIXFRONT_CI_ROOT").unwrap_or_else(|_| "/var/lib/nixfront-ci".into());
-    let busybox = std::fs::read(format!("{ci_root}/arm64/busybox")).expect("the arm64 busybox");
+    let busybox =
+        std::fs::read(crate::harness::engine::ci_root().join("arm64/busybox")).expect("the arm64 busybox");
     fx.write_bytes("tools-aarch64/busybox", &busybox);
     std::fs::set_permissions(
         fx.host_path().join("tools-aarch64/busybox"),

@@ -104,7 +104,7 @@ fn the_exported_cache_carries_the_closure_once_and_no_builder_image() {
     let exported: u64 =
         std::fs::read_dir(&blobs).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     let image: u64 = image::saved_layers(d26, &tag("ci-size", d26)).iter().map(|(size, _)| size).sum();
-    let builder: u64 = d26.inspect("localnix/nix:2.8")["Size"].as_u64().unwrap();
+    let builder: u64 = d26.inspect(&crate::harness::engine::nix_image())["Size"].as_u64().unwrap();
     // Besides the image's layers: the derivations and sources the package is made from, twice
     // (the evaluation's binary cache, from which the dependency steps take them, and its tree
     // for the package step), here mostly the static busybox these flakes build with (about

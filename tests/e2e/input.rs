@@ -3,7 +3,7 @@
 //! subrequests that see what the build sees, and dates the exporter does not take from the clock.
 
 use crate::harness::builders::{builder_image, builder_without};
-use crate::harness::engine::NIX_IMAGE;
+use crate::harness::engine::nix_image;
 use crate::harness::{Engine, Fixture, assert_contains, assert_points_at, tag};
 
 on_engines! {
@@ -202,7 +202,7 @@ fn oci_layouts_are_identical_after_a_prune() {
     let index = |name: &str| {
         let dest = fx.file_for(d26, name);
         let out = format!("type=oci,dest={dest}");
-        let nix_image = format!("NIX_IMAGE={NIX_IMAGE}");
+        let nix_image = format!("NIX_IMAGE={}", nix_image());
         let context = fx.path_for(d26);
         let args =
             ["buildx", "build", "--build-arg", &nix_image, "--provenance=false", "--output", &out, &context];

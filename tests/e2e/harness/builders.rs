@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use super::engine::{Engine, NIX_IMAGE};
+use super::engine::{Engine, nix_image};
 use super::fixture::tempdir;
 
 static MADE: Mutex<BTreeSet<(&'static str, &'static str)>> = Mutex::new(BTreeSet::new());
@@ -21,7 +21,7 @@ pub fn builder_image(engine: Engine, name: &'static str, lines: &str) -> String 
     let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
     if made.insert((engine.name(), name)) {
         let dir = tempdir(&format!("builder-{name}"));
-        std::fs::write(dir.join("Dockerfile"), format!("FROM {NIX_IMAGE}\n{lines}")).unwrap();
+        std::fs::write(dir.join("Dockerfile"), format!("FROM {}\n{lines}", nix_image())).unwrap();
         std::fs::copy("/bin/busybox", dir.join("busybox")).unwrap();
         let context = match engine {
             Engine::D20 => dir.to_string_lossy().into_owned(),

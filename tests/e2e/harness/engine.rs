@@ -10,8 +10,23 @@ use serde_json::Value;
 
 use super::Fixture;
 
+/// A fact of scripts/lib.sh (`NIX_IMAGE`, `CI_ROOT`, ...), as scripts/facts.sh prints it: the
+/// scripts own these, the tests read them.
+pub fn fact(name: &str) -> String {
+    static FACTS: std::sync::OnceLock<std::collections::BTreeMap<String, String>> =
+        std::sync::OnceLock::new();
+    let facts = FACTS.get_or_init(|| {
+        let out = super::script("facts.sh", &[]);
+        assert!(out.ok, "scripts/facts.sh: {}", out.all());
+        out.stdout.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect()
+    });
+    facts.get(name).unwrap_or_else(|| panic!("scripts/facts.sh prints no {name}")).clone()
+}
+
 /// The Nix builder image every test build uses (scripts/lib.sh makes it).
-pub const NIX_IMAGE: &str = "localnix/nix:2.8";
+pub fn nix_image() -> String {
+    fact("NIX_IMAGE")
+}
 
 /// Per engine: tests that prune its build cache take this for writing; all others for
 /// reading, so a prune never runs under another test's build on that engine.
@@ -25,12 +40,12 @@ static D20_BUILDS: Mutex<()> = Mutex::new(());
 
 /// Where scripts/engines.sh keeps the engines' chroots and the Nix world (`$CI_ROOT`).
 pub fn ci_root() -> PathBuf {
-    PathBuf::from(std::env::var("NIXFRONT_CI_ROOT").unwrap_or_else(|_| "/var/lib/nixfront-ci".into()))
+    PathBuf::from(fact("CI_ROOT"))
 }
 
 /// The directory of the chroot dockerd 26 runs in.
 pub fn trixie() -> PathBuf {
-    ci_root().join("trixie")
+    PathBuf::from(fact("TRIXIE"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +82,8 @@ impl Engine {
     /// its docker0 is 172.17.0.1.
     pub fn in_netns(self, program: &str) -> Command {
         let pidfile = match self {
-            Engine::D20 => PathBuf::from("/var/run/docker.pid"),
-            Engine::D26 => trixie().join("run/d26/docker.pid"),
+            Engine::D20 => PathBuf::from(fact("D20_PIDFILE")),
+            Engine::D26 => trixie().join(fact("D26_PIDFILE").trim_start_matches('/')),
         };
         let pid = std::fs::read_to_string(&pidfile).unwrap_or_else(|e| panic!("{}: {e}", pidfile.display()));
         let mut c = Command::new("nsenter");
@@ -119,7 +134,7 @@ impl Engine {
             Engine::D26 => vec!["buildx".into(), "build".into(), "--load".into()],
         };
         args.extend(["--progress=plain", "--build-arg"].map(String::from));
-        args.push(format!("NIX_IMAGE={NIX_IMAGE}"));
+        args.push(format!("NIX_IMAGE={}", nix_image()));
         args.extend(["-t".to_string(), tag.to_string()]);
         args
     }
@@ -166,7 +181,7 @@ impl Engine {
     /// BUILDX_EXPERIMENTAL). Only dockerd 26's client can send subrequests.
     pub fn print(self, fixture: &Fixture, what: &str, extra: &[&str]) -> Run {
         assert_eq!(self, Engine::D26, "the 20.10 client sends no subrequests");
-        let nix_image = format!("NIX_IMAGE={NIX_IMAGE}");
+        let nix_image = format!("NIX_IMAGE={}", nix_image());
         let print = format!("--print={what}");
         let context = fixture.path_for(self);
         let mut args = vec!["buildx", "build", "--build-arg", &nix_image, &print];

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::engine::{Engine, NIX_IMAGE, Run, trixie};
+use super::engine::{Engine, Run, nix_image, trixie};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -89,7 +89,8 @@ impl Fixture {
     fn nix_outside(&self, script: &str, attr: &str) -> Run {
         let mount = format!("{}:/src:ro", self.host_path().display());
         let installable = format!("path:/src#{attr}");
-        let args = ["run", "--rm", "-v", &mount, NIX_IMAGE, "sh", "-c", script, "sh", &installable];
+        let image = nix_image();
+        let args = ["run", "--rm", "-v", &mount, &image, "sh", "-c", script, "sh", &installable];
         Engine::D20.docker(&args)
     }
 
