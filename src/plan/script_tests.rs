@@ -296,3 +296,76 @@ fn a_system_the_builder_cannot_run_is_only_substituted_and_named_by_its_exit_cod
         sb.run(&format!("{env}; (build_for aarch64-linux --no-link d) && echo built || echo \"exit $?\""));
     assert!(out.contains("exit 91"), "{out}");
 }
+
+/// The step's JSON as the scripts write it is what the frontend reads: the package step's
+/// manifest with its split of the closure, the one-step build's, and the evaluation's plan,
+/// each with the version the contract gives it.
+#[test]
+fn the_manifests_and_the_plan_the_scripts_write_are_what_the_frontend_reads() {
+    use crate::plan::output::{PLAN_VERSION, SINGLE_MANIFEST_VERSION, STEP_MANIFEST_VERSION};
+    let sb = Sandbox::new("manifests");
+    let p = |name: &str| format!("/nix/store/{}-{name}", name.chars().next().unwrap().to_string().repeat(32));
+    let (app, dep, src, tool) = (p("app"), p("dep"), p("src"), p("tool"));
+    let write = |name: &str, text: String| std::fs::write(sb.path(name), text).unwrap();
+    write("closure", format!("{src}\n{app}\n{dep}\n"));
+    write("deps", format!("{dep}\n{tool}\n"));
+    write("sources", format!("{src}\n"));
+    write("results", format!("{app}\n"));
+    let info = |path: &str, refs: &[&str]| {
+        let refs: Vec<String> = refs.iter().map(|r| format!("\"{r}\"")).collect();
+        format!(r#"{{"path":"{path}","narSize":10,"references":[{}]}}"#, refs.join(","))
+    };
+    write(
+        "path-info.json",
+        format!("[{},{},{}]", info(&app, &[&dep, &src]), info(&dep, &[]), info(&src, &[])),
+    );
+    let versions = format!(
+        "NIXFRONT_STEP_MANIFEST_VERSION={STEP_MANIFEST_VERSION} NIXFRONT_SINGLE_MANIFEST_VERSION={SINGLE_MANIFEST_VERSION} \
+         NIXFRONT_PLAN_VERSION={PLAN_VERSION}"
+    );
+    sb.run(&format!(
+        "{versions}; split_closure closure deps sources part-sources part-results && \
+         write_package_manifest results part-sources part-results path-info.json manifest.json"
+    ));
+    let read = |name: &str, version| {
+        crate::closure::read_manifest(&std::fs::read(sb.path(name)).unwrap(), version).unwrap()
+    };
+    let manifest = read("manifest.json", STEP_MANIFEST_VERSION);
+    let split = manifest.laid_out.expect("the split");
+    assert_eq!(
+        (split.sources, split.results),
+        (vec![src.clone()], vec![app.clone()]),
+        "the dependency stays out"
+    );
+    assert_eq!(manifest.closure.results, std::slice::from_ref(&app));
+
+    write("package.json", r#"{"name":"app","mainProgram":"app"}"#.into());
+    write("flake.json", r#"{"lastModified":7}"#.into());
+    sb.run(&format!(
+        "{versions}; write_single_manifest results package.json flake.json path-info.json single.json"
+    ));
+    let single = read("single.json", SINGLE_MANIFEST_VERSION);
+    assert_eq!(
+        (single.package.main_program.as_deref(), single.package.flake_last_modified),
+        (Some("app"), Some(7))
+    );
+
+    let drv = format!("{}.drv", p("app"));
+    let derivations = format!(
+        r#"{{"{drv}":{{"outputs":{{"out":{{"path":"{app}"}}}},"inputSrcs":["{src}"],"inputDrvs":{{}}}}}}"#
+    );
+    write("derivations.json", derivations);
+    write("package.json", format!(r#"{{"mainProgram":"app","outputs":[{{"name":"out","path":"{app}"}}]}}"#));
+    write("extras.json", "[]".into());
+    write("flake.json", "null".into());
+    sb.run(&format!(
+        "{versions}; write_plan {drv} derivations.json sources package.json extras.json flake.json plan.json"
+    ));
+    let plan =
+        crate::plan::derivation::parse_plan(&std::fs::read(sb.path("plan.json")).unwrap()).unwrap().unwrap();
+    assert_eq!((plan.outputs, plan.sources), (vec![app], vec![src]));
+
+    sb.run("make_extras extras");
+    let tmp = std::fs::symlink_metadata(sb.path("extras/tmp")).unwrap();
+    assert_eq!((tmp.mode() & 0o7777, tmp.mtime()), (0o1777, 1));
+}

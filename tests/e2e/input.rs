@@ -147,7 +147,7 @@ on_engines! {
 }
 
 on_engines! {
-    fn a_builder_image_without_nix_is_named_and_one_without_tmp_works(engine) {
+    fn a_builder_image_without_nix_or_a_shell_is_named_and_one_without_tmp_works(engine) {
         let _engines = engine.shared();
         let fx = Fixture::new("builders", "# syntax=org/nixfront\nFLAKE .#hello\n");
         let no_nix = builder_without(engine, "nix", "rm -f /usr/bin/nix /usr/bin/nix-*");
@@ -156,6 +156,15 @@ on_engines! {
         assert_contains(
             &run.all(),
             &[&format!("the builder image docker.io/{no_nix} has no `nix` on its PATH")],
+        );
+        assert_points_at(engine, &run.all(), "FLAKE .#hello");
+
+        let no_shell = builder_without(engine, "sh", "rm -f /bin/sh /usr/bin/sh");
+        let run = engine.build(&fx, &tag("no-sh", engine), &["--build-arg", &format!("NIX_IMAGE={no_shell}")]);
+        assert!(!run.ok);
+        assert_contains(
+            &run.all(),
+            &[&format!("the builder image docker.io/{no_shell} has no /bin/sh, which runs nixfront's build step")],
         );
         assert_points_at(engine, &run.all(), "FLAKE .#hello");
 

@@ -164,11 +164,7 @@ impl<'a> Shared<'a> {
     pub async fn packages(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<BTreeMap<String, String>> {
         let listing = plan::nix_packages(&plan.flake, &plan.system, &self.step(plan));
         let what = || format!("listing packages.{} of {}", plan.system, plan.flake.written);
-        let solved = self.solve(gw, &listing).await.map_err(|e| self.step_failure(e, plan, what()));
-        let listing = at_lines(solved, plan.flake_lines)?;
-        let bytes = gw
-            .read_file(&listing, &output::meta_path(PACKAGES_FILE), MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES")
-            .await?;
+        let [bytes] = self.read_step(gw, plan, &listing, [PACKAGES_FILE], what()).await?;
         serde_json::from_slice(&bytes).with_context(what)
     }
 
@@ -318,6 +314,32 @@ impl<'a> Shared<'a> {
         meta: &State,
         files: [&str; N],
     ) -> Result<[Vec<u8>; N]> {
+        let (flake, system) = (&plan.flake.written, &plan.system);
+        let what = match stage {
+            Stage::Fetch => format!("fetching the locked inputs of {flake} failed; Nix's log is above"),
+            Stage::Evaluate => format!(
+                "evaluating {flake} failed (for {system}): Nix's error is above (where it names \
+                 path:/nixfront/src, that is your build context)"
+            ),
+            Stage::Realise => {
+                format!("building the inputs of {flake} failed (for {system}); their log is above")
+            }
+            _ => format!("`nix build {flake}` failed (for {system}); its log is above"),
+        };
+        self.read_step(gw, plan, meta, files, what).await
+    }
+
+    /// Solves a step of `plan` and reads `files` of its metadata output `meta`; a failure
+    /// says `what` failed (or what the builder lacks: [`Shared::step_failure`]), at the FLAKE
+    /// line.
+    async fn read_step<const N: usize>(
+        &self,
+        gw: &mut Gateway,
+        plan: &PlatformPlan,
+        meta: &State,
+        files: [&str; N],
+        what: String,
+    ) -> Result<[Vec<u8>; N]> {
         let read = async {
             let solved = self.solve(gw, meta).await?;
             let mut read: [Vec<u8>; N] = std::array::from_fn(|_| Vec::new());
@@ -327,21 +349,10 @@ impl<'a> Shared<'a> {
             }
             Ok(read)
         };
-        let read = read.await.map_err(|e| {
-            let (flake, system) = (&plan.flake.written, &plan.system);
-            let what = match stage {
-                Stage::Fetch => format!("fetching the locked inputs of {flake} failed; Nix's log is above"),
-                Stage::Evaluate => format!(
-                    "evaluating {flake} failed (for {system}): Nix's error is above (where it names \
-                     path:/nixfront/src, that is your build context)"
-                ),
-                Stage::Realise => {
-                    format!("building the inputs of {flake} failed (for {system}); their log is above")
-                }
-                _ => format!("`nix build {flake}` failed (for {system}); its log is above"),
-            };
-            self.step_failure(e, plan, what)
-        });
+        let read = match read.await {
+            Ok(read) => Ok(read),
+            Err(e) => Err(self.step_failure(gw, e, plan, what).await),
+        };
         at_lines(read, plan.flake_lines)
     }
 

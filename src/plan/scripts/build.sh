@@ -45,29 +45,12 @@ sort "$work/closure.unsorted" >"$work/closure"
 
 # The closure, minus the dependencies (their layers hold them): sources, then the rest. The
 # manifest records this split (laidOut), which the frontend reads as it is.
-sort "$NIXFRONT_SPEC/$NIXFRONT_SPEC_DEPS" >"$work/deps.sorted"
-sort "$NIXFRONT_SPEC/$NIXFRONT_SPEC_SOURCES" >"$work/sources.sorted"
-comm -23 "$work/closure" "$work/deps.sorted" >"$work/own"
-comm -12 "$work/own" "$work/sources.sorted" >"$work/part-sources"
-comm -23 "$work/own" "$work/sources.sorted" >"$work/part-results"
+split_closure "$work/closure" "$NIXFRONT_SPEC/$NIXFRONT_SPEC_DEPS" "$NIXFRONT_SPEC/$NIXFRONT_SPEC_SOURCES" \
+    "$work/part-sources" "$work/part-results"
 lay_out "$work/part-results" "$NIXFRONT_RESULTS"
 lay_out "$work/part-sources" "$NIXFRONT_SOURCES"
-
-# BuildKit's own mkdir cannot set the sticky bit; the top layer copies this directory instead.
-mkdir -p "$NIXFRONT_EXTRAS_DIR/tmp"
-chmod 1777 "$NIXFRONT_EXTRAS_DIR/tmp"
-touch -h -d @1 "$NIXFRONT_EXTRAS_DIR/tmp"
-
-{
-    printf '{"manifestVersion":%s,"results":' "$NIXFRONT_STEP_MANIFEST_VERSION"
-    json_lines "$work/results"
-    printf ',"laidOut":{"sources":'
-    json_lines "$work/part-sources"
-    printf ',"results":'
-    json_lines "$work/part-results"
-    printf '}'
-    printf ',"pathInfo":'
-    cat "$work/path-info.json"
-    printf '}\n'
-} >"$NIXFRONT_META/$NIXFRONT_MANIFEST"
-echo "nixfront: closure of $(wc -l <"$work/closure") store paths ($(wc -l <"$work/own") the package's own, the rest in dependency layers)" >&2
+make_extras "$NIXFRONT_EXTRAS_DIR"
+write_package_manifest "$work/results" "$work/part-sources" "$work/part-results" "$work/path-info.json" \
+    "$NIXFRONT_META/$NIXFRONT_MANIFEST"
+own=$(cat "$work/part-sources" "$work/part-results" | wc -l)
+echo "nixfront: closure of $(wc -l <"$work/closure") store paths ($own the package's own, the rest in dependency layers)" >&2

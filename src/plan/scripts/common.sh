@@ -236,6 +236,78 @@ lay_out() { # FILE DIR
     touch -h -d @1 "$2/nix/store" "$2/nix"
 }
 
+# The package step's split of the closure listed in CLOSURE: the paths no dependency layer holds
+# (DEPS lists those the layers do) that are input sources (listed in SOURCES), into
+# SOURCES_OUT, and the rest, the package's own, into RESULTS_OUT; each sorted.
+split_closure() { # CLOSURE DEPS SOURCES SOURCES_OUT RESULTS_OUT
+    split_=$(mktemp -d "$TMPDIR/split.XXXXXX")
+    sort "$1" >"$split_/closure"
+    sort "$2" >"$split_/deps"
+    sort "$3" >"$split_/sources"
+    comm -23 "$split_/closure" "$split_/deps" >"$split_/own"
+    comm -12 "$split_/own" "$split_/sources" >"$4"
+    comm -23 "$split_/own" "$split_/sources" >"$5"
+}
+
+# What nixfront adds to the image root, in DIR: `tmp`, mode 1777, with the fixed time.
+# (BuildKit's own mkdir cannot set the sticky bit; the top layer copies this directory.)
+make_extras() { # DIR
+    mkdir -p "$1/tmp"
+    chmod 1777 "$1/tmp"
+    touch -h -d @1 "$1/tmp"
+}
+
+# The package step's manifest (closure::Manifest reads it): the results listed in RESULTS,
+# the split (split_closure's two lists), the closure's path-info (JSON), into OUT.
+write_package_manifest() { # RESULTS SOURCES_PART RESULTS_PART PATH_INFO OUT
+    {
+        printf '{"manifestVersion":%s,"results":' "$NIXFRONT_STEP_MANIFEST_VERSION"
+        json_lines "$1"
+        printf ',"laidOut":{"sources":'
+        json_lines "$2"
+        printf ',"results":'
+        json_lines "$3"
+        printf '},"pathInfo":'
+        cat "$4"
+        printf '}\n'
+    } >"$5"
+}
+
+# The one-step build's manifest: the results listed in RESULTS, the package's and the flake's
+# metadata (JSON, or null), the closure's path-info (JSON), into OUT.
+write_single_manifest() { # RESULTS PACKAGE FLAKE PATH_INFO OUT
+    {
+        printf '{"manifestVersion":%s,"results":' "$NIXFRONT_SINGLE_MANIFEST_VERSION"
+        json_lines "$1"
+        printf ',"package":'
+        cat "$2"
+        printf ',"flake":'
+        cat "$3"
+        printf ',"pathInfo":'
+        cat "$4"
+        printf '}\n'
+    } >"$5"
+}
+
+# The evaluation's plan (plan::derivation reads it): the derivation DRV, the derivations'
+# JSON (`nix derivation show`), the source closure listed in SOURCES, the package's and the
+# further packages' JSON, the flake's metadata (JSON, or null), into OUT.
+write_plan() { # DRV DERIVATIONS SOURCES PACKAGE EXTRAS FLAKE OUT
+    {
+        printf '{"planVersion":%s,"drv":"%s","derivations":' "$NIXFRONT_PLAN_VERSION" "$1"
+        cat "$2"
+        printf ',"sourceClosure":'
+        json_lines "$3"
+        printf ',"package":'
+        cat "$4"
+        printf ',"extras":'
+        cat "$5"
+        printf ',"flake":'
+        cat "$6"
+        printf '}\n'
+    } >"$7"
+}
+
 # With NIX_VERIFY_STORE=true, checks every path of the store against the hash its database
 # records before building. Catches accidental damage.
 verify_store() {

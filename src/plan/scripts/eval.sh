@@ -123,16 +123,5 @@ if [ -s "$work/inputs" ]; then
     copy_paths "$work/input-closure" --to "file://$NIXFRONT_DRVS?compression=none"
 fi
 
-{
-    printf '{"planVersion":%s,"drv":"%s","derivations":' "$NIXFRONT_PLAN_VERSION" "$drv"
-    cat "$work/derivations.json"
-    printf ',"sourceClosure":'
-    json_lines "$work/src-closure"
-    printf ',"package":'
-    cat "$work/package.json"
-    printf ',"extras":'
-    cat "$work/extras.json"
-    printf ',"flake":'
-    cat "$work/flake.json"
-    printf '}\n'
-} >"$NIXFRONT_META/$NIXFRONT_PLAN"
+write_plan "$drv" "$work/derivations.json" "$work/src-closure" "$work/package.json" "$work/extras.json" \
+    "$work/flake.json" "$NIXFRONT_META/$NIXFRONT_PLAN"

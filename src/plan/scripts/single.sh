@@ -50,21 +50,8 @@ nixc_for "$system" eval --json --no-write-lock-file \
 nixc flake metadata --json --no-write-lock-file -- "$flake" >"$work/flake.json" 2>/dev/null \
     || echo null >"$work/flake.json"
 
-# BuildKit's own mkdir cannot set the sticky bit; the top layer copies this directory instead.
-mkdir -p "$NIXFRONT_OUT/$NIXFRONT_EXTRAS/tmp"
-chmod 1777 "$NIXFRONT_OUT/$NIXFRONT_EXTRAS/tmp"
-touch -h -d @1 "$NIXFRONT_OUT/$NIXFRONT_EXTRAS/tmp"
-
-{
-    printf '{"manifestVersion":%s,"results":' "$NIXFRONT_SINGLE_MANIFEST_VERSION"
-    json_lines "$work/results"
-    printf ',"package":'
-    cat "$work/package.json"
-    printf ',"flake":'
-    cat "$work/flake.json"
-    printf ',"pathInfo":'
-    cat "$work/path-info.json"
-    printf '}\n'
-} >"$NIXFRONT_META/$NIXFRONT_MANIFEST"
+make_extras "$NIXFRONT_OUT/$NIXFRONT_EXTRAS"
+write_single_manifest "$work/results" "$work/package.json" "$work/flake.json" "$work/path-info.json" \
+    "$NIXFRONT_META/$NIXFRONT_MANIFEST"
 echo "nixfront: closure of $(wc -l <"$work/closure") store paths copied" >&2
 bound_store
