@@ -455,6 +455,25 @@ fn builder_env(image_env: &[String]) -> Vec<String> {
     env
 }
 
+/// A step on an x86_64-linux builder, without a location, for the tests of the steps.
+#[cfg(test)]
+fn test_step<'a>(
+    builder: &'a BuilderImage,
+    platform: &'a pb::Platform,
+    settings: &'a NixArgs,
+    context: &'a State,
+) -> NixStep<'a> {
+    NixStep {
+        builder,
+        platform,
+        native: "x86_64-linux",
+        context,
+        settings,
+        location: None,
+        label: "nixfront",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,15 +582,8 @@ mod tests {
             &source::Local { name: "context".into(), session_id: "s".into(), ..Default::default() },
             "context",
         );
-        let step = NixStep {
-            builder: &builder(),
-            platform: &platform,
-            native: "x86_64-linux",
-            context: &context,
-            settings: &persistent(),
-            location: Some((2, 2)),
-            label: "nixfront",
-        };
+        let (builder, settings) = (builder(), persistent());
+        let step = NixStep { location: Some((2, 2)), ..test_step(&builder, &platform, &settings, &context) };
         single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition()
     }
 
@@ -608,15 +620,8 @@ mod tests {
         let flake = flake_ref(&with_flake(".#hello"), None).unwrap();
         let platform = crate::llb::platform("linux", "amd64", "");
         let settings = persistent();
-        let step = NixStep {
-            builder: &official,
-            platform: &platform,
-            native: "x86_64-linux",
-            context: &State::scratch(),
-            settings: &settings,
-            location: None,
-            label: "nixfront",
-        };
+        let context = State::scratch();
+        let step = test_step(&official, &platform, &settings, &context);
         let def = single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition();
         let exec = the_exec(&def);
         let store = exec.mounts.iter().find(|m| m.dest == "/nix").unwrap();
@@ -762,15 +767,8 @@ mod tests {
         let platform = crate::llb::platform("linux", "amd64", "");
         let mut settings = persistent();
         settings.nix_config = Some(crate::options::nixconf::check("max-jobs = 2").unwrap());
-        let step = NixStep {
-            builder: &builder(),
-            platform: &platform,
-            native: "x86_64-linux",
-            context: &State::scratch(),
-            settings: &settings,
-            location: None,
-            label: "nixfront",
-        };
+        let (builder, context) = (builder(), State::scratch());
+        let step = test_step(&builder, &platform, &settings, &context);
         let exec = the_exec(&nix_packages(&flake, "x86_64-linux", &step).to_definition());
         let secrets: Vec<&str> =
             exec.mounts.iter().filter_map(|m| m.secret_opt.as_ref().map(|s| s.id.as_str())).collect();
@@ -787,15 +785,8 @@ mod tests {
         let builder = builder();
         let mut settings = persistent();
         settings.persistent_store = false;
-        let step = NixStep {
-            builder: &builder,
-            platform: &platform,
-            native: "x86_64-linux",
-            context: &State::scratch(),
-            settings: &settings,
-            location: None,
-            label: "nixfront",
-        };
+        let context = State::scratch();
+        let step = test_step(&builder, &platform, &settings, &context);
         let def = single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition();
         assert!(the_exec(&def).mounts.iter().all(|m| m.mount_type != pb::MountType::Cache as i32));
     }

@@ -53,7 +53,12 @@ pub fn fetch(locked: &str, count: usize, flake_nix: &[u8], step: &NixStep) -> Fe
         .mount(Mount::readonly(SPEC_DIR, &spec));
     let meta = exec.output(META_DIR, &State::scratch());
     let inputs = exec.output(FETCHED_DIR, &State::scratch());
-    let built = exec.build(&step.name(Stage::Fetch, &format!("fetch {count} locked inputs of flake.lock")));
+    let what = match count {
+        0 => "read flake.nix's nixConfig (flake.lock locks no input)".to_string(),
+        1 => "fetch 1 locked input of flake.lock".to_string(),
+        n => format!("fetch {n} locked inputs of flake.lock"),
+    };
+    let built = exec.build(&step.name(Stage::Fetch, &what));
     Fetched { meta: built.state(&meta), inputs: built.state(&inputs) }
 }
 
@@ -316,32 +321,29 @@ pub struct PackageBuild {
 /// with what the evaluation gives added (its `pkg` tree and, for what that lacks, its binary
 /// cache `drvs`) and everything registered from the spec. No evaluation: the derivation says it
 /// all, so the step is keyed by it and its dependencies.
-pub fn package(
-    spec_in: &PackageSpec,
-    system: &str,
-    store: &State,
-    pkg: &State,
-    drvs: &State,
-    step: &NixStep,
-) -> PackageBuild {
+pub fn package(spec_in: &PackageSpec, system: &str, trees: PackageTrees, step: &NixStep) -> PackageBuild {
     // The memo's key: the step with placeholders for what the client's session names (the
     // evaluation's tree, made from the context) and for the store (named by the spec).
     let placeholder = State::scratch();
-    let keyed = package_step(spec_in, system, &placeholder, &placeholder, &placeholder, step);
-    let memo_key = crate::memo::package_key(&keyed.answer.meta, spec_in.drv);
-    let mut build = package_step(spec_in, system, store, pkg, drvs, step);
+    let keyed = PackageTrees { store: &placeholder, pkg: &placeholder, drvs: &placeholder };
+    let memo_key =
+        crate::memo::package_key(&package_step(spec_in, system, keyed, step).answer.meta, spec_in.drv);
+    let mut build = package_step(spec_in, system, trees, step);
     build.answer.memo_key = memo_key;
     build
 }
 
-fn package_step(
-    spec_in: &PackageSpec,
-    system: &str,
-    store: &State,
-    pkg: &State,
-    drvs: &State,
-    step: &NixStep,
-) -> PackageBuild {
+/// What the package step's store is made of: the dependencies' store ([`step_store`]) and
+/// the evaluation's tree and binary cache.
+#[derive(Clone, Copy)]
+pub struct PackageTrees<'a> {
+    pub store: &'a State,
+    pub pkg: &'a State,
+    pub drvs: &'a State,
+}
+
+fn package_step(spec_in: &PackageSpec, system: &str, trees: PackageTrees, step: &NixStep) -> PackageBuild {
+    let PackageTrees { store, pkg, drvs } = trees;
     let (deps, sources, roots) = (lines(spec_in.deps), lines(spec_in.sources), lines(spec_in.roots));
     let spec = spec(
         &[
@@ -462,15 +464,7 @@ mod tests {
             },
             "context",
         );
-        let step = NixStep {
-            builder: &builder,
-            platform: &platform,
-            native: "x86_64-linux",
-            context: &context,
-            settings: &settings,
-            location: None,
-            label: "nixfront",
-        };
+        let step = crate::plan::test_step(&builder, &platform, &settings, &context);
         let flake = FlakeRef {
             written: ".#x".into(),
             for_nix: "path:/nixfront/src#x".into(),
@@ -522,9 +516,15 @@ mod tests {
             sources: &[],
             roots: &outputs,
         };
-        let built = package(&spec_in, "x86_64-linux", &store, &evaluation.pkg, &evaluation.drvs, &step);
-        let other =
-            package(&spec_in, "x86_64-linux", &State::scratch(), &State::scratch(), &State::scratch(), &step);
+        let trees = PackageTrees { store: &store, pkg: &evaluation.pkg, drvs: &evaluation.drvs };
+        let built = package(&spec_in, "x86_64-linux", trees, &step);
+        let scratch = State::scratch();
+        let other = package(
+            &spec_in,
+            "x86_64-linux",
+            PackageTrees { store: &scratch, pkg: &scratch, drvs: &scratch },
+            &step,
+        );
         assert_eq!(built.answer.memo_key, other.answer.memo_key, "keyed without the session's trees");
         assert_ne!(built.answer.memo_key, keyed.memo_key);
         let built_meta = &built.answer.meta;

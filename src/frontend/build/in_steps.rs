@@ -69,7 +69,8 @@ impl Shared<'_> {
             crate::llb::source::pinned_image(&self.builder.reference, Some(self.build_platform.clone()))
         });
         let store = steps::step_store(trees, builder_root.as_ref(), location);
-        let package = steps::package(&spec, &plan.system, &store, &evaluation.pkg, &evaluation.drvs, &step);
+        let trees = steps::PackageTrees { store: &store, pkg: &evaluation.pkg, drvs: &evaluation.drvs };
+        let package = steps::package(&spec, &plan.system, trees, &step);
         let (manifest, answer) = self.package_answer(gw, plan, &package, &eval, &mut memo).await?;
         let closure = manifest.closure;
         let listing = roots::parse_listing(&answer.roots, &roots);
