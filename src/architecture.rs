@@ -1,6 +1,7 @@
 //! Checks of the code's shape that the compiler does not make: no import circle between the
 //! top-level modules of `src/` (a module's code, not its doc comments or tests, naming
-//! `crate::<other>` is an edge), so that each concern can be read and tested from the bottom up.
+//! `crate::<other>` is an edge), so that each concern can be read and tested from the bottom up;
+//! no file longer than [`MAX_LINES`] before its tests, so that each can be read at a sitting.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -27,27 +28,36 @@ fn uses(text: &str) -> BTreeSet<String> {
     names
 }
 
-fn edges() -> BTreeMap<String, BTreeSet<String>> {
+/// The most lines a file of `src/` has before its `#[cfg(test)]` code.
+const MAX_LINES: usize = 400;
+
+/// Every `.rs` file under `src/`, with its path relative to it.
+fn sources() -> Vec<(std::path::PathBuf, String)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut files = Vec::new();
     let mut dirs = vec![src.clone()];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 dirs.push(path);
-                continue;
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                files.push((path.strip_prefix(&src).unwrap().to_path_buf(), text));
             }
-            let rel = path.strip_prefix(&src).unwrap();
-            let is_test = rel.to_str().is_some_and(|r| r.ends_with("_tests.rs") || r == "architecture.rs");
-            let Some(module) =
-                module_of(rel).filter(|_| !is_test && path.extension().is_some_and(|e| e == "rs"))
-            else {
-                continue;
-            };
-            let used = uses(&std::fs::read_to_string(&path).unwrap());
-            edges.entry(module.clone()).or_default().extend(used.into_iter().filter(|u| *u != module));
         }
+    }
+    files
+}
+
+fn edges() -> BTreeMap<String, BTreeSet<String>> {
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (rel, text) in sources() {
+        let is_test = rel.to_str().is_some_and(|r| r.ends_with("_tests.rs") || r == "architecture.rs");
+        let Some(module) = module_of(&rel).filter(|_| !is_test) else {
+            continue;
+        };
+        edges.entry(module.clone()).or_default().extend(uses(&text).into_iter().filter(|u| *u != module));
     }
     edges
 }
@@ -93,4 +103,17 @@ fn no_module_imports_one_that_imports_it_back() {
 fn the_scan_reads_code_not_comments_or_tests() {
     let text = "use crate::a::X;\n/// see [`crate::b`]\nfn f() { crate::c::g() }\n#[cfg(test)]\nmod t { use crate::d; }\n";
     assert_eq!(uses(text).into_iter().collect::<Vec<_>>(), ["a", "c"]);
+}
+
+#[test]
+fn no_file_is_longer_than_a_sitting_before_its_tests() {
+    for (rel, text) in sources() {
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        let lines = code.lines().count();
+        assert!(
+            lines <= MAX_LINES,
+            "src/{} has {lines} lines before its tests (at most {MAX_LINES})",
+            rel.display()
+        );
+    }
 }

@@ -223,6 +223,16 @@ impl BuilderImage {
     }
 }
 
+/// A step whose answer (its metadata output, read) the memo may hold: the step and that key,
+/// made together so that they cannot disagree.
+pub struct Keyed {
+    /// The step's metadata output.
+    pub meta: State,
+    /// The memo's key of its answer ([`crate::memo`]): the step made with placeholders for
+    /// what names the client's session.
+    pub memo_key: String,
+}
+
 /// The states the one-step build produces.
 pub struct NixBuild {
     /// The closure, each store path as its own tree `<base>/nix/store/<base>`, and the

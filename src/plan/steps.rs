@@ -17,7 +17,7 @@ use super::output::{
     SPEC_EXTRA_REFS, SPEC_EXTRAS, SPEC_FLAKE, SPEC_GROUPS, SPEC_INPUTS, SPEC_LOCKED, SPEC_NOTICES,
     SPEC_RECORDS, SPEC_ROOT, SPEC_ROOTS, SPEC_SOURCES, STEP_STORE_DIR, layer_name,
 };
-use super::{FIXED_TIME_NS, FlakeRef, NixStep, Stage, StepStore, without_fragment};
+use super::{FIXED_TIME_NS, FlakeRef, Keyed, NixStep, Stage, StepStore, without_fragment};
 use crate::llb::exec::Mount;
 use crate::llb::file::FileOp;
 use crate::llb::{Location, State, merge};
@@ -186,16 +186,6 @@ fn realise_step(inputs: &[(String, String)], system: &str, drvs: &State, step: &
     let meta = exec.output(META_DIR, &State::scratch());
     exec.build(&step.name(Stage::Realise, &format!("nix: realise {} inputs ({system})", inputs.len())))
         .state(&meta)
-}
-
-/// A step whose answer (its metadata output, read) the memo may hold: the step and that key,
-/// made together so that they cannot disagree.
-pub struct Keyed {
-    /// The step's metadata output.
-    pub meta: State,
-    /// The memo's key of its answer ([`crate::memo`]): the step made with placeholders for
-    /// what names the client's session.
-    pub memo_key: String,
 }
 
 /// A dependency layer as the layer step wrote it: the directory `dir` of `state`, laid out as

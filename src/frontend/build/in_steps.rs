@@ -116,36 +116,6 @@ impl Shared<'_> {
         }))
     }
 
-    /// A step's answer: from the memo under the step's key, when it holds one `parse` accepts,
-    /// else `files` of the step's metadata output, read (the step runs), made into the answer by
-    /// `read`. Either way it is recorded in `memo`, for the image's inline cache.
-    #[allow(clippy::too_many_arguments)]
-    async fn answer<A, T, const N: usize>(
-        &self,
-        gw: &mut Gateway,
-        plan: &PlatformPlan,
-        (stage, what): (Stage, &str),
-        step: &steps::Keyed,
-        files: [&str; N],
-        parse: impl Fn(&A) -> Result<T>,
-        read: impl AsyncFnOnce(&mut Gateway, [Vec<u8>; N]) -> Result<A>,
-        memo: &mut Memo,
-    ) -> Result<(T, A)>
-    where
-        A: serde::Serialize + serde::de::DeserializeOwned,
-    {
-        let (parsed, answer) = match self.memo.answer(&step.memo_key, what, &parse) {
-            Some(found) => found,
-            None => {
-                let files = self.step_meta(gw, plan, stage, &step.meta, files).await?;
-                let answer = read(gw, files).await?;
-                (parse(&answer)?, answer)
-            }
-        };
-        memo.record(step.memo_key.clone(), &answer);
-        Ok((parsed, answer))
-    }
-
     /// What the package step tells: its manifest (when its results are the evaluated
     /// derivation's outputs), its roots listing, and its main result's `bin/`.
     async fn package_answer(

@@ -3,8 +3,10 @@
 //! the config and the SBOM. What all platforms share (the builder image, the context, the
 //! store settings) is resolved once in [`Shared`]. The rest of Shared's work, by concern:
 //! flake.rs (the flake's lock, nixConfig and overridden inputs), in_steps.rs (the package
-//! built in steps, or at once), failure.rs (what a failed step's error says).
+//! built in steps, or at once), answers.rs (a step run and its files read, or its answer from
+//! the memo; notes to the user), failure.rs (what a failed step's error says).
 
+mod answers;
 mod failure;
 mod flake;
 mod in_steps;
@@ -154,12 +156,6 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// Solves `state`, marshalled with `--no-cache` and the user's file for locations.
-    async fn solve(&self, gw: &mut Gateway, state: &State) -> Result<RefId> {
-        let marshal = Marshal { ignore_cache: self.options.no_cache, source: Some(&self.file.source) };
-        gw.solve(state.marshal(marshal)).await
-    }
-
     /// The flake's `packages.<system>` and their descriptions, for the targets subrequest.
     pub async fn packages(&self, gw: &mut Gateway, plan: &PlatformPlan) -> Result<BTreeMap<String, String>> {
         let listing = plan::nix_packages(&plan.flake, &plan.system, &self.step(plan));
@@ -267,98 +263,6 @@ impl<'a> Shared<'a> {
             None => None,
         };
         Ok(PlatformImage { platform: plan.target.clone(), rootfs, config, created, sbom, summary })
-    }
-
-    /// Shows the image's summary (crate::summary) as the name of a step that writes it to a
-    /// file nothing uses; a failure to show it is logged, never the build's.
-    async fn show_summary(
-        &self,
-        gw: &mut Gateway,
-        plan: &PlatformPlan,
-        layers: usize,
-        closure: &Closure,
-    ) -> Summary {
-        let previous = crate::summary::previous_closure(&self.memo, closure);
-        let platform = crate::platform::format(&plan.target);
-        let summary = Summary::new(&platform, layers, closure, previous.as_ref());
-        let text = summary.line();
-        info!("{text}");
-        self.note(gw, &text).await;
-        summary
-    }
-
-    /// Shows `text` to the user as the name of a step (BuildKit shows no other message of a
-    /// frontend's in every progress mode); a failure to show it is logged, never the build's.
-    async fn note(&self, gw: &mut Gateway, text: &str) {
-        let note = crate::llb::file::FileOp::on(&State::scratch())
-            .mkfile("/note.txt", 0o444, text.as_bytes(), output::FIXED_TIME_NS)
-            .build(text);
-        // Solves are lazy: reading the file makes the step run, and so show, on every BuildKit.
-        let shown = match self.solve(gw, &note).await {
-            Ok(solved) => gw.read_file(&solved, "/note.txt", text.len(), "the note's length").await.map(drop),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = shown {
-            tracing::warn!("could not show {text:?}: {e:#}");
-        }
-    }
-
-    /// Solves a Nix step of `plan` and reads `files` of its metadata output. Solves are lazy:
-    /// the step runs, and may fail, in either call. A failure says what failed, points at the
-    /// FLAKE line, and names what the builder lacks when that is the cause.
-    async fn step_meta<const N: usize>(
-        &self,
-        gw: &mut Gateway,
-        plan: &PlatformPlan,
-        stage: Stage,
-        meta: &State,
-        files: [&str; N],
-    ) -> Result<[Vec<u8>; N]> {
-        let (flake, system) = (&plan.flake.written, &plan.system);
-        let what = match stage {
-            Stage::Fetch => format!("fetching the locked inputs of {flake} failed; Nix's log is above"),
-            Stage::Evaluate => format!(
-                "evaluating {flake} failed (for {system}): Nix's error is above (where it names \
-                 path:/nixfront/src, that is your build context)"
-            ),
-            Stage::Realise => {
-                format!("building the inputs of {flake} failed (for {system}); their log is above")
-            }
-            _ => format!("`nix build {flake}` failed (for {system}); its log is above"),
-        };
-        self.read_step(gw, plan, meta, files, what).await
-    }
-
-    /// Solves a step of `plan` and reads `files` of its metadata output `meta`; a failure
-    /// says `what` failed (or what the builder lacks: [`Shared::step_failure`]), at the FLAKE
-    /// line.
-    async fn read_step<const N: usize>(
-        &self,
-        gw: &mut Gateway,
-        plan: &PlatformPlan,
-        meta: &State,
-        files: [&str; N],
-        what: String,
-    ) -> Result<[Vec<u8>; N]> {
-        let read = async {
-            let solved = self.solve(gw, meta).await?;
-            let mut read: [Vec<u8>; N] = std::array::from_fn(|_| Vec::new());
-            for (bytes, file) in read.iter_mut().zip(files) {
-                let path = output::meta_path(file);
-                *bytes = gw.read_file(&solved, &path, MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES").await?;
-            }
-            Ok(read)
-        };
-        let read = match read.await {
-            Ok(read) => Ok(read),
-            Err(e) => Err(self.step_failure(gw, e, plan, what).await),
-        };
-        at_lines(read, plan.flake_lines)
-    }
-
-    /// Solves an output of a step that has run: its files can be read.
-    async fn solve_output(&self, gw: &mut Gateway, plan: &PlatformPlan, state: &State) -> Result<RefId> {
-        at_lines(self.solve(gw, state).await, plan.flake_lines)
     }
 }
 
