@@ -13,8 +13,9 @@ impl Shared<'_> {
     }
 
     /// A step's answer: from the memo under the step's key, when it holds one `parse` accepts,
-    /// else `files` of the step's metadata output, read (the step runs), made into the answer by
-    /// `read`. Either way it is recorded in `memo`, for the image's inline cache.
+    /// else `files` of the step's metadata output, read (the step runs), made into the answer
+    /// and its reading by `read`. Either way it is recorded in `memo`, for the image's inline
+    /// cache.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn answer<A, T, const N: usize>(
         &self,
@@ -24,7 +25,7 @@ impl Shared<'_> {
         step: &plan::Keyed,
         files: [&str; N],
         parse: impl Fn(&A) -> Result<T>,
-        read: impl AsyncFnOnce(&mut Gateway, [Vec<u8>; N]) -> Result<A>,
+        read: impl AsyncFnOnce(&mut Gateway, [Vec<u8>; N]) -> Result<(T, A)>,
         memo: &mut Memo,
     ) -> Result<(T, A)>
     where
@@ -34,8 +35,7 @@ impl Shared<'_> {
             Some(found) => found,
             None => {
                 let files = self.step_meta(gw, plan, stage, &step.meta, files).await?;
-                let answer = read(gw, files).await?;
-                (parse(&answer)?, answer)
+                read(gw, files).await?
             }
         };
         memo.record(step.memo_key.clone(), &answer);

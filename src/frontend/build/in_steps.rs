@@ -126,18 +126,19 @@ impl Shared<'_> {
         eval: &derivation::EvalPlan,
         memo: &mut Memo,
     ) -> Result<(closure::Manifest, PackageAnswer)> {
-        let parse = |answer: &PackageAnswer| {
-            let manifest = closure::read_manifest(answer.manifest.as_bytes(), STEP_MANIFEST_VERSION)?;
+        let check = |manifest: &str| {
+            let manifest = closure::read_manifest(manifest.as_bytes(), STEP_MANIFEST_VERSION)?;
             memo::check_package(&manifest.closure.results, &eval.outputs)?;
             Ok(manifest)
         };
+        let parse = |answer: &PackageAnswer| check(&answer.manifest);
         let read = async |gw: &mut Gateway, [manifest, roots]: [Vec<u8>; 2]| {
-            let closure = closure::read_manifest(&manifest, STEP_MANIFEST_VERSION)?.closure;
+            let text = String::from_utf8_lossy(&manifest).into_owned();
+            let read = check(&text)?;
             let results = self.solve_output(gw, plan, &package.results).await?;
-            let bin = bin_entries(gw, &results, &format!("{}/bin", closure.main_result())).await;
-            let manifest = String::from_utf8_lossy(&manifest).into_owned();
+            let bin = bin_entries(gw, &results, &format!("{}/bin", read.closure.main_result())).await;
             let roots = String::from_utf8_lossy(&roots).into_owned();
-            Ok(PackageAnswer { manifest, roots, bin })
+            Ok((read, PackageAnswer { manifest: text, roots, bin }))
         };
         let files = [MANIFEST_FILE, ROOTS_FILE];
         let what = (Stage::Build, "package manifest");
@@ -168,11 +169,12 @@ impl Shared<'_> {
             let text = |bytes: Vec<u8>| {
                 String::from_utf8(bytes).context("the dependency step's output is not UTF-8")
             };
-            Ok(DependenciesAnswer { path_info: text(info)?, db: text(db)? })
+            let answer = DependenciesAnswer { path_info: text(info)?, db: text(db)? };
+            Ok((parse(&answer)?, answer))
         };
         let files = [DEPS_INFO_FILE, DEPS_DB_FILE];
         let what = (Stage::Realise, "dependencies");
-        let (deps, answer) = self.answer(gw, plan, what, &realise, files, parse, read, memo).await?;
+        let (deps, answer) = self.answer(gw, plan, what, &realise, files, &parse, read, memo).await?;
         let realise = realise.meta;
         // The top layer, the package's own paths and its sources take one layer each.
         let groups = grouping::group(&deps, self.options.nix.max_layers.saturating_sub(3).max(1));
