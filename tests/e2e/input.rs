@@ -150,23 +150,19 @@ on_engines! {
     fn a_builder_image_without_nix_or_a_shell_is_named_and_one_without_tmp_works(engine) {
         let _engines = engine.shared();
         let fx = Fixture::new("builders", "# syntax=org/nixfront\nFLAKE .#hello\n");
-        let no_nix = builder_without(engine, "nix", "rm -f /usr/bin/nix /usr/bin/nix-*");
-        let run = engine.build(&fx, &tag("no-nix", engine), &["--build-arg", &format!("NIX_IMAGE={no_nix}")]);
-        assert!(!run.ok);
-        assert_contains(
-            &run.all(),
-            &[&format!("the builder image docker.io/{no_nix} has no `nix` on its PATH")],
-        );
-        assert_points_at(engine, &run.all(), "FLAKE .#hello");
-
-        let no_shell = builder_without(engine, "sh", "rm -f /bin/sh /usr/bin/sh");
-        let run = engine.build(&fx, &tag("no-sh", engine), &["--build-arg", &format!("NIX_IMAGE={no_shell}")]);
-        assert!(!run.ok);
-        assert_contains(
-            &run.all(),
-            &[&format!("the builder image docker.io/{no_shell} has no /bin/sh, which runs nixfront's build step")],
-        );
-        assert_points_at(engine, &run.all(), "FLAKE .#hello");
+        // What each broken builder image lacks, and how the error names it.
+        let broken = [
+            ("nix", "rm -f /usr/bin/nix /usr/bin/nix-*", "no `nix` on its PATH"),
+            ("sh", "rm -f /bin/sh /usr/bin/sh", "no /bin/sh, which runs nixfront's build step"),
+        ];
+        for (name, run, lacks) in broken {
+            let image = builder_without(engine, name, run);
+            let t = tag(&format!("no-{name}"), engine);
+            let run = engine.build(&fx, &t, &["--build-arg", &format!("NIX_IMAGE={image}")]);
+            assert!(!run.ok, "{engine:?}: a builder image without {name} built");
+            assert_contains(&run.all(), &[&format!("the builder image docker.io/{image} has {lacks}")]);
+            assert_points_at(engine, &run.all(), "FLAKE .#hello");
+        }
 
         let no_tmp = builder_without(engine, "tmp", "rm -rf /tmp");
         let t = tag("no-tmp", engine);
