@@ -25,7 +25,8 @@ On each engine, the same builder image and the same flake, for each approach:
     1 GB toolchain (the world's web-big): the warm edit and the fresh runner's edit
 
 Prints a table per engine and the ratios nixfront/seed and nixfront/expert.
-Usage: bench/run.sh [--long] [d20] [d26]   (run.sh starts the engines and the frontend image)
+Usage: bench/run.sh [--long] [--nix=2.8] [d20] [d26]   (run.sh starts the engines and the frontend
+image; --nix=2.8 builds every approach with Nix 2.8 instead of 2.26)
 """
 
 import json
@@ -51,7 +52,9 @@ CI_ROOT = FACTS["CI_ROOT"]
 TRIXIE = FACTS["TRIXIE"]
 INNER = "/tmp/nixfront-bench"  # the work dir as dockerd 26 (in the chroot) sees it
 HOST = TRIXIE + INNER
-NIX_IMAGE = FACTS["NIX_IMAGE"]
+# The builder image every approach uses: the tests' (Debian 13's Nix 2.26), or with --nix=2.8
+# the oldest Nix nixfront supports (Debian 12's).
+NIX_IMAGE = FACTS["NIX_IMAGE_OLDEST"] if "--nix=2.8" in sys.argv else FACTS["NIX_IMAGE"]
 APPROACHES = ["seed", "expert", "nixfront"]
 
 
@@ -371,7 +374,9 @@ def frontend_time():
 def main():
     args = sys.argv[1:]
     long = "--long" in args
-    engines = [a for a in args if a != "--long"] or ["d20", "d26"]
+    engines = [a for a in args if not a.startswith("--")] or ["d20", "d26"]
+    version = docker("d20", "run", "--rm", NIX_IMAGE, "nix", "--version").stdout.strip()
+    print(f"== builder image of every approach: {NIX_IMAGE} ({version})", flush=True)
     frontend_time()
     prepare()
     all_results = {}

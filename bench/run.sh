@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark, side by side in one run: seed Dockerfile, expert variant, nixfront.
-# Usage: bench/run.sh [--long] [d20] [d26]   (default both engines; the quick and real-flake
+# Usage: bench/run.sh [--long] [--nix=2.8] [d20] [d26]   (default both engines and Nix 2.26; the quick and real-flake
 # rows take about 8 minutes per engine, --long adds the fresh-runner, ~1.1 GB-closure and 1 GB
 # toolchain rows, about 40 more)
 set -euo pipefail

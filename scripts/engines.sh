@@ -63,25 +63,45 @@ start_d20() {
             >"$CI_ROOT/dockerd20.log" 2>&1) &
         wait_for 60 d20 info || { tail -20 "$CI_ROOT/dockerd20.log" >&2; exit 1; }
     fi
-    if ! d20 image inspect "$NIX_IMAGE" >/dev/null 2>&1; then
-        make_nix_image
-    fi
+    make_nix_images
 }
 
-# A Nix builder image from Debian's nix-bin (Nix 2.8); its /nix/store starts empty.
-make_nix_image() {
-    log "building the Nix builder image $NIX_IMAGE"
-    if [ ! -f "$NIXROOT/.nixfront-ready" ]; then
-        remove_root "$NIXROOT"
-        debootstrap --variant=minbase --include=nix-bin,libdbi-perl,git,ca-certificates \
-            bookworm "$NIXROOT" >"$CI_ROOT/debootstrap-nix.log" 2>&1
-        mkdir -p "$NIXROOT/etc/nix"
+# The Nix builder images (scripts/lib.sh names them), made once in dockerd 20.10.
+make_nix_images() {
+    d20 image inspect "$NIX_IMAGE" >/dev/null 2>&1 || debian_nix_image "$NIX_IMAGE" trixie "$NIXROOT_CURRENT"
+    d20 image inspect "$NIX_IMAGE_OLDEST" >/dev/null 2>&1 || debian_nix_image "$NIX_IMAGE_OLDEST" bookworm "$NIXROOT"
+    d20 image inspect "$NIX_IMAGE_OFFICIAL" >/dev/null 2>&1 || official_nix_image
+}
+
+# A Nix builder image from a Debian suite's nix-bin (bookworm: Nix 2.8, trixie: 2.26), with
+# git and an ssh client; nix is /usr/bin/nix and its /nix/store starts empty.
+debian_nix_image() { # IMAGE SUITE ROOT
+    local image=$1 suite=$2 root=$3
+    log "building the Nix builder image $image (Debian $suite's nix-bin)"
+    if [ ! -f "$root/.nixfront-ready" ]; then
+        remove_root "$root"
+        # libdbi-perl must be named: debootstrap cannot resolve nix-bin's virtual dependency
+        # perl-dbdabi-94 by itself.
+        debootstrap --variant=minbase --include=nix-bin,libdbi-perl,git,ca-certificates,openssh-client \
+            "$suite" "$root" >"$CI_ROOT/debootstrap-nix-$suite.log" 2>&1
+        mkdir -p "$root/etc/nix"
         printf '%s\n' 'experimental-features = nix-command flakes' 'sandbox = false' \
-            'build-users-group =' 'substituters =' >"$NIXROOT/etc/nix/nix.conf"
-        rm -rf "$NIXROOT"/var/cache/apt/archives/*.deb "$NIXROOT"/var/lib/apt/lists/*
-        touch "$NIXROOT/.nixfront-ready"
+            'build-users-group =' 'substituters =' >"$root/etc/nix/nix.conf"
+        rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+        touch "$root/.nixfront-ready"
     fi
-    tar -C "$NIXROOT" -c . | d20 import - "$NIX_IMAGE" >/dev/null
+    tar -C "$root" --exclude=./proc --exclude=./sys --exclude=./dev/* -c . | d20 import - "$image" >/dev/null
+}
+
+# The replica of the official nixos/nix image, made from the trixie root's Nix and tools by
+# scripts/official-image.sh, with the official image's config (Env).
+official_nix_image() {
+    d20 image inspect "$NIX_IMAGE" >/dev/null 2>&1 || debian_nix_image "$NIX_IMAGE" trixie "$NIXROOT_CURRENT"
+    log "building the official image's replica $NIX_IMAGE_OFFICIAL"
+    local config changes=() line
+    config=$(bash "$(dirname "$0")/official-image.sh" "$NIXROOT_CURRENT" "$OFFICIAL_ROOT")
+    while IFS= read -r line; do changes+=(--change "$line"); done <<<"$config"
+    tar -C "$OFFICIAL_ROOT" -c . | d20 import "${changes[@]}" - "$NIX_IMAGE_OFFICIAL" >/dev/null
 }
 
 stop_d26() {
@@ -133,11 +153,13 @@ start_d26() {
             >"$CI_ROOT/dockerd26.log" 2>&1) &
         wait_for 90 d26 info || { tail -20 "$CI_ROOT/dockerd26.log" >&2; exit 1; }
     fi
-    if ! d26 image inspect "$NIX_IMAGE" >/dev/null 2>&1; then
+    local image
+    for image in "$NIX_IMAGE" "$NIX_IMAGE_OLDEST" "$NIX_IMAGE_OFFICIAL"; do
+        d26 image inspect "$image" >/dev/null 2>&1 && continue
         start_d20
-        log "loading $NIX_IMAGE into dockerd 26"
-        d20 save "$NIX_IMAGE" | d26 load >/dev/null
-    fi
+        log "loading $image into dockerd 26"
+        d20 save "$image" | d26 load >/dev/null
+    done
 }
 
 case $want in

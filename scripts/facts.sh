@@ -4,6 +4,6 @@
 # are, the builder image the tests use, the frontend image's tag.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-for name in CI_ROOT TRIXIE NIXROOT D20_PIDFILE D26_SOCK D26_PIDFILE NIX_IMAGE FRONTEND_TAG; do
+for name in CI_ROOT TRIXIE NIXROOT D20_PIDFILE D26_SOCK D26_PIDFILE NIX_IMAGE NIX_IMAGE_OLDEST NIX_IMAGE_OFFICIAL FRONTEND_TAG; do
     printf '%s=%s\n' "$name" "${!name}"
 done

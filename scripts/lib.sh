@@ -10,13 +10,23 @@
 CI_ROOT=${NIXFRONT_CI_ROOT:-/var/lib/nixfront-ci}
 TRIXIE=$CI_ROOT/trixie
 NIXROOT=$CI_ROOT/nixroot
+NIXROOT_CURRENT=$CI_ROOT/nixroot-2.26
+OFFICIAL_ROOT=$CI_ROOT/official
 # The pidfile of dockerd 20.10.
 D20_PIDFILE=/var/run/docker.pid
 # The socket and pidfile of dockerd 26, as paths inside the chroot.
 D26_SOCK=/run/d26/docker.sock
 D26_PIDFILE=/run/d26/docker.pid
-# The Nix builder image the tests and the benchmark use.
-NIX_IMAGE=localnix/nix:2.8
+# The Nix builder images of the tests and the benchmark (scripts/engines.sh makes them):
+#   NIX_IMAGE           Debian 13's nix-bin, Nix 2.26: the builder of every test that names
+#                       no other, and of the benchmark
+#   NIX_IMAGE_OLDEST    Debian 12's nix-bin, Nix 2.8: the oldest Nix nixfront supports
+#   NIX_IMAGE_OFFICIAL  a replica of the official nixos/nix image (Nix and every tool in
+#                       /nix/store; scripts/official-image.sh), tagged as nixfront's default
+#                       builder, so that a Nixfile without NIX_IMAGE builds on it as users' do
+NIX_IMAGE=localnix/nix:2.26
+NIX_IMAGE_OLDEST=localnix/nix:2.8
+NIX_IMAGE_OFFICIAL=docker.io/nixos/nix:2.24.10
 # The frontend image `# syntax=org/nixfront` resolves to.
 FRONTEND_TAG=org/nixfront:latest
 

@@ -61,7 +61,7 @@ fi
 # A world made with the 1 GiB toolchain serves a build that does not ask for it too.
 BIG=${NIXWORLD_BIG:-0}
 [ -f "$WORLD/big" ] && [ "$BIG" = 0 ] && BIG=1
-stamp=$( (echo "big=$BIG"; cat $(find tests/nixworld -type f | sort)) | sha256sum | cut -c1-16)
+stamp=$( (echo "big=$BIG $NIX_IMAGE"; cat $(find tests/nixworld -type f | sort)) | sha256sum | cut -c1-16)
 if [ "$(cat "$WORLD/stamp" 2>/dev/null)" != "$stamp" ]; then
     log "making the Nix world in $WORLD"
     stop_servers

@@ -81,6 +81,12 @@ pub fn parse(bytes: &[u8], replaced: &[String]) -> Result<Lock> {
         }
         let mut attrs = locked.clone();
         attrs.remove("dir");
+        // Nix fetches a flake's git input whole unless its lock says `shallow`, but
+        // `builtins.fetchTree` of the same attributes makes a shallow clone since Nix 2.19,
+        // which dumb-HTTP servers cannot serve (and whose narHash may differ).
+        if attrs.get("type").and_then(Value::as_str) == Some("git") {
+            attrs.entry("shallow").or_insert(Value::Bool(false));
+        }
         fetch.push(attrs);
     }
     fetch.sort_by_key(|a| Value::Object(a.clone()).to_string());
@@ -123,6 +129,13 @@ mod tests {
         let types: Vec<&str> = lock.fetch.iter().map(|a| a["type"].as_str().unwrap()).collect();
         assert_eq!(types, ["git", "tarball", "tarball"], "no path input, each node once");
         assert!(lock.fetch.iter().all(|a| !a.contains_key("dir")), "fetchTree takes no dir");
+        // A git input is cloned whole, as Nix fetches a flake's input (fetchTree would make a
+        // shallow clone since Nix 2.19); a lock that says shallow keeps its word.
+        assert_eq!(lock.fetch[0]["shallow"], Value::Bool(false));
+        assert!(lock.fetch[1..].iter().all(|a| !a.contains_key("shallow")), "only git inputs");
+        let shallow =
+            parse(LOCK.replace(r#""revCount": 1,"#, r#""revCount": 1, "shallow": true,"#).as_bytes(), &[]);
+        assert_eq!(shallow.unwrap().fetch[0]["shallow"], Value::Bool(true));
         assert!(lock.unlocked.is_empty());
         let json: Value = serde_json::from_str(&lock.fetch_json()).unwrap();
         assert_eq!(json.as_array().unwrap().len(), 3);

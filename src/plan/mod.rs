@@ -329,7 +329,13 @@ impl NixStep<'_> {
         argv.extend(args);
         let mut exec = Exec::new(&root, argv)
             .mount(Mount::readonly(SCRIPT_DIR, &scripts))
-            .mount(Mount::scratch(TMP_DIR));
+            .mount(Mount::scratch(TMP_DIR))
+            .mount(Mount::cache(
+                output::REACH_DIR,
+                output::REACH_CACHE_ID,
+                pb::CacheSharingOpt::Shared,
+                &State::scratch(),
+            ));
         let settings = self.settings;
         match store {
             StepStore::Persistent if settings.persistent_store => {

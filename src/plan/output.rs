@@ -46,6 +46,13 @@ pub const ROOT_OUT_DIR: &str = "/nixfront/root";
 /// Where the image-root step finds the package's own paths (read-only), which it copies into
 /// its output so that they and the image root are one layer (an edit changes both).
 pub const ROOT_SEED_DIR: &str = "/nixfront/seed";
+/// What the steps learnt of the substituters' reachability (a cache mount shared by every
+/// build, [`REACH_CACHE_ID`]; root's alone): the first step of a build that finds one
+/// unreachable spares the build's other steps the wait (see `drop_unreachable_substituters`).
+pub const REACH_DIR: &str = "/nixfront/reach";
+pub const REACH_CACHE_ID: &str = "nixfront-substituter-reach-v1";
+/// How long, in seconds, a step trusts what another step learnt of a substituter.
+pub const REACH_TTL_SECONDS: u64 = 300;
 /// A scratch directory for temporary files (TMPDIR), whatever the builder image has.
 pub const TMP_DIR: &str = "/nixfront/tmp";
 /// A build's manifest in [`META_DIR`]: results and path-info of the runtime closure (the
@@ -185,6 +192,8 @@ pub fn contract_env() -> Vec<String> {
         format!("NIXFRONT_PROBES={SCRIPT_DIR}"),
         format!("NIXFRONT_PROBE_STATUS={}", crate::probe::STATUS),
         format!("NIXFRONT_NIX_DEFAULTS={}", crate::options::nixconf::defaults_text()),
+        format!("NIXFRONT_REACH={REACH_DIR}"),
+        format!("NIXFRONT_REACH_TTL={REACH_TTL_SECONDS}"),
         format!("TMPDIR={TMP_DIR}"),
     ]
 }

@@ -69,6 +69,7 @@ fn run_as(engine: Engine, platform: &str, t: &str) -> String {
 }
 
 on_engines! {
+    builders(official);
     fn arm64_images_build_through_emulation_and_say_why_not_without(engine) {
         let _engines = engine.shared();
         let fx = arm64_fixture("arm64", "# syntax=org/nixfront\nFLAKE .#default\n");

@@ -15,43 +15,44 @@ fn assert_nothing_built(engine: Engine, log: &str) {
     assert!(built(log).is_empty(), "{engine:?} built something:\n{log}");
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn a_fresh_runner_with_a_local_cache_rebuilds_only_the_app() {
-    let d26 = Engine::D26;
-    let _engines = d26.exclusive();
-    let fx = Fixture::new("ci-local", APP);
-    // Outside the build context: the context must stay the same.
-    let store = Fixture::new("ci-local-cache", "unused\n");
-    let cache = store.file_for(d26, "cache");
-    let export = format!("type=local,dest={cache},mode=max");
-    let import = format!("type=local,src={cache}");
-    d26.prune();
-    let (cold, log) = d26.build_id(&fx, "ci-local", &["--cache-to", &export]);
-    assert_contains(&log, &["building slowdep"]);
+on_builders! {
+    builders(nix28);
+    fn a_fresh_runner_with_a_local_cache_rebuilds_only_the_app() {
+        let d26 = Engine::D26;
+        let _engines = d26.exclusive();
+        let fx = Fixture::new("ci-local", APP);
+        // Outside the build context: the context must stay the same.
+        let store = Fixture::new("ci-local-cache", "unused\n");
+        let cache = store.file_for(d26, "cache");
+        let export = format!("type=local,dest={cache},mode=max");
+        let import = format!("type=local,src={cache}");
+        d26.prune();
+        let (cold, log) = d26.build_id(&fx, "ci-local", &["--cache-to", &export]);
+        assert_contains(&log, &["building slowdep"]);
 
-    // A new runner: empty builder, no image, the cache imported. Nothing is built.
-    d26.prune();
-    let _ = d26.docker(&["image", "rm", "-f", &tag("ci-local", d26)]);
-    let (unchanged, log) = d26.build_id(&fx, "ci-local", &["--cache-from", &import]);
-    assert_nothing_built(d26, &log);
-    assert_eq!(unchanged, cold, "the same image from the cache");
+        // A new runner: empty builder, no image, the cache imported. Nothing is built.
+        d26.prune();
+        let _ = d26.docker(&["image", "rm", "-f", &tag("ci-local", d26)]);
+        let (unchanged, log) = d26.build_id(&fx, "ci-local", &["--cache-from", &import]);
+        assert_nothing_built(d26, &log);
+        assert_eq!(unchanged, cold, "the same image from the cache");
 
-    // Another new runner, after an app-only edit: only the app is built, on the
-    // dependencies the cache carries.
-    d26.prune();
-    let _ = d26.docker(&["image", "rm", "-f", &tag("ci-local", d26)]);
-    fx.write("app/message", "message v2\n");
-    let (fresh, log) = d26.build_id(&fx, "ci-local", &["--cache-from", &import]);
-    assert_contains(&log, &["-edited-1.0.drv'...", "dependencies from the dependency layers"]);
-    assert!(!log.contains("building slowdep"), "a dependency was rebuilt:\n{log}");
-    assert_eq!(built(&log).len(), 1, "only the app's derivation: {:?}", built(&log));
-    assert_eq!(d26.run_image(&tag("ci-local", d26), &[]).stdout, "message v2\nslow dependency\n");
+        // Another new runner, after an app-only edit: only the app is built, on the
+        // dependencies the cache carries.
+        d26.prune();
+        let _ = d26.docker(&["image", "rm", "-f", &tag("ci-local", d26)]);
+        fx.write("app/message", "message v2\n");
+        let (fresh, log) = d26.build_id(&fx, "ci-local", &["--cache-from", &import]);
+        assert_contains(&log, &["-edited-1.0.drv'...", "dependencies from the dependency layers"]);
+        assert!(!log.contains("building slowdep"), "a dependency was rebuilt:\n{log}");
+        assert_eq!(built(&log).len(), 1, "only the app's derivation: {:?}", built(&log));
+        assert_eq!(d26.run_image(&tag("ci-local", d26), &[]).stdout, "message v2\nslow dependency\n");
 
-    // The same builder, everything run again (its store holds no dependency: the fresh
-    // runner's package step took them from the layers), gives the same image.
-    let (warm, _) = d26.build_id(&fx, "ci-local", &["--no-cache"]);
-    assert_eq!(warm, fresh, "a fresh runner's image is the one built from scratch");
+        // The same builder, everything run again (its store holds no dependency: the fresh
+        // runner's package step took them from the layers), gives the same image.
+        let (warm, _) = d26.build_id(&fx, "ci-local", &["--no-cache"]);
+        assert_eq!(warm, fresh, "a fresh runner's image is the one built from scratch");
+    }
 }
 
 /// What a CI job on Docker 26 does: push the image with inline cache, build the next version
@@ -117,58 +118,59 @@ fn the_exported_cache_carries_the_closure_once_and_no_builder_image() {
     assert!(exported < builder / 4, "the builder image ({builder} bytes) is in the export ({exported})");
 }
 
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn a_fresh_runner_with_inline_cache_rebuilds_only_the_app() {
-    let d20 = Engine::D20;
-    let _engines = d20.exclusive();
-    let fx = Fixture::new("ci-inline", APP);
-    let inline = ["--build-arg", "BUILDKIT_INLINE_CACHE=1"];
-    d20.prune();
-    let (_, log) = d20.build_id(&fx, "ci-inline-source", &inline);
-    assert_contains(&log, &["building slowdep", "[nixfront] linux/amd64: ", " layers, ", "largest: "]);
-    let source = tag("ci-inline-source", d20);
-    let config = image::raw_config(d20, &source);
-    let memo = config["org.nixfront.memo.v1"].as_object().expect("the memo in the image config");
-    assert_eq!(memo.len(), 2, "the dependency step's and the package step's answers: {memo:?}");
+on_builders! {
+    builders(nix28);
+    fn a_fresh_runner_with_inline_cache_rebuilds_only_the_app() {
+        let d20 = Engine::D20;
+        let _engines = d20.exclusive();
+        let fx = Fixture::new("ci-inline", APP);
+        let inline = ["--build-arg", "BUILDKIT_INLINE_CACHE=1"];
+        d20.prune();
+        let (_, log) = d20.build_id(&fx, "ci-inline-source", &inline);
+        assert_contains(&log, &["building slowdep", "[nixfront] linux/amd64: ", " layers, ", "largest: "]);
+        let source = tag("ci-inline-source", d20);
+        let config = image::raw_config(d20, &source);
+        let memo = config["org.nixfront.memo.v1"].as_object().expect("the memo in the image config");
+        assert_eq!(memo.len(), 2, "the dependency step's and the package step's answers: {memo:?}");
 
-    // A new builder with the image as its only cache (Docker 20.10 reads inline cache from
-    // it): nothing is built, the evaluation aside; the memo in the image config answers
-    // for the steps nixfront would otherwise read.
-    d20.prune();
-    let with_cache = [&inline[..], &["--cache-from", &source]].concat();
-    let (_, log) = d20.build_id(&fx, "ci-inline", &with_cache);
-    assert_nothing_built(d20, &log);
-    assert_contains(&log, &["the same store paths as the --cache-from image: a redeploy moves 0 B"]);
-    // The image IDs differ only by the inline cache records the config carries (with their
-    // times): the layers and the config proper are the same.
-    let (a, b) = (d20.inspect(&source), d20.inspect(&tag("ci-inline", d20)));
-    assert_eq!(a["RootFS"], b["RootFS"], "the same layers from the inline cache");
-    assert_eq!(a["Config"], b["Config"]);
-    assert_eq!(a["Created"], b["Created"]);
+        // A new builder with the image as its only cache (Docker 20.10 reads inline cache from
+        // it): nothing is built, the evaluation aside; the memo in the image config answers
+        // for the steps nixfront would otherwise read.
+        d20.prune();
+        let with_cache = [&inline[..], &["--cache-from", &source]].concat();
+        let (_, log) = d20.build_id(&fx, "ci-inline", &with_cache);
+        assert_nothing_built(d20, &log);
+        assert_contains(&log, &["the same store paths as the --cache-from image: a redeploy moves 0 B"]);
+        // The image IDs differ only by the inline cache records the config carries (with their
+        // times): the layers and the config proper are the same.
+        let (a, b) = (d20.inspect(&source), d20.inspect(&tag("ci-inline", d20)));
+        assert_eq!(a["RootFS"], b["RootFS"], "the same layers from the inline cache");
+        assert_eq!(a["Config"], b["Config"]);
+        assert_eq!(a["Created"], b["Created"]);
 
-    // Another new builder, after an app-only edit: only the app is built, on the dependency
-    // layers the image carries.
-    d20.prune();
-    fx.write("app/message", "message v2\n");
-    let (_, log) = d20.build_id(&fx, "ci-inline-edit", &with_cache);
-    assert_contains(&log, &["-edited-1.0.drv'...", "dependencies from the dependency layers"]);
-    // The summary says what changed against the image the cache came from (its memo:
-    // inline cache).
-    assert_contains(
-        &log,
-        &["since the --cache-from image: 1 paths added (edited-1.0), 1 removed, a redeploy moves "],
-    );
-    assert_eq!(built(&log).len(), 1, "only the app's derivation: {:?}", built(&log));
-    let edited = tag("ci-inline-edit", d20);
-    assert_eq!(d20.run_image(&edited, &[]).stdout, "message v2\nslow dependency\n");
+        // Another new builder, after an app-only edit: only the app is built, on the dependency
+        // layers the image carries.
+        d20.prune();
+        fx.write("app/message", "message v2\n");
+        let (_, log) = d20.build_id(&fx, "ci-inline-edit", &with_cache);
+        assert_contains(&log, &["-edited-1.0.drv'...", "dependencies from the dependency layers"]);
+        // The summary says what changed against the image the cache came from (its memo:
+        // inline cache).
+        assert_contains(
+            &log,
+            &["since the --cache-from image: 1 paths added (edited-1.0), 1 removed, a redeploy moves "],
+        );
+        assert_eq!(built(&log).len(), 1, "only the app's derivation: {:?}", built(&log));
+        let edited = tag("ci-inline-edit", d20);
+        assert_eq!(d20.run_image(&edited, &[]).stdout, "message v2\nslow dependency\n");
 
-    // The same builder, everything run again, gives the same layers and config; without
-    // inline cache nixfront leaves the memo out.
-    d20.build_id(&fx, "ci-inline-warm", &["--no-cache"]);
-    let (fresh, warm) = (d20.inspect(&edited), d20.inspect(&tag("ci-inline-warm", d20)));
-    assert_eq!(fresh["RootFS"], warm["RootFS"], "a fresh runner's layers are the warm builder's");
-    assert_eq!(fresh["Config"], warm["Config"]);
-    let config = image::raw_config(d20, &tag("ci-inline-warm", d20));
-    assert!(config.get("org.nixfront.memo.v1").is_none(), "a memo without inline cache");
+        // The same builder, everything run again, gives the same layers and config; without
+        // inline cache nixfront leaves the memo out.
+        d20.build_id(&fx, "ci-inline-warm", &["--no-cache"]);
+        let (fresh, warm) = (d20.inspect(&edited), d20.inspect(&tag("ci-inline-warm", d20)));
+        assert_eq!(fresh["RootFS"], warm["RootFS"], "a fresh runner's layers are the warm builder's");
+        assert_eq!(fresh["Config"], warm["Config"]);
+        let config = image::raw_config(d20, &tag("ci-inline-warm", d20));
+        assert!(config.get("org.nixfront.memo.v1").is_none(), "a memo without inline cache");
+    }
 }

@@ -9,6 +9,7 @@ use crate::harness::{Engine, Fixture, assert_contains, image, tag};
 const FILE_EDITED: &str = "# syntax=org/nixfront\nFLAKE .#edited\n";
 
 on_engines! {
+    builders(nix28, official);
     fn an_app_edit_rebuilds_only_the_app_and_changes_one_small_layer(engine) {
         let _engines = engine.shared();
         let fx = Fixture::new("edit", FILE_EDITED);
@@ -33,6 +34,9 @@ on_engines! {
         let (size, paths) = &layers[new[0]];
         assert!(paths.len() == 1 && paths[0].ends_with("-edited-1.0"), "{engine:?}: {paths:?}");
         assert!(*size < 16 * 1024, "{engine:?}: the changed layer is {size} bytes");
+        // The builder's own Nix (in its /nix/store where the image has it there, as the
+        // official one does) stays in the builder's store, never in the image.
+        assert_eq!(image::store_entries(engine, &t), fx.expected_closure("edited"), "{engine:?}");
     }
 }
 
@@ -72,6 +76,7 @@ on_engines! {
 }
 
 on_engines! {
+    builders(nix28);
     fn layers_are_identical_on_a_fresh_builder(engine) {
         let _engines = engine.exclusive();
         let fx = Fixture::new("fresh", "# syntax=org/nixfront\nFLAKE .#hello\n");

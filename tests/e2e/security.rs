@@ -51,6 +51,7 @@ fn clean_victim(engine: Engine, victim: &Fixture) -> (String, String) {
 }
 
 on_engines! {
+    builders(official);
     fn hostile_flakes_cannot_change_another_projects_image(engine) {
         let _engines = engine.exclusive();
         let victim = Fixture::from_dir("victim", "victim", VICTIM);
@@ -96,6 +97,7 @@ on_engines! {
 }
 
 on_engines! {
+    builders(official);
     /// A builder plants, at a dependency's path that the store lacks while BuildKit still has
     /// it, links and a hard link to another project's file: nothing writes through them.
     fn planted_links_reach_no_other_projects_file(engine) {
@@ -295,6 +297,7 @@ on_engines! {
 }
 
 on_engines! {
+    builders(official);
     fn no_cache_keeps_the_store(engine) {
         // Alone on the engine: a build beside it could take the instance of the store this
         // one's steps would use, and this one would get another.

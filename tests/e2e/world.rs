@@ -19,6 +19,7 @@ fn in_image(engine: Engine, t: &str, suffix: &str) -> bool {
 }
 
 on_engines! {
+    builders(nix28, official);
     /// NIX_CONFIG names the cache: everything but the app is substituted; the toolchain stays
     /// out of the image; an edit fetches no input and downloads nothing.
     fn a_real_flake_builds_on_its_binary_cache_and_locked_inputs(engine) {

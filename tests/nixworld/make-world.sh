@@ -1,4 +1,4 @@
-# Makes the offline Nix world, inside the Nix builder image (Nix 2.8), its server reachable at
+# Makes the offline Nix world, inside the tests' Nix builder image (NIX_IMAGE), its server reachable at
 # $SERVER: `sh make-world.sh` with the sources (tests/nixworld) at /src and the world at /world.
 #   /world/www/pkgs.tar.gz        the nixpkgs-shaped input, as a tarball
 #   /world/www/utils.git          the second input, a git repository served as dumb HTTP

@@ -19,6 +19,7 @@ setup_step() {
         echo "nixfront: the builder image has no 'nix' on its PATH ($PATH)" >&2
         exit "$NIXFRONT_EXIT_NO_NIX"
     fi
+    nix_version_facts
     add_build_users /etc
     use_settings "$NIXFRONT_SECRETS" "$TMPDIR"
     # The builder's own system (the build platform's, from nixfront): Nix builds for the
@@ -33,6 +34,116 @@ setup_step() {
     nix_opts="--option filter-syscalls false --option sandbox $sandbox --option sandbox-fallback false \
         --option build-users-group $build_group --option accept-flake-config false \
         --option extra-platforms $native $secret_opts"
+    drop_unreachable_substituters
+}
+
+# What differs between the Nix versions nixfront supports (2.8 to today), in one place, read
+# from `nix --version` (a version this cannot read is taken as a current one):
+#   outputs_suffix  since 2.13 a derivation's outputs are the installable `DRV^*`, and since
+#                   2.15 a bare `DRV` is the derivation file itself; before 2.13 a bare `DRV`
+#                   means its outputs
+#   derivation_show `nix derivation show` since 2.15, `nix show-derivation` before
+#   config_show     `nix config show` since 2.20, `nix show-config` before
+#   store_info      `nix store info` since 2.19, `nix store ping` before
+nix_version_facts() {
+    nix_version=$(nix --version 2>/dev/null || true)
+    nix_version=${nix_version##* }
+    major_=${nix_version%%.*}
+    minor_=${nix_version#*.}
+    minor_=${minor_%%.*}
+    case "$major_$minor_" in
+        '' | *[!0-9]*) major_=2 minor_=999 ;;
+    esac
+    at_least() { [ "$major_" -gt 2 ] || [ "$minor_" -ge "$1" ]; }
+    outputs_suffix='^*'
+    at_least 13 || outputs_suffix=
+    derivation_show='derivation show'
+    at_least 15 || derivation_show=show-derivation
+    config_show='config show'
+    at_least 20 || config_show=show-config
+    store_info='store info'
+    at_least 19 || store_info='store ping'
+}
+
+# Drops, for this step, the HTTP(S) substituters this builder cannot reach: Nix would try each
+# in every process of the step, retrying with backoff, before building what it lacks (a minute
+# a step for the official image's cache.nixos.org on a builder without internet). Every one Nix
+# would use (the image's nix.conf, NIX_CONFIG, the flake's nixConfig) is asked for its
+# nix-cache-info in one attempt with a bounded connect time, and the answer is kept in
+# $NIXFRONT_REACH (root's alone) for $NIXFRONT_REACH_TTL seconds, so that a build asks once,
+# not in every step. The rest keep Nix's order and priorities; the list Nix then uses goes last
+# in NIX_CONFIG, where it wins.
+drop_unreachable_substituters() {
+    subs_=$(nixc $config_show 2>/dev/null | grep '^substituters = ') || return 0
+    kept_=
+    dropped_=
+    for url_ in ${subs_#substituters = }; do
+        case $url_ in
+            http://* | https://*)
+                if ! reachable "$url_"; then
+                    dropped_=1
+                    echo "nixfront: substituter $url_ is not reachable from this builder, so this step" \
+                        "does without it ($why_)" >&2
+                    continue
+                fi
+                ;;
+        esac
+        kept_="$kept_${kept_:+ }$url_"
+    done
+    [ -n "$dropped_" ] || return 0
+    NIX_CONFIG="${NIX_CONFIG:-}
+substituters = $kept_"
+    export NIX_CONFIG
+}
+
+# Whether substituter URL answered, from what a step of the last $NIXFRONT_REACH_TTL seconds
+# learnt, or asked now; why_ says why not.
+reachable() { # URL
+    now_=$(date +%s)
+    record_=
+    if [ -d "${NIXFRONT_REACH:-}" ]; then
+        chmod 700 "$NIXFRONT_REACH"
+        record_="$NIXFRONT_REACH/$(printf '%s' "$1" | cksum | cut -d' ' -f1)"
+        # A record is data, checked before use: any build on this BuildKit could have written
+        # it (cache mounts have no access control), so it decides at most whether this step
+        # asks a substituter, never what runs (no arithmetic on anything but digits).
+        when_=
+        verdict_=
+        if [ -f "$record_" ] && [ ! -L "$record_" ]; then
+            IFS=' ' read -r when_ verdict_ why_ <"$record_" || true
+        fi
+        case "$when_:$verdict_" in
+            *[!0-9]*:* | :*) ;;
+            *:yes | *:no)
+                age_=$((now_ - when_))
+                if [ "$age_" -ge 0 ] && [ "$age_" -lt "${NIXFRONT_REACH_TTL:-0}" ]; then
+                    why_="$(printf '%s' "$why_" | tr -cd '[:print:]'), found $age_ s ago"
+                    [ "$verdict_" = yes ]
+                    return
+                fi
+                ;;
+        esac
+    fi
+    verdict_=yes
+    why_=answered
+    if ! err_=$(nixc $store_info --store "$1" --option connect-timeout 3 --option download-attempts 1 2>&1 >/dev/null); then
+        verdict_=no
+        why_=$(printf '%s\n' "$err_" | grep . | tail -n 1 | tr -d '\r')
+    fi
+    if [ -n "$record_" ]; then
+        # A new file of root's (mktemp: never through a planted link), renamed over the record.
+        new_=$(mktemp "$NIXFRONT_REACH/.record.XXXXXX")
+        printf '%s %s %s\n' "$now_" "$verdict_" "$why_" >"$new_"
+        mv -f "$new_" "$record_"
+    fi
+    [ "$verdict_" = yes ]
+}
+
+# The derivations listed in FILE as the installables of their outputs, one a line, into OUT.
+outputs_of() { # FILE OUT
+    while IFS= read -r drv_; do
+        [ -n "$drv_" ] && printf '%s%s\n' "$drv_" "$outputs_suffix"
+    done <"$1" >"$2"
 }
 
 # Derivations never run as root: Nix runs each builder as one of the build users of group
@@ -122,7 +233,7 @@ sweep_store() { # STORE
     echo "nixfront: swept $n entries that earlier builds left in the Nix store ($kib KiB)" >&2
 }
 
-# The store paths that building the derivations listed in FILE would write, into OUT: the
+# The store paths that building the installables listed in FILE would write, into OUT: the
 # outputs of what Nix builds and the paths it fetches.
 will_write() { # SYSTEM FILE OUT
     nixc_for "$1" build --dry-run --no-link $(cat "$2") >/dev/null 2>"$3.dry"
@@ -178,9 +289,10 @@ build_for() { # SYSTEM ARGS...
 # Builds the derivations listed in FILE for SYSTEM (their outputs; fetched where a substituter
 # has them), with a lock file made for everything it writes.
 realise_locked() { # SYSTEM FILE
-    will_write "$1" "$2" "$2.writes"
+    outputs_of "$2" "$2.outputs"
+    will_write "$1" "$2.outputs" "$2.writes"
     prelock "$2.writes"
-    build_for "$1" --no-link --print-build-logs $(cat "$2")
+    build_for "$1" --no-link --print-build-logs $(cat "$2.outputs")
 }
 
 # `nix copy ARGS...` of the store paths listed in FILE, a `.drv` taken as itself, never as the

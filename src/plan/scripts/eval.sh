@@ -97,9 +97,7 @@ fi
 tr ',{}[]' '\n\n\n\n\n' <"$work/extras.json" | grep '^"drvPath":' | cut -d'"' -f4 >>"$work/inputs" || true
 sort -u -o "$work/inputs" "$work/inputs"
 
-# `nix derivation show` since Nix 2.15, `nix show-derivation` before.
-nixc derivation show -- "$drv" $(cat "$work/inputs") >"$work/derivations.json" 2>/dev/null \
-    || nixc show-derivation -- "$drv" $(cat "$work/inputs") >"$work/derivations.json"
+nixc $derivation_show -- "$drv" $(cat "$work/inputs") >"$work/derivations.json"
 
 : >"$work/src-closure"
 if [ -s "$work/srcs" ]; then nix-store --query --requisites $(cat "$work/srcs") >"$work/src-closure"; fi

@@ -23,9 +23,81 @@ pub fn fact(name: &str) -> String {
     facts.get(name).unwrap_or_else(|| panic!("scripts/facts.sh prints no {name}")).clone()
 }
 
-/// The Nix builder image every test build uses (scripts/lib.sh makes it).
+/// The Nix builder a test builds with (scripts/lib.sh names the images, scripts/engines.sh
+/// makes them): a test runs with [`Builder::Current`] unless `on_engines!` names others for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    /// Debian 13's nix-bin (Nix 2.26), named by `--build-arg NIX_IMAGE`: the tests' default.
+    Current,
+    /// Debian 12's nix-bin (Nix 2.8), the oldest Nix nixfront supports.
+    Oldest,
+    /// The replica of the official nixos/nix image (Nix in /nix/store), tagged as nixfront's
+    /// default builder: the build names no NIX_IMAGE, as users' do.
+    Official,
+}
+
+thread_local! {
+    /// The builder of the test running on this thread (each test has a thread of its own).
+    static BUILDER: std::cell::Cell<Builder> = const { std::cell::Cell::new(Builder::Current) };
+}
+
+impl Builder {
+    /// The builder `on_engines!` names: `nix28` or `official`.
+    pub fn named(name: &str) -> Builder {
+        match name {
+            "nix28" => Builder::Oldest,
+            "official" => Builder::Official,
+            other => panic!("no test builder is called {other}: nix28 or official"),
+        }
+    }
+
+    /// The builder of the running test.
+    pub fn current() -> Builder {
+        BUILDER.with(|b| b.get())
+    }
+
+    /// Makes this the builder of the running test.
+    pub fn set(self) {
+        BUILDER.with(|b| b.set(self));
+    }
+
+    /// The image's reference.
+    pub fn image(self) -> String {
+        let image = fact(match self {
+            Builder::Current => "NIX_IMAGE",
+            Builder::Oldest => "NIX_IMAGE_OLDEST",
+            Builder::Official => "NIX_IMAGE_OFFICIAL",
+        });
+        if self == Builder::Official {
+            let default = nixfront::options::args::DEFAULT_NIX_IMAGE;
+            assert_eq!(image, default, "scripts/lib.sh must tag the replica as nixfront's default builder");
+        }
+        image
+    }
+
+    /// The build's `--build-arg NIX_IMAGE=...`; none for the official image, nixfront's default.
+    pub fn build_arg(self) -> Option<String> {
+        (self != Builder::Official).then(|| format!("NIX_IMAGE={}", self.image()))
+    }
+
+    /// What a test's image tags carry, so that one test on two builders never shares a tag.
+    pub fn tag_suffix(self) -> &'static str {
+        match self {
+            Builder::Current => "",
+            Builder::Oldest => "-nix28",
+            Builder::Official => "-official",
+        }
+    }
+}
+
+/// The Nix builder image of the running test.
 pub fn nix_image() -> String {
-    fact("NIX_IMAGE")
+    Builder::current().image()
+}
+
+/// The tests' default builder image (Nix 2.26), for answers from Nix outside nixfront.
+pub fn reference_nix_image() -> String {
+    Builder::Current.image()
 }
 
 /// Per engine: tests that prune its build cache take this for writing; all others for
@@ -127,14 +199,16 @@ impl Engine {
         output.stdout
     }
 
-    /// The build command with the test builder image, the tag and plain progress.
+    /// The build command with the test's builder image, the tag and plain progress.
     fn build_args(self, tag: &str) -> Vec<String> {
         let mut args: Vec<String> = match self {
             Engine::D20 => vec!["build".into()],
             Engine::D26 => vec!["buildx".into(), "build".into(), "--load".into()],
         };
-        args.extend(["--progress=plain", "--build-arg"].map(String::from));
-        args.push(format!("NIX_IMAGE={}", nix_image()));
+        args.push("--progress=plain".to_string());
+        if let Some(arg) = Builder::current().build_arg() {
+            args.extend(["--build-arg".to_string(), arg]);
+        }
         args.extend(["-t".to_string(), tag.to_string()]);
         args
     }
@@ -181,10 +255,14 @@ impl Engine {
     /// BUILDX_EXPERIMENTAL). Only dockerd 26's client can send subrequests.
     pub fn print(self, fixture: &Fixture, what: &str, extra: &[&str]) -> Run {
         assert_eq!(self, Engine::D26, "the 20.10 client sends no subrequests");
-        let nix_image = format!("NIX_IMAGE={}", nix_image());
+        let builder = Builder::current().build_arg();
         let print = format!("--print={what}");
         let context = fixture.path_for(self);
-        let mut args = vec!["buildx", "build", "--build-arg", &nix_image, &print];
+        let mut args = vec!["buildx", "build"];
+        if let Some(arg) = &builder {
+            args.extend(["--build-arg", arg]);
+        }
+        args.push(&print);
         args.extend(extra);
         args.push(&context);
         Run::from(self.command(&args).env("BUILDX_EXPERIMENTAL", "1").output().expect("docker runs"))

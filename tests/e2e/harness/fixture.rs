@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::engine::{Engine, Run, nix_image, trixie};
+use super::engine::{Engine, Run, reference_nix_image, trixie};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -84,12 +84,12 @@ impl Fixture {
         }
     }
 
-    /// Runs `script` with `$1` = this fixture's flake `#attr`, in the builder image on d20 with
-    /// the fixture mounted read-only: Nix outside nixfront, for reference answers.
+    /// Runs `script` with `$1` = this fixture's flake `#attr`, in the tests' default builder image
+    /// on d20 with the fixture mounted read-only: Nix outside nixfront, for reference answers.
     fn nix_outside(&self, script: &str, attr: &str) -> Run {
         let mount = format!("{}:/src:ro", self.host_path().display());
         let installable = format!("path:/src#{attr}");
-        let image = nix_image();
+        let image = reference_nix_image();
         let args = ["run", "--rm", "-v", &mount, &image, "sh", "-c", script, "sh", &installable];
         Engine::D20.docker(&args)
     }

@@ -14,14 +14,20 @@ pub mod git;
 pub mod image;
 pub mod world;
 
-pub use engine::Engine;
+pub use engine::{Builder, Engine};
 pub use fixture::Fixture;
 
 /// An end-to-end test on each engine: `on_engines! { fn name(engine) { ... } }` makes the
 /// function and the tests `name::d20` and `name::d26`, so that one engine's failure never hides
-/// the other's result and a filter (`cargo test --test e2e d26`) picks one engine.
+/// the other's result and a filter (`cargo test --test e2e d26`) picks one engine. Each runs
+/// with the tests' default builder (Nix 2.26); `on_engines! { builders(nix28, official); fn
+/// ... }` also runs it with the oldest Nix and with the official image's replica as nixfront's
+/// default builder, as `name::nix28::d20` and so on (`cargo test --test e2e official` picks those).
 macro_rules! on_engines {
     ($(#[doc = $doc:expr])* fn $name:ident($engine:ident) $body:block) => {
+        on_engines! { builders(); $(#[doc = $doc])* fn $name($engine) $body }
+    };
+    (builders($($builder:ident),*); $(#[doc = $doc:expr])* fn $name:ident($engine:ident) $body:block) => {
         $(#[doc = $doc])*
         fn $name($engine: $crate::harness::Engine) $body
 
@@ -37,6 +43,51 @@ macro_rules! on_engines {
             fn d26() {
                 super::$name($crate::harness::Engine::D26)
             }
+
+            $(
+                mod $builder {
+                    #[test]
+                    #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+                    fn d20() {
+                        $crate::harness::Builder::named(stringify!($builder)).set();
+                        super::super::$name($crate::harness::Engine::D20)
+                    }
+
+                    #[test]
+                    #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+                    fn d26() {
+                        $crate::harness::Builder::named(stringify!($builder)).set();
+                        super::super::$name($crate::harness::Engine::D26)
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A test of one engine (the function picks it) with the tests' default builder and with the
+/// builders named: `on_builders! { builders(nix28); fn name() { ... } }` makes the tests
+/// `name::current` and `name::nix28`.
+macro_rules! on_builders {
+    (builders($($builder:ident),*); $(#[doc = $doc:expr])* fn $name:ident() $body:block) => {
+        $(#[doc = $doc])*
+        fn $name() $body
+
+        mod $name {
+            #[test]
+            #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+            fn current() {
+                super::$name()
+            }
+
+            $(
+                #[test]
+                #[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+                fn $builder() {
+                    $crate::harness::Builder::named(stringify!($builder)).set();
+                    super::$name()
+                }
+            )*
         }
     };
 }
@@ -78,9 +129,9 @@ impl Drop for Registry {
     }
 }
 
-/// A unique image tag for one test on one engine.
+/// A unique image tag for one test on one engine with its builder.
 pub fn tag(test: &str, engine: Engine) -> String {
-    format!("nixfront-e2e/{test}:{}", engine.name())
+    format!("nixfront-e2e/{test}{}:{}", Builder::current().tag_suffix(), engine.name())
 }
 
 /// Asserts `haystack` contains every needle, showing it all when not.
