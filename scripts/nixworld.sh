@@ -40,8 +40,10 @@ start_servers() {
         if [ -s "$WORLD/run/serve-$e.pid" ] && kill -0 "$(cat "$WORLD/run/serve-$e.pid")" 2>/dev/null; then
             continue
         fi
-        in_engine_netns "$e" python3 tests/nixworld/serve.py "$WORLD/www" "$PORT" "$WORLD/log/$e.jsonl" \
-            "$CREDENTIALS" >"$WORLD/log/serve-$e.err" 2>&1 &
+        # nsenter itself in the background (not a function's subshell): it execs the server,
+        # so $! is the server's pid, which stop_servers ends.
+        nsenter -t "$(engine_pid "$e")" -n python3 tests/nixworld/serve.py "$WORLD/www" "$PORT" \
+            "$WORLD/log/$e.jsonl" "$CREDENTIALS" >"$WORLD/log/serve-$e.err" 2>&1 &
         echo $! >"$WORLD/run/serve-$e.pid"
     done
     for e in d20 d26; do

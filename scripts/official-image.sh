@@ -69,11 +69,7 @@ in_image() {
         "$(command -v chroot)" "$DEST" "$@"
 }
 
-if dpkg -s patchelf >/dev/null 2>&1; then :; else
-    log "installing patchelf"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q patchelf >&2 || { apt-get update -q >&2 && apt-get install -y -q patchelf >&2; }
-fi
+apt_install patchelf
 
 if [ -e "$DEST" ]; then
     # Only an earlier output (or an empty directory): never SRC or another chroot.

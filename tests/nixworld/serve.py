@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The offline Nix world's HTTP server: the files under ROOT, with everything under /private/
 behind basic auth (USER:PASSWORD), each request logged to LOG as a JSON line (method, path,
-status, bytes sent). Tests read the log to say what a build downloaded.
+status, bytes sent). Tests read the log to say what a build downloaded. Git repositories
+(`*.git`) are served as git's smart HTTP protocol too (`git http-backend`), as git hosts serve
+them: Nix 2.19 and later fetch a locked git input shallow, which dumb HTTP cannot serve.
 
 Usage: serve.py ROOT PORT LOG USER:PASSWORD   (run inside an engine's network namespace)
 """
@@ -10,6 +12,7 @@ import base64
 import http.server
 import json
 import os
+import subprocess
 import sys
 import threading
 
@@ -50,10 +53,61 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.status = code
         super().send_response(code, message)
 
+    def is_smart_git(self):
+        path, _, query = self.path.partition("?")
+        return ".git/" in path and (
+            (self.command == "GET" and path.endswith("/info/refs") and query == "service=git-upload-pack")
+            or (self.command == "POST" and path.endswith("/git-upload-pack"))
+        )
+
+    def smart_git(self):
+        """One request of git's smart HTTP protocol, answered by `git http-backend` (CGI)."""
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": ROOT,
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "REQUEST_METHOD": self.command,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+            "REMOTE_ADDR": self.client_address[0],
+        }
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status, headers = 200, []
+        for line in head.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        self.sent = len(payload)
+        self.record(status)
+
     def do_GET(self):
         if self.allowed():
+            if self.is_smart_git():
+                return self.smart_git()
             super().do_GET()
             self.record(getattr(self, "status", 0))
+
+    def do_POST(self):
+        if self.allowed() and self.is_smart_git():
+            return self.smart_git()
+        self.send_error(405)
+        self.record(405)
 
     def do_HEAD(self):
         if self.allowed():
