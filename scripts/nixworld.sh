@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The offline copy of the Nix world users build in (shared/docs/nix-world.md), for the tests
 # and the benchmark: made once (again when tests/nixworld changes) under $CI_ROOT/nixworld by
-# the Nix builder image on dockerd 20.10, and served in each engine's network namespace at
+# the oldest supported Nix's builder image (its locks every later Nix reads) on dockerd 20.10, and served in each engine's network namespace at
 # http://172.17.0.1:18080 (its docker0, where builds reach it and nothing else does).
 #
 #   tests/nixworld/make-world.sh   what the world holds (inputs, a signed binary cache, apps)
@@ -63,7 +63,7 @@ fi
 # A world made with the 1 GiB toolchain serves a build that does not ask for it too.
 BIG=${NIXWORLD_BIG:-0}
 [ -f "$WORLD/big" ] && [ "$BIG" = 0 ] && BIG=1
-stamp=$( (echo "big=$BIG $NIX_IMAGE"; cat $(find tests/nixworld -type f | sort)) | sha256sum | cut -c1-16)
+stamp=$( (echo "big=$BIG $NIX_IMAGE_OLDEST"; cat $(find tests/nixworld -type f | sort)) | sha256sum | cut -c1-16)
 if [ "$(cat "$WORLD/stamp" 2>/dev/null)" != "$stamp" ]; then
     log "making the Nix world in $WORLD"
     stop_servers
@@ -71,7 +71,7 @@ if [ "$(cat "$WORLD/stamp" 2>/dev/null)" != "$stamp" ]; then
     mkdir -p "$WORLD/www"
     start_servers
     d20 run --rm -v "$PWD/tests/nixworld:/src:ro" -v "$WORLD:/world" -v /bin/busybox:/busybox:ro \
-        -e SERVER="$SERVER" -e BIG="$BIG" "$NIX_IMAGE" sh /src/make-world.sh >"$WORLD/make.log" 2>&1 \
+        -e SERVER="$SERVER" -e BIG="$BIG" "$NIX_IMAGE_OLDEST" sh /src/make-world.sh >"$WORLD/make.log" 2>&1 \
         || { tail -30 "$WORLD/make.log" >&2; exit 1; }
     echo "$stamp" >"$WORLD/stamp"
     if [ "$BIG" = 1 ]; then touch "$WORLD/big"; else rm -f "$WORLD/big"; fi

@@ -1,5 +1,6 @@
-# Makes the offline Nix world, inside the tests' Nix builder image (NIX_IMAGE), its server reachable at
-# $SERVER: `sh make-world.sh` with the sources (tests/nixworld) at /src and the world at /world.
+# Makes the offline Nix world, inside the oldest supported Nix's builder image (NIX_IMAGE_OLDEST, whose
+# lock files every later Nix reads: 2.26 locks a relative path input in a way 2.8 refuses), its server
+# reachable at $SERVER: `sh make-world.sh` with the sources (tests/nixworld) at /src and the world at /world.
 #   /world/www/pkgs.tar.gz        the nixpkgs-shaped input, as a tarball
 #   /world/www/utils.git          the second input, a git repository served as dumb HTTP
 #   /world/www/cache              a signed binary cache of every package of pkgs (NARs

@@ -142,7 +142,7 @@ reachable() { # URL
 # The derivations listed in FILE as the installables of their outputs, one a line, into OUT.
 outputs_of() { # FILE OUT
     while IFS= read -r drv_; do
-        [ -n "$drv_" ] && printf '%s%s\n' "$drv_" "$outputs_suffix"
+        if [ -n "$drv_" ]; then printf '%s%s\n' "$drv_" "$outputs_suffix"; fi
     done <"$1" >"$2"
 }
 
