@@ -15,6 +15,8 @@
 //! flake reference reaches Nix as one argv element of a fixed script, never as shell text.
 
 pub mod derivation;
+#[cfg(test)]
+mod nix_tests;
 pub mod output;
 #[cfg(test)]
 mod script_tests;
@@ -31,7 +33,10 @@ use crate::llb::{CachePolicy, Location, State, source};
 use crate::nixfile::Nixfile;
 use crate::options::NixArgs;
 use crate::options::nixconf::NixConfig;
-use output::{CONTEXT_DIR, FIXED_TIME_NS, META_DIR, OUT_DIR, SCRIPT_DIR, STEP_STORE_DIR, TMP_DIR};
+use output::{
+    CONTEXT_DIR, FIXED_TIME_NS, META_DIR, OUT_DIR, REACH_CACHE_ID, REACH_DIR, SCRIPT_DIR, STEP_STORE_DIR,
+    TMP_DIR,
+};
 
 /// The scripts, as files in the scripts directory of every step.
 const SCRIPTS: &[(&str, &str)] = &[
@@ -329,14 +334,15 @@ impl NixStep<'_> {
         argv.extend(args);
         let mut exec = Exec::new(&root, argv)
             .mount(Mount::readonly(SCRIPT_DIR, &scripts))
-            .mount(Mount::scratch(TMP_DIR))
-            .mount(Mount::cache(
-                output::REACH_DIR,
-                output::REACH_CACHE_ID,
-                pb::CacheSharingOpt::Shared,
-                &State::scratch(),
-            ));
+            .mount(Mount::scratch(TMP_DIR));
         let settings = self.settings;
+        if settings.persistent_store {
+            // What the build's first step learnt of the substituters, for the others; a
+            // hermetic build (NIX_PERSISTENT_STORE=false) keeps no state and asks in each step.
+            let reach =
+                Mount::cache(REACH_DIR, REACH_CACHE_ID, pb::CacheSharingOpt::Shared, &State::scratch());
+            exec = exec.mount(reach);
+        }
         match store {
             StepStore::Persistent if settings.persistent_store => {
                 // BuildKit keys a cache mount by its id and the ref it is seeded from, so the
@@ -706,6 +712,7 @@ mod tests {
                 ("/nixfront/bin", true, -1),
                 ("/nixfront/meta", false, 1),
                 ("/nixfront/out", false, 2),
+                ("/nixfront/reach", false, -1),
                 ("/nixfront/src", true, -1),
                 ("/nixfront/tmp", false, -1),
                 ("/run/buildkit/ssh_agent.0", false, -1),

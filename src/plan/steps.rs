@@ -479,8 +479,15 @@ mod tests {
         for state in [&fetched.meta, &realised, &layers[1].state] {
             let exec = &execs(state).pop().unwrap();
             assert!(exec.mounts.iter().all(|m| m.dest != super::super::output::CONTEXT_DIR));
-            // Every step on the persistent store has an instance of its own.
-            assert_eq!(cache_mounts(exec), [("/nix".to_string(), pb::CacheSharingOpt::Private as i32)]);
+            // Every step on the persistent store has an instance of its own; what the build
+            // learnt of the substituters is one record all share.
+            assert_eq!(
+                cache_mounts(exec),
+                [
+                    ("/nix".to_string(), pb::CacheSharingOpt::Private as i32),
+                    ("/nixfront/reach".to_string(), pb::CacheSharingOpt::Shared as i32)
+                ]
+            );
         }
         assert_eq!(spec_file(&realised, SPEC_INPUTS).unwrap(), b"/nix/store/a-d.drv /nix/store/b-d\n");
         let groups_spec = String::from_utf8(spec_file(&layers[0].state, SPEC_GROUPS).unwrap()).unwrap();
@@ -519,7 +526,10 @@ mod tests {
         assert_ne!(built.answer.memo_key, keyed.memo_key);
         let built_meta = &built.answer.meta;
         let exec = execs(built_meta).into_iter().last().unwrap();
-        assert!(cache_mounts(&exec).is_empty(), "the package step never mounts the persistent store");
+        assert!(
+            cache_mounts(&exec).iter().all(|(dest, _)| dest != "/nix"),
+            "the package step never mounts the persistent store"
+        );
         assert!(exec.mounts.iter().all(|m| m.dest != super::super::output::CONTEXT_DIR));
         let store_mount = exec.mounts.iter().find(|m| m.dest == STEP_STORE_DIR).unwrap();
         assert!(!store_mount.readonly && store_mount.output >= 0 && store_mount.selector == STEP_STORE_DIR);
