@@ -61,7 +61,8 @@ APPROACHES = ["seed", "expert", "nixfront"]
 def docker(engine, *args, check=True, stdout=subprocess.PIPE):
     res = subprocess.run([DOCKER, engine, *args], stdout=stdout, stderr=subprocess.PIPE, text=stdout is not None)
     if check and res.returncode != 0:
-        sys.exit(f"docker {' '.join(args)} on {engine} failed:\n{res.stdout}\n{res.stderr}")
+        log = "\n".join(f"{res.stdout or ''}\n{res.stderr}".splitlines()[-80:])
+        sys.exit(f"docker {' '.join(args)} on {engine} failed:\n{log}")
     return res
 
 
@@ -73,7 +74,8 @@ def build(engine, approach, tag, flake="flake", extra=(), dockerfile_dir=HOST):
     context = path_for(engine, os.path.join(HOST, flake))
     dockerfile = path_for(engine, os.path.join(dockerfile_dir, f"Dockerfile.{approach}"))
     cmd = ["build"] if engine == "d20" else ["buildx", "build", "--load", "--provenance=false"]
-    cmd += ["-q", "-f", dockerfile, "--build-arg", f"NIX_IMAGE={NIX_IMAGE}", "-t", tag, *extra, context]
+    # Plain progress, kept for a failure's sake: -q would hide the log of the step that failed.
+    cmd += ["--progress=plain", "-f", dockerfile, "--build-arg", f"NIX_IMAGE={NIX_IMAGE}", "-t", tag, *extra, context]
     start = time.monotonic()
     docker(engine, *cmd)
     return time.monotonic() - start
