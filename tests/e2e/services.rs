@@ -33,7 +33,7 @@ on_engines! {
     /// and the same inputs built again with --no-cache give the same layers.
     fn a_service_image_has_its_packages_user_certificates_zones_config_and_base(engine) {
         let _engines = engine.shared();
-        let world = World::get();
+        let world = World::on(engine);
         let base = base_image(engine);
         let app = world.app("web");
         app.write("Dockerfile", &dockerfile(&base));

@@ -24,7 +24,7 @@ on_engines! {
     /// out of the image; an edit fetches no input and downloads nothing.
     fn a_real_flake_builds_on_its_binary_cache_and_locked_inputs(engine) {
         let _engines = engine.shared();
-        let world = World::get();
+        let world = World::on(engine);
         let app = world.app("web");
         let config = format!("NIX_CONFIG={}", world.cache_config_of("web"));
         let t = tag("world-web", engine);
@@ -63,7 +63,7 @@ on_engines! {
     /// netrc passed as a secret.
     fn the_builder_images_nix_conf_and_a_netrc_name_a_private_cache(engine) {
         let _engines = engine.shared();
-        let world = World::get();
+        let world = World::on(engine);
         let conf = format!(
             "RUN printf '%s\\n' 'substituters = {}/private/cache' 'trusted-public-keys = {}' >> /etc/nix/nix.conf\n",
             world.url, world.key
@@ -93,7 +93,7 @@ on_engines! {
     /// policy as NIX_CONFIG, what is refused named in a warning.
     fn a_flakes_nix_config_names_its_cache(engine) {
         let _engines = engine.shared();
-        let world = World::get();
+        let world = World::on(engine);
         let app = world.app("configured");
         // A key no other test trusts, so that this build's store is its own.
         let flake = std::fs::read_to_string(app.host_path().join("flake.nix")).unwrap();
@@ -117,7 +117,7 @@ on_engines! {
 fn a_build_context_replaces_a_flake_input() {
     let d26 = Engine::D26;
     let _engines = d26.shared();
-    let world = World::get();
+    let world = World::on(d26);
     let app = world.app("web");
     app.write("Dockerfile", "# syntax=org/nixfront\nFLAKE . .#cacert\n");
     // utils, changed: its mkApp marks the app.
@@ -153,7 +153,7 @@ on_engines! {
     /// downloaded, nothing built but the app.
     fn a_fresh_runners_edit_downloads_nothing(engine) {
         let _engines = engine.exclusive();
-        let world = World::get();
+        let world = World::on(engine);
         let app = world.app("web");
         let config = format!("NIX_CONFIG={}", world.cache_config(false));
         let store = crate::harness::Fixture::new("world-ci-cache", "unused\n");

@@ -9,7 +9,10 @@ use serde_json::Value;
 use super::engine::Engine;
 use super::fixture::Fixture;
 
-/// What scripts/nixworld.sh wrote in world.env.
+/// What scripts/nixworld.sh wrote in world.env, for a test that builds from the world on one
+/// engine. The engine's request log is one for all its builds, so the tests that use the world
+/// on an engine take turns (the `_turn` this holds), and what a test reads in the log since its
+/// mark is its own builds' alone, whichever builders the suite runs it with.
 pub struct World {
     pub url: String,
     /// The binary cache's public key.
@@ -17,7 +20,11 @@ pub struct World {
     pub netrc_login: String,
     pub netrc_password: String,
     root: PathBuf,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+/// Per engine: the turn of the tests that build from the world on it.
+static TURNS: [std::sync::Mutex<()>; 2] = [std::sync::Mutex::new(()), std::sync::Mutex::new(())];
 
 /// One request the server answered.
 #[derive(Debug, Clone)]
@@ -30,7 +37,10 @@ pub struct Request {
 }
 
 impl World {
-    pub fn get() -> World {
+    /// The world, for builds on `engine`: waits for the turn (take the engine's
+    /// shared/exclusive use first, as every test does).
+    pub fn on(engine: Engine) -> World {
+        let turn = TURNS[engine as usize].lock().unwrap_or_else(|e| e.into_inner());
         let root = super::engine::ci_root().join("nixworld");
         let env = std::fs::read_to_string(root.join("world.env"))
             .unwrap_or_else(|e| panic!("the Nix world is not there ({e}): run scripts/nixworld.sh"));
@@ -46,6 +56,7 @@ impl World {
             netrc_login: var("NIXWORLD_NETRC_LOGIN"),
             netrc_password: var("NIXWORLD_NETRC_PASSWORD"),
             root,
+            _turn: turn,
         }
     }
 
