@@ -46,19 +46,36 @@ impl Pattern {
         Pattern(tokens)
     }
 
-    /// Whether the pattern matches all of `text`.
+    /// Whether the pattern matches all of `text`. Every token but `*` matches one character, so
+    /// only the last `*` seen ever needs to take one more character when the rest fails: at
+    /// most `tokens x text` steps, whatever the pattern (trying every split at every `*` took
+    /// time exponential in their number, which a Nixfile's `${A#*a*a*...}` could ask for).
     pub(super) fn matches(&self, text: &[char]) -> bool {
-        fn go(tokens: &[Token], text: &[char]) -> bool {
-            match tokens.split_first() {
-                None => text.is_empty(),
-                Some((Token::Star, rest)) => (0..=text.len()).any(|i| go(rest, &text[i..])),
-                Some((token, rest)) => match text.split_first() {
-                    Some((c, tail)) if token_matches(token, *c) => go(rest, tail),
-                    _ => false,
+        let tokens = &self.0;
+        let (mut t, mut s) = (0, 0);
+        // The token after the last `*` seen, and how much of the text that `*` has taken.
+        let mut last_star: Option<(usize, usize)> = None;
+        while s < text.len() {
+            match tokens.get(t) {
+                Some(Token::Star) => {
+                    t += 1;
+                    last_star = Some((t, s));
+                }
+                Some(token) if token_matches(token, text[s]) => {
+                    t += 1;
+                    s += 1;
+                }
+                _ => match last_star {
+                    Some((after, taken)) => {
+                        t = after;
+                        s = taken + 1;
+                        last_star = Some((after, taken + 1));
+                    }
+                    None => return false,
                 },
             }
         }
-        go(&self.0, text)
+        tokens[t..].iter().all(|token| matches!(token, Token::Star))
     }
 }
 
@@ -155,6 +172,17 @@ pub(super) fn replace(pattern: &Pattern, value: &str, replacement: &str, all: bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Many `*`s against a long text: one pass per `*` taken back, never a try of every split
+    /// (which never finished on this pattern, a case the fuzzer found).
+    #[test]
+    fn many_stars_take_polynomial_time() {
+        let pattern = Pattern::parse(&"*a".repeat(40), '\\');
+        let text: Vec<char> = "a".repeat(39).chars().chain("b".repeat(2000).chars()).collect();
+        assert!(!pattern.matches(&text));
+        let text: Vec<char> = "ab".repeat(1000).chars().chain("a".chars()).collect();
+        assert!(pattern.matches(&text));
+    }
 
     #[test]
     fn patterns_match_like_shell_globs() {
