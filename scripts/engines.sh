@@ -96,7 +96,8 @@ debian_nix_image() { # IMAGE SUITE ROOT
 # The replica of the official nixos/nix image, made from the trixie root's Nix and tools by
 # scripts/official-image.sh, with the official image's config (Env).
 official_nix_image() {
-    d20 image inspect "$NIX_IMAGE" >/dev/null 2>&1 || debian_nix_image "$NIX_IMAGE" trixie "$NIXROOT_CURRENT"
+    # Its source is the trixie root (kept after its image is made, or made again).
+    [ -f "$NIXROOT_CURRENT/.nixfront-ready" ] || debian_nix_image "$NIX_IMAGE" trixie "$NIXROOT_CURRENT"
     log "building the official image's replica $NIX_IMAGE_OFFICIAL"
     local config changes=() line
     config=$(bash "$(dirname "$0")/official-image.sh" "$NIXROOT_CURRENT" "$OFFICIAL_ROOT")
