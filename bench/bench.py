@@ -25,8 +25,10 @@ On each engine, the same builder image and the same flake, for each approach:
     1 GB toolchain (the world's web-big): the warm edit and the fresh runner's edit
 
 Prints a table per engine and the ratios nixfront/seed and nixfront/expert.
-Usage: bench/run.sh [--long] [--nix=2.8] [d20] [d26]   (run.sh starts the engines and the frontend
-image; --nix=2.8 builds every approach with Nix 2.8 instead of 2.26)
+Usage: bench/run.sh [--long] [--nix=2.8] [--baseline=REV] [d20] [d26]   (run.sh starts the
+engines and the frontend image; --nix=2.8 builds every approach with Nix 2.8 instead of 2.26;
+--baseline=REV adds a column for the frontend of commit REV, built by
+scripts/baseline-image.sh, and the ratio nixfront/baseline)
 """
 
 import json
@@ -55,7 +57,11 @@ HOST = TRIXIE + INNER
 # The builder image every approach uses: the tests' (Debian 13's Nix 2.26), or with --nix=2.8
 # the oldest Nix nixfront supports (Debian 12's).
 NIX_IMAGE = FACTS["NIX_IMAGE_OLDEST"] if "--nix=2.8" in sys.argv else FACTS["NIX_IMAGE"]
-APPROACHES = ["seed", "expert", "nixfront"]
+# With --baseline, the frontend of an earlier commit (its image tagged BASELINE_TAG by
+# run.sh) builds the same as a fourth approach.
+BASELINE_TAG = "org/nixfront:baseline"
+BASELINE = any(a.startswith("--baseline=") for a in sys.argv)
+APPROACHES = ["seed", "expert", "nixfront"] + (["baseline"] if BASELINE else [])
 
 
 def docker(engine, *args, check=True, stdout=subprocess.PIPE):
@@ -125,7 +131,18 @@ def prepare():
         os.makedirs(os.path.join(HOST, flake, "tools"), exist_ok=True)
         shutil.copy("/bin/busybox", os.path.join(HOST, flake, "tools", "busybox"))
     for a in APPROACHES:
-        shutil.copy(os.path.join(HERE, f"Dockerfile.{a}"), HOST)
+        write_dockerfile(a, HOST)
+
+
+def write_dockerfile(approach, directory):
+    """Dockerfile.APPROACH in `directory`: the baseline's is nixfront's with the baseline's syntax."""
+    source = "nixfront" if approach == "baseline" else approach
+    with open(os.path.join(HERE, f"Dockerfile.{source}")) as f:
+        text = f.read()
+    if approach == "baseline":
+        text = text.replace("# syntax=org/nixfront\n", f"# syntax={BASELINE_TAG}\n")
+    with open(os.path.join(directory, f"Dockerfile.{approach}"), "w") as f:
+        f.write(text)
 
 
 def world():
@@ -158,9 +175,10 @@ def real(engine, approach, app="web"):
     root = os.path.join(HOST, f"real-{app}")
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(os.path.join(CI_ROOT, "nixworld", "apps", app), root)
-    if approach == "nixfront":
-        with open(os.path.join(root, "Dockerfile.nixfront"), "w") as f:
-            f.write("# syntax=org/nixfront\nFLAKE .\n")
+    if approach in ("nixfront", "baseline"):
+        syntax = BASELINE_TAG if approach == "baseline" else "org/nixfront"
+        with open(os.path.join(root, f"Dockerfile.{approach}"), "w") as f:
+            f.write(f"# syntax={syntax}\nFLAKE .\n")
     else:
         shutil.copy(os.path.join(HERE, f"Dockerfile.{approach}"), root)
         with open(os.path.join(root, f"Dockerfile.{approach}"), "a") as f:
@@ -349,15 +367,20 @@ def report(engine, res, long):
         ]
     name = {"d20": "dockerd 20.10 / BuildKit 0.8", "d26": "dockerd 26.1 + buildx / BuildKit 0.13"}[engine]
     print(f"\n{name}")
-    header = f"| {'':48} | {'seed':>12} | {'expert':>12} | {'nixfront':>12} | {'nf/seed':>8} | {'nf/expert':>9} |"
+    base = f" {'baseline':>12} | {'nf/base':>8} |" if BASELINE else ""
+    header = f"| {'':48} | {'seed':>12} | {'expert':>12} | {'nixfront':>12} | {'nf/seed':>8} | {'nf/expert':>9} |{base}"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for label, key, fmt in rows:
         if all(key not in res[a] for a in APPROACHES) or (key == "exported" and engine == "d20"):
             continue
-        s, e, n = (res[a].get(key, 0) for a in APPROACHES)
+        s, e, n = (res[a].get(key, 0) for a in ("seed", "expert", "nixfront"))
         ratio = lambda a, b: f"{a / b:.3f}" if b and key != "layers" else "-"
-        print(f"| {label:48} | {fmt(s):>12} | {fmt(e):>12} | {fmt(n):>12} | {ratio(n, s):>8} | {ratio(n, e):>9} |")
+        line = f"| {label:48} | {fmt(s):>12} | {fmt(e):>12} | {fmt(n):>12} | {ratio(n, s):>8} | {ratio(n, e):>9} |"
+        if BASELINE:
+            b = res["baseline"].get(key, 0)
+            line += f" {fmt(b):>12} | {ratio(n, b):>8} |"
+        print(line)
     n = res["nixfront"]
     print(f"  redeploy share of the image: nixfront {100 * n['moved'] / n['size']:.3f}% "
           f"(fresh builder {100 * n['fresh'] / n['size']:.3f}%), "
@@ -379,6 +402,10 @@ def main():
     engines = [a for a in args if not a.startswith("--")] or ["d20", "d26"]
     version = docker("d20", "run", "--rm", NIX_IMAGE, "nix", "--version").stdout.strip()
     print(f"== builder image of every approach: {NIX_IMAGE} ({version})", flush=True)
+    if BASELINE:
+        rev = next(a for a in args if a.startswith("--baseline="))[len("--baseline="):]
+        subprocess.run(["bash", os.path.join(REPO, "scripts", "baseline-image.sh"), rev, BASELINE_TAG], check=True)
+        print(f"== baseline: the frontend of {rev} as {BASELINE_TAG}", flush=True)
     frontend_time()
     prepare()
     all_results = {}

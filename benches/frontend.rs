@@ -15,7 +15,7 @@ use nixfront::llb::State;
 use nixfront::llb::definition::Marshal;
 use nixfront::plan::derivation;
 use nixfront::plan::output::{PLAN_VERSION, STEP_MANIFEST_VERSION};
-use nixfront::plan::steps::LaidOut;
+use nixfront::plan::steps::DependencyLayer;
 use nixfront::summary::Summary;
 
 /// A store path of the synthetic closure: a valid hash part and a name.
@@ -122,12 +122,12 @@ fn main() {
         let t_group = ms(t);
 
         let t = Instant::now();
-        let laid: Vec<(grouping::Group, LaidOut)> = groups
+        let laid: Vec<(grouping::Group, DependencyLayer)> = groups
             .into_iter()
             .enumerate()
-            .map(|(i, g)| (g, LaidOut { state: State::scratch(), dir: format!("/{i:03}") }))
+            .map(|(i, g)| (g, DependencyLayer { state: State::scratch(), dir: format!("/{i:03}") }))
             .collect();
-        let laid_out = read.laid_out.expect("laidOut");
+        let laid_out = read.split.expect("laidOut");
         let (sources, results) = (State::scratch(), State::scratch());
         let plans = layers::split_build_layers(
             &laid,
@@ -150,7 +150,8 @@ fn main() {
         let t_summary = ms(t);
 
         let t = Instant::now();
-        let layout = Layout { max_layers: 100, merge: true, location: Some((2, 2)), base: None };
+        let layout =
+            Layout { max_layers: 100, merge: true, location: Some(nixfront::llb::Lines::one(2)), base: None };
         let extras = Extras { sbom: Some(&sbom) };
         let fs = layers::assemble(&plans, TopSource::Tree(State::scratch()), &[], &extras, layout);
         let def = fs.state.marshal(Marshal { ignore_cache: false, source: None });

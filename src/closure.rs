@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub const STORE_DIR: &str = "/nix/store";
@@ -85,12 +85,13 @@ pub struct Manifest {
     pub package: Package,
     /// Where the package step laid out the closure's paths that no dependency layer holds
     /// (its output trees), as the step partitioned them: the one record of that split.
-    pub laid_out: Option<LaidOut>,
+    pub split: Option<Split>,
 }
 
-/// The package step's partition of the closure's paths beyond the dependencies.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct LaidOut {
+/// The package step's split of the closure's paths beyond the dependencies (`laidOut` in its
+/// manifest): the step writes it, the frontend reads it, the one record of that split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
     /// Input sources of the derivation that are in the closure: the sources tree.
     pub sources: Vec<String>,
     /// The rest, the package's own: the results tree.
@@ -119,7 +120,7 @@ struct RawManifest {
     version: Option<u64>,
     results: Vec<String>,
     #[serde(default, rename = "laidOut")]
-    laid_out: Option<LaidOut>,
+    laid_out: Option<Split>,
     #[serde(default)]
     package: Option<RawPackage>,
     #[serde(rename = "pathInfo")]
@@ -195,7 +196,7 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
         version: raw.version,
         closure: Closure { results: raw.results, paths },
         package,
-        laid_out: raw.laid_out,
+        split: raw.laid_out,
     })
 }
 

@@ -95,9 +95,9 @@ pub fn parse(bytes: &[u8], replaced: &[String]) -> Result<Lock> {
 }
 
 impl Lock {
-    /// The fetch step's spec: the JSON list of `fetchTree` attributes.
-    pub fn fetch_json(&self) -> String {
-        Value::Array(self.fetch.iter().cloned().map(Value::Object).collect()).to_string()
+    /// The fetch step's spec: the `fetchTree` attributes.
+    pub fn fetch_list(&self) -> Vec<Value> {
+        self.fetch.iter().cloned().map(Value::Object).collect()
     }
 }
 
@@ -137,9 +137,9 @@ mod tests {
             parse(LOCK.replace(r#""revCount": 1,"#, r#""revCount": 1, "shallow": true,"#).as_bytes(), &[]);
         assert_eq!(shallow.unwrap().fetch[0]["shallow"], Value::Bool(true));
         assert!(lock.unlocked.is_empty());
-        let json: Value = serde_json::from_str(&lock.fetch_json()).unwrap();
+        let json = Value::Array(lock.fetch_list());
         assert_eq!(json.as_array().unwrap().len(), 3);
-        assert_eq!(lock.fetch_json(), parse(LOCK.as_bytes(), &[]).unwrap().fetch_json(), "stable");
+        assert_eq!(lock.fetch_list(), parse(LOCK.as_bytes(), &[]).unwrap().fetch_list(), "stable");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! user asked for; [`plan`] turns it into the `nix build` exec, expressed with [`llb`];
 //! [`gateway`] solves it; [`closure`] reads the manifest the build wrote; [`layers`] lays the
 //! closure out as the root filesystem and [`image`] writes the config; [`frontend`] drives
-//! all of it and returns the image.
+//! all of it and returns the image. Inside BuildKit's steps the same binary runs [`step`].
 
 #[cfg(test)]
 mod architecture;
@@ -27,6 +27,7 @@ pub mod plan;
 pub mod platform;
 pub mod probe;
 pub mod sbom;
+pub mod step;
 pub mod subrequests;
 pub mod summary;
 pub mod users;

@@ -4,6 +4,8 @@ fn main() {
     // BuildKit starts the frontend without arguments; a person may ask what it is.
     if let Some(arg) = std::env::args().nth(1) {
         match arg.as_str() {
+            // What runs inside nixfront's build steps (see nixfront::step).
+            "step" => std::process::exit(nixfront::step::main(&std::env::args().skip(2).collect::<Vec<_>>())),
             "--version" | "-V" => println!("nixfront {}", env!("CARGO_PKG_VERSION")),
             "--help" | "-h" => println!(
                 "nixfront {}: a BuildKit frontend that builds a Nix flake into a layered OCI image.\n\

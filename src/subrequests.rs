@@ -57,7 +57,7 @@ pub fn describe() -> (Value, String) {
 
 /// A BuildKit `pb.Location` for lines of source 0, as JSON.
 fn location(lines: Lines) -> Value {
-    crate::gateway::errors::ranges((lines.start, lines.end))
+    crate::gateway::errors::ranges(lines)
 }
 
 /// `frontend.outline`: the build args (the file's and nixfront's) with the values this build

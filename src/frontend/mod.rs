@@ -1,5 +1,5 @@
 //! One frontend run, top to bottom: connect, read the complete [`Options`], read the user's
-//! file, answer the request (one subrequest, or the build: [`build`] once per platform, the
+//! file, answer the request (one subrequest, or the build: [`per_platform`] once per platform, the
 //! same way for each), and return the [`result`] or an error.
 //!
 //! Every failure ends in a `Return`: an error a person can act on, carrying the lines of the
@@ -7,7 +7,8 @@
 //! a bug. The process exits non-zero after an error; logs go to stderr.
 
 pub mod base;
-pub mod build;
+pub mod itself;
+pub mod per_platform;
 pub mod result;
 pub mod root;
 
@@ -26,7 +27,7 @@ use crate::llb::definition::SourceFile;
 use crate::nixfile::{self, FileError, Lines};
 use crate::options::{Options, Request, args};
 use crate::subrequests;
-use build::{PlatformPlan, Shared};
+use per_platform::{PlatformPlan, Shared};
 
 /// Runs the frontend over stdio; the process exit code.
 pub async fn run() -> i32 {
@@ -90,7 +91,7 @@ async fn serve(mut gw: Gateway, file_slot: Arc<Mutex<Option<SourceFile>>>) -> Re
     let parsed = nixfile::parse(
         &options.filename,
         &file.source.data,
-        &build::args_for(&options, &build_platform, &targets[0]),
+        &per_platform::args_for(&options, &build_platform, &targets[0]),
     );
     if options.request == Request::Lint {
         let (json, text) = subrequests::lint(&options.filename, &parsed, &file.source.data);
@@ -123,14 +124,14 @@ async fn serve(mut gw: Gateway, file_slot: Arc<Mutex<Option<SourceFile>>>) -> Re
 
     let shared = Shared::resolve(&mut gw, &options, &file, &build_platform, &plans).await?;
     if options.request == Request::Targets {
-        let packages = shared.packages(&mut gw, &plans[0]).await?;
+        let packages = per_platform::packages(&shared, &mut gw, &plans[0]).await?;
         let current = plans[0].flake.written.split_once('#').map(|(_, f)| f).unwrap_or("");
         let (json, text) = subrequests::targets(&packages, current, &file.source.data);
         return Ok(result::answer(&json, text, subrequests::VERSION));
     }
     let mut images = Vec::with_capacity(plans.len());
     for plan in &plans {
-        images.push(shared.image(&mut gw, plan).await?);
+        images.push(per_platform::image(&shared, &mut gw, plan).await?);
     }
     let total = started.elapsed();
     let waiting = gw.time_in_buildkit();
@@ -183,7 +184,7 @@ pub(crate) async fn send_warnings(gw: &mut Gateway, file: &context::UserFile, wa
         let explanation = w.rule.explanation();
         let warning = SourceWarning {
             source: &file.source,
-            lines: (w.lines.start, w.lines.end),
+            lines: w.lines,
             short: &short,
             detail: &explanation,
             url: "",
@@ -243,7 +244,7 @@ fn describe_failure(e: &anyhow::Error, file: Option<&SourceFile>) -> (String, Ve
             .map(|f| f.lines)
             .or_else(|| e.downcast_ref::<AtLines>().map(|a| a.0));
         if let Some(lines) = lines.filter(|l| l.start > 0) {
-            details.push(ErrorDetail::source(file, (lines.start, lines.end)));
+            details.push(ErrorDetail::source(file, lines));
         }
     }
     (message, details)
@@ -347,7 +348,7 @@ mod tests {
         let (message, details) = describe_failure(&e, Some(&file()));
         assert_eq!(message, "`nix build .` failed: exit code: 1", "the location is not part of the text");
         assert_eq!(details.len(), 1);
-        let located = ErrorDetail::source(&file(), (4, 4));
+        let located = ErrorDetail::source(&file(), Lines::one(4));
         let step = BuildKitError { message: "exit code: 1".into(), details: vec![located.clone()] };
         let e = at_lines::<()>(Err(step.into()), Lines::one(1)).unwrap_err();
         assert_eq!(describe_failure(&e, Some(&file())).1, vec![located], "BuildKit's own source is kept");

@@ -7,11 +7,12 @@ use anyhow::Result;
 
 use super::base::Base;
 use crate::layers::roots::{self, Entry, Owner, ROOT_DIR, RootPlan, Wants};
+use crate::llb::State;
 use crate::llb::file::FileOp;
-use crate::llb::{Location, State};
 use crate::nixfile::{CopyInstr, FileError, Lines, Nixfile, Warning, lint};
 use crate::options::NixArgs;
 use crate::plan::output::FIXED_TIME_NS;
+use crate::plan::spec::RootEntry;
 use crate::users::Users;
 
 /// A COPY, its owner resolved.
@@ -88,27 +89,22 @@ pub fn notices(warnings: &[Warning]) -> Vec<String> {
     warnings.iter().map(|w| format!("{}: {}", w.rule.name, w.detail)).collect()
 }
 
-/// The image-root step's spec (see scripts/root.sh) and its files. An entry whose path or
-/// target could not be written on one line (a name with a tab or a newline) is left out.
-pub fn spec(plan: &RootPlan) -> (String, Vec<String>) {
-    let plain = |s: &str| !s.chars().any(|c| c.is_control());
-    let mut lines = String::new();
-    let mut files = Vec::new();
-    for (path, entry) in &plan.entries {
-        if !plain(path) {
-            continue;
-        }
-        match entry {
-            Entry::Dir(o) => lines.push_str(&format!("d\t{:o}\t{}\t{}\t{path}\n", o.mode, o.uid, o.gid)),
-            Entry::Link(target) if plain(target) => lines.push_str(&format!("l\t{target}\t{path}\n")),
-            Entry::Link(_) => {}
-            Entry::File { owner: o, text } => {
-                lines.push_str(&format!("f\t{:o}\t{}\t{}\t{path}\t{}\n", o.mode, o.uid, o.gid, files.len()));
-                files.push(text.clone());
-            }
-        }
-    }
-    (lines, files)
+/// The image-root step's entries, parents first (the plan's order).
+pub fn spec(plan: &RootPlan) -> Vec<RootEntry> {
+    plan.entries
+        .iter()
+        .map(|(path, entry)| match entry {
+            Entry::Dir(o) => RootEntry::Dir { path: path.clone(), mode: o.mode, uid: o.uid, gid: o.gid },
+            Entry::Link(target) => RootEntry::Link { path: path.clone(), target: target.clone() },
+            Entry::File { owner: o, text } => RootEntry::File {
+                path: path.clone(),
+                mode: o.mode,
+                uid: o.uid,
+                gid: o.gid,
+                text: text.clone(),
+            },
+        })
+        .collect()
 }
 
 /// What progress output and the history call the image root.
@@ -135,7 +131,7 @@ pub fn copy_layers(
     copies: &[Copy],
     context: &State,
     wants: &Wants,
-    location: impl Fn(Lines) -> Option<Location>,
+    location: impl Fn(Lines) -> Option<Lines>,
 ) -> (State, Vec<String>) {
     let owner_of = |dir: &str| {
         let owner =
@@ -206,10 +202,18 @@ mod tests {
         assert_eq!(s.copies[1].owner, None);
         assert_eq!(s.wants.written[0], ("/etc/app/".into(), "COPY on line 3".into()));
         let plan = roots::plan(&[], &s.wants).unwrap();
-        let (lines, files) = spec(&plan);
-        assert!(lines.contains("d\t755\t1000\t1000\t/data\n"), "{lines}");
-        assert!(lines.contains("f\t644\t0\t0\t/etc/passwd\t1\n"), "{lines}");
-        assert!(files[1].contains("app:x:1000:1000:"));
+        let entries = spec(&plan);
+        assert!(entries.contains(&RootEntry::Dir {
+            path: "/data".into(),
+            mode: 0o755,
+            uid: 1000,
+            gid: 1000
+        }));
+        let passwd = entries.iter().find_map(|e| match e {
+            RootEntry::File { path, mode: 0o644, uid: 0, text, .. } if path == "/etc/passwd" => Some(text),
+            _ => None,
+        });
+        assert!(passwd.is_some_and(|text| text.contains("app:x:1000:1000:")), "{entries:?}");
         assert_eq!(describe(&plan), "the image root (0 links, /etc/group, /etc/passwd)");
     }
 

@@ -13,6 +13,7 @@ use bollard_buildkit_proto::google::rpc::Status;
 use prost::Message;
 use serde_json::json;
 
+use crate::llb::Lines;
 use crate::llb::definition::SourceFile;
 
 /// BuildKit's type URL for `errdefs.Source`: the file and ranges an error is about.
@@ -27,13 +28,13 @@ pub struct ErrorDetail(pub Any);
 
 /// Lines `start..=end` as BuildKit's source locations write them (`{"ranges": [...]}`), in
 /// error details and in the subrequests' answers alike.
-pub fn ranges(lines: (usize, usize)) -> serde_json::Value {
-    json!({ "ranges": [{ "start": { "line": lines.0 }, "end": { "line": lines.1 } }] })
+pub fn ranges(lines: Lines) -> serde_json::Value {
+    json!({ "ranges": [{ "start": { "line": lines.start }, "end": { "line": lines.end } }] })
 }
 
 impl ErrorDetail {
     /// "This error is about lines `start..=end` of `file`": buildx shows them highlighted.
-    pub fn source(file: &SourceFile, lines: (usize, usize)) -> Self {
+    pub fn source(file: &SourceFile, lines: Lines) -> Self {
         use base64::Engine;
         let value = json!({
             "info": {
@@ -102,7 +103,7 @@ mod tests {
     #[test]
     fn a_source_detail_is_the_json_buildkit_decodes() {
         let file = SourceFile { filename: "Dockerfile".into(), data: b"FLAKE .\n".to_vec() };
-        let d = ErrorDetail::source(&file, (2, 3));
+        let d = ErrorDetail::source(&file, Lines { start: 2, end: 3 });
         assert!(d.is_source());
         let v: serde_json::Value = serde_json::from_slice(&d.0.value).unwrap();
         assert_eq!(v["info"]["filename"], "Dockerfile");
@@ -114,7 +115,7 @@ mod tests {
     #[test]
     fn buildkit_details_survive_a_status() {
         let file = SourceFile { filename: "Dockerfile".into(), data: b"x".to_vec() };
-        let wire = status("boom", vec![ErrorDetail::source(&file, (1, 1))]).encode_to_vec();
+        let wire = status("boom", vec![ErrorDetail::source(&file, Lines::one(1))]).encode_to_vec();
         let tonic = tonic::Status::with_details(
             tonic::Code::Unknown,
             "process \"/bin/sh x\" did not complete successfully: exit code: 90",

@@ -251,7 +251,7 @@ impl Gateway {
             detail: vec![warning.detail.as_bytes().to_vec()],
             url: warning.url.to_string(),
             info: Some(warning.source.info()),
-            ranges: vec![crate::llb::definition::line_range(warning.lines.0, warning.lines.1)],
+            ranges: vec![crate::llb::definition::line_range(warning.lines.start, warning.lines.end)],
         };
         let started = Instant::now();
         let response = self.client.warn(request).await.map_err(status_error);
@@ -318,8 +318,7 @@ fn result_metadata(metadata: BTreeMap<String, Vec<u8>>) -> HashMap<String, Vec<u
 /// A warning about lines of the user's file.
 pub struct SourceWarning<'a> {
     pub source: &'a crate::llb::definition::SourceFile,
-    /// First and last line, 1-based.
-    pub lines: (usize, usize),
+    pub lines: crate::llb::Lines,
     pub short: &'a str,
     pub detail: &'a str,
     pub url: &'a str,

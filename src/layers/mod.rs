@@ -16,9 +16,9 @@ pub mod roots;
 
 use crate::closure::{Closure, StorePath};
 use crate::llb::file::FileOp;
-use crate::llb::{Location, State, merge};
+use crate::llb::{Lines, State, merge};
 use crate::plan::output::{self, FIXED_TIME_NS};
-use crate::plan::steps::LaidOut;
+use crate::plan::steps::DependencyLayer;
 use grouping::{Group, GroupKind};
 
 /// How to lay the layers out.
@@ -29,7 +29,7 @@ pub struct Layout<'a> {
     /// Build each layer on scratch and merge them (BuildKit's `mergeop` capability).
     pub merge: bool,
     /// The lines of the user's file the layers come from (FLAKE).
-    pub location: Option<Location>,
+    pub location: Option<Lines>,
     /// The base image (FROM), below everything.
     pub base: Option<&'a State>,
 }
@@ -89,7 +89,7 @@ pub struct LayerPlan {
 /// [`split_build_layers`] hands them on to the image, which is then made of the very ops the
 /// package step used: where BuildKit's cache has the image's layers (inline cache has nothing
 /// else) it has what the package step needs.
-pub fn stack(deps: &[(Group, LaidOut)], closure: &Closure, location: Option<Location>) -> Vec<State> {
+pub fn stack(deps: &[(Group, DependencyLayer)], closure: &Closure, location: Option<Lines>) -> Vec<State> {
     let total = deps.len();
     let mut below = State::scratch();
     deps.iter()
@@ -124,7 +124,7 @@ pub fn single_build_layers(closure: &Closure, built: &State, max_layers: usize) 
 /// `stacked` are the dependency layers [`stack`]ed (empty with MergeOp): the image's bottom
 /// layers are those, as far as every group is whole in the closure.
 pub fn split_build_layers(
-    deps: &[(Group, LaidOut)],
+    deps: &[(Group, DependencyLayer)],
     stacked: &[State],
     closure: &Closure,
     sources: (&[String], &State),
@@ -327,7 +327,7 @@ mod tests {
 
     fn ops(merge: bool) -> Vec<pb::Op> {
         let built = crate::llb::source::image("docker.io/library/busybox:latest", None);
-        let layout = Layout { max_layers: 100, merge, location: Some((2, 2)), base: None };
+        let layout = Layout { max_layers: 100, merge, location: Some(crate::llb::Lines::one(2)), base: None };
         let layers = single_build_layers(&closure(), &built, layout.max_layers);
         let extras = Extras { sbom: None };
         let fs = assemble(&layers, TopSource::SingleBuild(built.clone()), &[], &extras, layout);
@@ -386,7 +386,7 @@ mod tests {
         let c = closure();
         let (dep, tools, mixed, sources, results) =
             (output("dep"), output("tools"), output("mixed"), output("sources"), output("results"));
-        let whole = |state: &State| LaidOut { state: state.clone(), dir: "/".to_string() };
+        let whole = |state: &State| DependencyLayer { state: state.clone(), dir: "/".to_string() };
         let deps = [
             (group(GroupKind::Single, &[DEP]), whole(&dep)),
             (group(GroupKind::Single, &[TOOL]), whole(&tools)),
@@ -434,7 +434,7 @@ mod tests {
         const TOOL: &str = "/nix/store/8digwrcy1qxcqaiqg16dsf0z16ns0s8n-compiler-1.0";
         let c = closure();
         let (sources, results) = (output("sources"), output("results"));
-        let laid = |name: &str| LaidOut { state: output("layers"), dir: format!("/{name}") };
+        let laid = |name: &str| DependencyLayer { state: output("layers"), dir: format!("/{name}") };
         let op_of = |state: &State| decode(&state.to_definition()).pop().unwrap().1.inputs[0].digest.clone();
         let layout = Layout { max_layers: 100, merge: false, location: None, base: None };
         let ops_of = |layers: &[LayerPlan]| -> Vec<String> {

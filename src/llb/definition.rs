@@ -61,7 +61,7 @@ struct Marshaller {
     seen: HashSet<String>,
     ops: Vec<Vec<u8>>,
     metadata: BTreeMap<String, pb::OpMetadata>,
-    locations: BTreeMap<String, super::Location>,
+    locations: BTreeMap<String, super::Lines>,
     /// Ops that keep their cache under `--no-cache`.
     survivors: HashSet<String>,
 }
@@ -132,7 +132,7 @@ impl State {
             let locations = m
                 .locations
                 .into_iter()
-                .map(|(digest, (start, end))| {
+                .map(|(digest, super::Lines { start, end })| {
                     let location = pb::Location { source_index: 0, ranges: vec![line_range(start, end)] };
                     (digest, pb::Locations { locations: vec![location] })
                 })
@@ -224,7 +224,10 @@ mod tests {
     #[test]
     fn located_ops_point_into_the_source_file() {
         let image = source::image("docker.io/library/busybox:latest", None);
-        let state = FileOp::on(&image).mkdir("/x", 0o700, 0).at(Some((3, 4))).build("mkdir");
+        let state = FileOp::on(&image)
+            .mkdir("/x", 0o700, 0)
+            .at(Some(crate::llb::Lines { start: 3, end: 4 }))
+            .build("mkdir");
         let file = SourceFile { filename: "Dockerfile".into(), data: b"a\nb\nFLAKE .\n".to_vec() };
         assert!(state.to_definition().source.is_none(), "no source unless asked");
         let def = state.marshal(Marshal { source: Some(&file), ..Default::default() });

@@ -8,7 +8,7 @@
 
 use bollard_buildkit_proto::pb;
 
-use super::{Location, Meta, Node, Output, State};
+use super::{Lines, Meta, Node, Output, State};
 
 /// How a mount is backed.
 #[derive(Debug, Clone)]
@@ -108,9 +108,12 @@ pub struct Exec {
     pub mounts: Vec<Mount>,
     pub platform: Option<pb::Platform>,
     /// The lines of the user's file this step comes from.
-    pub location: Option<Location>,
+    pub location: Option<Lines>,
     /// BuildKit's insecure mode (all capabilities): needs the `security.insecure` entitlement.
     pub insecure: bool,
+    /// NO_PROXY for the process: BuildKit sets it from the op's proxy settings, which it keeps
+    /// out of the cache key, so it may differ from build to build without a cache miss.
+    pub no_proxy: Option<String>,
 }
 
 /// An output of an exec, asked for before it is built: the mount at `dest`.
@@ -144,6 +147,7 @@ impl Exec {
             platform: None,
             location: None,
             insecure: false,
+            no_proxy: None,
         }
     }
 
@@ -219,7 +223,13 @@ impl Exec {
             pb_mounts.push(pm);
         }
         let exec = pb::ExecOp {
-            meta: Some(pb::Meta { args: self.args, env: self.env, cwd: self.cwd, ..Default::default() }),
+            meta: Some(pb::Meta {
+                args: self.args,
+                env: self.env,
+                cwd: self.cwd,
+                proxy_env: self.no_proxy.map(|no_proxy| pb::ProxyEnv { no_proxy, ..Default::default() }),
+                ..Default::default()
+            }),
             mounts: pb_mounts,
             security: if self.insecure {
                 pb::SecurityMode::Insecure as i32

@@ -7,14 +7,14 @@
 use bollard_buildkit_proto::pb;
 use pb::file_action::Action;
 
-use super::{CachePolicy, Location, Meta, Node, Output, State};
+use super::{CachePolicy, Lines, Meta, Node, Output, State};
 
 /// A FileOp being built on top of `base`.
 pub struct FileOp {
     base: State,
     inputs: Vec<Output>,
     actions: Vec<(i64, Action)>, // (secondary input index, action)
-    location: Option<Location>,
+    location: Option<Lines>,
     cache: CachePolicy,
 }
 
@@ -36,7 +36,7 @@ impl FileOp {
     }
 
     /// The lines of the user's file this op comes from.
-    pub fn at(mut self, location: Option<Location>) -> Self {
+    pub fn at(mut self, location: Option<Lines>) -> Self {
         self.location = location;
         self
     }

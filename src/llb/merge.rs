@@ -2,12 +2,12 @@
 
 use bollard_buildkit_proto::pb;
 
-use super::{Location, Meta, Node, State};
+use super::{Lines, Meta, Node, State};
 
 /// Merges `states` in order (later ones win on conflicts). Scratch states are dropped; one
 /// state is returned as is, none gives scratch. `location`: the lines of the user's file
 /// the merge comes from.
-pub fn merge(states: &[State], name: &str, location: Option<Location>) -> State {
+pub fn merge(states: &[State], name: &str, location: Option<Lines>) -> State {
     let outputs: Vec<_> = states.iter().filter_map(|s| s.0.clone()).collect();
     match outputs.len() {
         0 => State::scratch(),

@@ -32,7 +32,7 @@ pub struct Meta {
     /// What BuildKit's progress output shows for this vertex.
     pub name: Option<String>,
     /// The lines of the user's file this vertex comes from: BuildKit points its errors there.
-    pub location: Option<(usize, usize)>,
+    pub location: Option<Lines>,
     pub cache: CachePolicy,
 }
 
@@ -59,9 +59,20 @@ impl Meta {
     }
 }
 
-/// Where a step comes from: the first and last line (1-based) of the instruction that asks
-/// for it, in the user's file given when marshalling.
-pub type Location = (usize, usize);
+/// First and last line (1-based, inclusive) of the user's file: where an instruction, a
+/// problem or a step comes from (BuildKit points its errors there). The one type for source
+/// lines, from the parser to the definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lines {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Lines {
+    pub fn one(line: usize) -> Self {
+        Lines { start: line, end: line }
+    }
+}
 
 /// One output of one op.
 #[derive(Debug, Clone)]

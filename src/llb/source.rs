@@ -36,6 +36,13 @@ fn image_with(reference: &str, platform: Option<pb::Platform>, cache: CachePolic
     source(format!("docker-image://{reference}"), attrs, platform, Meta { cache, ..Default::default() })
 }
 
+/// A source as another definition names it (`identifier` and `attrs` of its op), kept under
+/// `--no-cache` like a pinned image.
+pub fn raw(identifier: &str, attrs: BTreeMap<String, String>, platform: Option<pb::Platform>) -> State {
+    let meta = Meta { cache: CachePolicy { survives_no_cache: true }, ..Default::default() };
+    source(identifier.to_string(), attrs, platform, meta)
+}
+
 /// What to take from a local directory the client shares through its session.
 #[derive(Debug, Clone, Default)]
 pub struct Local {

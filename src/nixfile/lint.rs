@@ -2,8 +2,8 @@
 //! but likely wrong, with the line it is on; warnings stop a build only when the file asks
 //! for it (`# check=error=true`, check.rs).
 
-use super::Lines;
 use super::syntax::Node;
+use crate::llb::Lines;
 
 /// A lint rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 //! and means "build `.#default` of the context". This module knows nothing of LLB or Nix.
 
 pub mod check;
+mod error;
 pub mod healthcheck;
 pub mod instructions;
 pub mod keywords;
@@ -17,66 +18,14 @@ mod pattern;
 pub mod syntax;
 
 use std::collections::BTreeMap;
-use std::fmt;
 
+pub use error::{FileError, show};
 pub use instructions::{ArgDecl, CopyInstr, Nixfile, Port, Spanned};
 pub use lint::{RULES, Rule, Warning};
 
 use crate::limits;
 
-/// First and last line (1-based, inclusive) of an instruction or a problem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Lines {
-    pub start: usize,
-    pub end: usize,
-}
-
-impl Lines {
-    pub fn one(line: usize) -> Self {
-        Lines { start: line, end: line }
-    }
-}
-
-/// A problem in the user's file, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileError {
-    pub file: String,
-    pub lines: Lines,
-    pub instruction: Option<String>,
-    pub message: String,
-}
-
-impl FileError {
-    pub fn at(file: &str, lines: Lines, instruction: Option<&str>, message: impl Into<String>) -> Self {
-        FileError {
-            file: file.to_string(),
-            lines,
-            instruction: instruction.map(str::to_string),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: ", self.file, self.lines.start)?;
-        if let Some(instruction) = &self.instruction {
-            write!(f, "{instruction}: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for FileError {}
-
-/// User text as a message quotes it: in backticks, control characters escaped (so an
-/// invisible character shows), cut to [`limits::MAX_QUOTED_CHARS`] characters.
-pub fn show(text: &str) -> String {
-    let escaped: String = text.chars().flat_map(|c| c.escape_debug()).collect();
-    let mut chars = escaped.chars();
-    let head: String = chars.by_ref().take(limits::MAX_QUOTED_CHARS).collect();
-    if chars.next().is_some() { format!("`{head}…`") } else { format!("`{head}`") }
-}
+pub use crate::llb::Lines;
 
 /// What parsing the user's file gave: the typed file or the first error, and every lint
 /// warning found before the error (BuildKit reports both).

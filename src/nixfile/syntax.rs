@@ -5,8 +5,9 @@
 //! lines it spans, so every later error can point at them. It enforces the size limits of
 //! [`crate::limits`], so nothing later ever works on unbounded text.
 
-use super::{FileError, Lines};
+use super::error::{FileError, show};
 use crate::limits;
+use crate::llb::Lines;
 
 /// One instruction as written: its keyword (upper-cased), its raw arguments, its lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +151,7 @@ fn directives(file: &str, lines: &[&str]) -> Result<(char, Option<(String, usize
                         file,
                         Lines::one(i + 1),
                         None,
-                        format!("invalid escape character {}: use `\\` or a backtick", super::show(other)),
+                        format!("invalid escape character {}: use `\\` or a backtick", show(other)),
                     ));
                 }
             });

@@ -33,6 +33,9 @@ const KEY_REQUEST_ID: &str = "requestid";
 const KEY_FRONTEND_CAPS: &str = "frontend.caps";
 /// `docker buildx build --sbom=true` sends this (its value holds parameters).
 const KEY_ATTEST_SBOM: &str = "attest:sbom";
+/// The frontend's own image as the client named it (`# syntax=` or `--opt source=`), which
+/// BuildKit passes on to the frontend.
+const KEY_SOURCE: &str = "source";
 /// A remote build context (`docker build <git URL>`).
 const KEY_CONTEXT: &str = "context";
 /// `--cache-from` of any type, as JSON `[{"Type": "local", "Attrs": {...}}]`.
@@ -104,6 +107,8 @@ pub struct Options {
     pub inline_cache: bool,
     /// `--build-context NAME=...` values, by name.
     pub named_contexts: BTreeMap<String, NamedContext>,
+    /// The frontend's own image, as the client named it.
+    pub frontend_source: Option<String>,
 }
 
 /// A named build context.
@@ -192,6 +197,7 @@ impl Options {
             },
             cache_imports: cache_imports(get(KEY_CACHE_IMPORTS).as_deref(), get(KEY_CACHE_FROM).as_deref())?,
             inline_cache,
+            frontend_source: get(KEY_SOURCE),
             named_contexts: prefixed(PREFIX_NAMED_CONTEXT)
                 .into_iter()
                 .map(|(name, value)| {

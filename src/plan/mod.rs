@@ -9,47 +9,28 @@
 //! context). Without the store, or for a package whose inputs' outputs are only known once
 //! built, one step does it all ([`single_build`]).
 //!
-//! [`output`] is the contract of those steps (where they read and write), [`secrets`] the
-//! client secrets they may use, [`derivation`] reads the evaluation's plan, and `scripts/` holds
-//! the fixed shell scripts they run, one set of Nix flags shared by all (`common.sh`). The
-//! flake reference reaches Nix as one argv element of a fixed script, never as shell text.
+//! [`output`] is the contract of those steps (where they read and write), [`spec`] what each is
+//! told and answers (serde types both sides share), [`secrets`] the client secrets they may
+//! use, [`derivation`] reads the evaluation's plan. What runs in a step is this binary,
+//! `nixfront step <name>` ([`crate::step`]), mounted from the frontend's own image: the flake
+//! reference reaches Nix as one argument of it, never as shell text.
 
 pub mod derivation;
-#[cfg(test)]
-mod nix_tests;
+pub mod exec;
 pub mod output;
-#[cfg(test)]
-mod script_tests;
 pub mod secrets;
+pub mod spec;
 pub mod steps;
 
 use anyhow::Result;
-use bollard_buildkit_proto::pb;
 use serde::Deserialize;
 
-use crate::llb::exec::{Exec, Mount};
-use crate::llb::file::FileOp;
-use crate::llb::{CachePolicy, Location, State, source};
+use crate::llb::State;
+#[cfg(test)]
+use crate::llb::source;
 use crate::nixfile::Nixfile;
-use crate::options::NixArgs;
 use crate::options::nixconf::NixConfig;
-use output::{
-    CONTEXT_DIR, FIXED_TIME_NS, META_DIR, OUT_DIR, REACH_CACHE_ID, REACH_DIR, SCRIPT_DIR, STEP_STORE_DIR,
-    TMP_DIR,
-};
-
-/// The scripts, as files in the scripts directory of every step.
-const SCRIPTS: &[(&str, &str)] = &[
-    ("common.sh", include_str!("scripts/common.sh")),
-    ("fetch.sh", include_str!("scripts/fetch.sh")),
-    ("eval.sh", include_str!("scripts/eval.sh")),
-    ("realise.sh", include_str!("scripts/realise.sh")),
-    ("materialise.sh", include_str!("scripts/materialise.sh")),
-    ("build.sh", include_str!("scripts/build.sh")),
-    ("single.sh", include_str!("scripts/single.sh")),
-    ("packages.sh", include_str!("scripts/packages.sh")),
-    ("root.sh", include_str!("scripts/root.sh")),
-];
+use output::{CONTEXT_DIR, FIXED_TIME_NS};
 
 /// The flake reference as the user wrote it and as Nix gets it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,32 +252,6 @@ pub fn store_cache_id(builder: &BuilderImage, config: Option<&NixConfig>, store_
     id
 }
 
-/// Which Nix store a step works in.
-#[derive(Clone, Copy)]
-pub enum StepStore<'a> {
-    /// The persistent store, an instance of it this step has to itself (`sharing=private`:
-    /// BuildKit makes another instance rather than wait for a busy one), or without it
-    /// (NIX_PERSISTENT_STORE=false) the builder image's own /nix.
-    Persistent,
-    /// A store of the step's own, gone with it: `/nix/store` is this state (whose
-    /// `/nix/store` it is), mounted writable; what the step registers is in its own database.
-    Own(&'a State),
-}
-
-/// Where a Nix step runs: the builder, the platform and its Nix system, the context, nixfront's
-/// settings, and the lines of the user's file the steps come from.
-pub struct NixStep<'a> {
-    pub builder: &'a BuilderImage,
-    pub platform: &'a pb::Platform,
-    /// The Nix system the builder runs natively (the build platform's).
-    pub native: &'a str,
-    pub context: &'a State,
-    pub settings: &'a NixArgs,
-    pub location: Option<Location>,
-    /// What the step's name starts with: `nixfront`, or `linux/arm64 nixfront` (see [`Stage`]).
-    pub label: &'a str,
-}
-
 /// The steps of a build, in the order they run: each step's name is numbered by its stage,
 /// `[nixfront 2/6] nix eval .#app`, as the Dockerfile frontend numbers a stage's steps. A
 /// build that needs no fetch, or runs at once, skips numbers rather than renumber: a step
@@ -315,177 +270,20 @@ impl Stage {
     const COUNT: usize = 6;
 }
 
-impl NixStep<'_> {
-    /// The name of this step's `stage`, doing `what`.
-    pub fn name(&self, stage: Stage, what: &str) -> String {
-        format!("[{} {}/{}] {what}", self.label, stage as usize, Stage::COUNT)
-    }
-}
-
-impl NixStep<'_> {
-    /// An exec of `/bin/sh <script> <args>` in the builder, with the client's secrets; the
-    /// scripts are fixed files of this frontend, mounted read-only, and `args` are data. The
-    /// context is mounted only when `with_context` (a step without it keeps its cache key
-    /// across edits).
-    fn exec(&self, with_context: bool, store: StepStore, script_name: &str, args: Vec<String>) -> Exec {
-        let root = source::pinned_image(&self.builder.reference, Some(self.platform.clone()));
-        let scripts = scripts();
-        let mut argv = vec!["/bin/sh".to_string(), format!("{SCRIPT_DIR}/{script_name}")];
-        argv.extend(args);
-        let mut exec = Exec::new(&root, argv)
-            .mount(Mount::readonly(SCRIPT_DIR, &scripts))
-            .mount(Mount::scratch(TMP_DIR));
-        let settings = self.settings;
-        if settings.persistent_store {
-            // What the build's first step learnt of the substituters, for the others; a
-            // hermetic build (NIX_PERSISTENT_STORE=false) keeps no state and asks in each step.
-            let reach =
-                Mount::cache(REACH_DIR, REACH_CACHE_ID, pb::CacheSharingOpt::Shared, &State::scratch());
-            exec = exec.mount(reach);
-        }
-        match store {
-            StepStore::Persistent if settings.persistent_store => {
-                // BuildKit keys a cache mount by its id and the ref it is seeded from, so the
-                // seed keeps its identity under --no-cache (then the store survives). An image
-                // that carries Nix in /nix seeds the store with it, straight from the (pinned)
-                // image source; otherwise the store starts from an empty /nix made on scratch.
-                // Neither holds the builder image's layers, so neither reaches an exported cache.
-                let cache = store_cache_id(self.builder, settings.nix_config.as_ref(), settings.store_max);
-                let seed = if self.builder.has_nix_in_store() {
-                    root.clone()
-                } else {
-                    FileOp::on(&State::scratch())
-                        .mkdir("/nix", 0o755, FIXED_TIME_NS)
-                        .cache(CachePolicy { survives_no_cache: true })
-                        .build("[internal] an empty Nix store")
-                };
-                exec = exec.mount(
-                    Mount::cache("/nix", &cache, pb::CacheSharingOpt::Private, &seed).with_selector("/nix"),
-                );
-                if let Some(max) = settings.store_max {
-                    exec.env.push(format!("NIXFRONT_STORE_MAX={max}"));
-                }
-            }
-            StepStore::Persistent => {}
-            StepStore::Own(state) => {
-                // Writable, with an output nothing uses: BuildKit keys the step by the state's
-                // cache key, never by hashing its content (a closure of GBs).
-                exec = exec.mount(Mount::writable(STEP_STORE_DIR, state).with_selector(STEP_STORE_DIR));
-            }
-        }
-        if with_context {
-            exec = exec.mount(Mount::readonly(CONTEXT_DIR, self.context));
-            exec.cwd = CONTEXT_DIR.to_string();
-        }
-        let mut env = builder_env(&self.builder.env);
-        env.extend(output::contract_env());
-        env.push(format!("NIXFRONT_NATIVE={}", self.native));
-        if settings.verify_store {
-            env.push("NIXFRONT_VERIFY_STORE=1".to_string());
-        }
-        if settings.sandbox {
-            // Nix's sandbox makes namespaces and mounts: BuildKit's insecure mode.
-            env.push("NIXFRONT_SANDBOX=1".to_string());
-            exec.insecure = true;
-        }
-        if let Some(config) = &settings.nix_config {
-            env.retain(|e| !e.starts_with("NIX_CONFIG="));
-            env.push(format!("NIX_CONFIG={}", config.text));
-        }
-        env.append(&mut exec.env);
-        exec.env = env;
-        exec.platform = Some(self.platform.clone());
-        exec.location = self.location;
-        secrets::mount_all(exec)
-    }
-}
-
-impl NixStep<'_> {
-    /// An exec of `/bin/sh <script>` in the builder that runs no Nix: no store, no secrets, no
-    /// context; the scripts and the contract as every step has them.
-    fn tool_exec(&self, script_name: &str) -> Exec {
-        let root = source::pinned_image(&self.builder.reference, Some(self.platform.clone()));
-        let mut exec = Exec::new(&root, vec!["/bin/sh".to_string(), format!("{SCRIPT_DIR}/{script_name}")])
-            .mount(Mount::readonly(SCRIPT_DIR, &scripts()))
-            .mount(Mount::scratch(TMP_DIR));
-        let mut env = builder_env(&self.builder.env);
-        env.extend(output::contract_env());
-        exec.env = env;
-        exec.platform = Some(self.platform.clone());
-        exec.location = self.location;
-        exec
-    }
-}
-
-/// The scripts, as a directory, with the probe of each system beside them (`runs_here` in
-/// common.sh runs `probe-<system>`).
-fn scripts() -> State {
-    let op = SCRIPTS.iter().fold(FileOp::on(&State::scratch()), |op, (name, text)| {
-        op.mkfile(&format!("/{name}"), 0o444, text.as_bytes(), FIXED_TIME_NS)
-    });
-    crate::probe::SYSTEMS
-        .iter()
-        .filter_map(|system| Some((crate::probe::file_name(system), crate::probe::executable(system)?)))
-        .fold(op, |op, (name, elf)| op.mkfile(&format!("/{name}"), 0o555, &elf, FIXED_TIME_NS))
-        .build("[internal] nixfront's step scripts")
-}
-
 /// The reference without its `#fragment`.
-fn without_fragment(reference: &str) -> &str {
+pub fn without_fragment(reference: &str) -> &str {
     reference.split_once('#').map_or(reference, |(base, _)| base)
-}
-
-/// The arguments of a step that works on `flake` for `system`: the reference, the same without
-/// its fragment, the system.
-fn flake_args(flake: &FlakeRef, system: &str) -> Vec<String> {
-    vec![flake.for_nix.clone(), without_fragment(&flake.for_nix).to_string(), system.to_string()]
-}
-
-/// The one step that builds `flake`'s package for Nix system `system`: the closure, one tree
-/// per store path, and the manifest.
-pub fn single_build(flake: &FlakeRef, extras: &[FlakeRef], system: &str, step: &NixStep) -> NixBuild {
-    let mut args = flake_args(flake, system);
-    args.extend(extras.iter().map(|e| e.for_nix.clone()));
-    let uses_context = flake.uses_context || extras.iter().any(|e| e.uses_context);
-    let mut exec = step.exec(uses_context, StepStore::Persistent, "single.sh", args);
-    let closure = exec.output(OUT_DIR, &State::scratch());
-    let meta = exec.output(META_DIR, &State::scratch());
-    let built = exec.build(&step.name(Stage::Build, &format!("nix build {} ({system})", flake.written)));
-    NixBuild { closure: built.state(&closure), meta: built.state(&meta) }
-}
-
-/// The exec that lists the flake's `packages.<system>` with their descriptions into
-/// [`output::PACKAGES_FILE`] of its output.
-pub fn nix_packages(flake: &FlakeRef, system: &str, step: &NixStep) -> State {
-    let attr = format!("{}#packages.{system}", without_fragment(&flake.for_nix));
-    let mut exec = step.exec(flake.uses_context, StepStore::Persistent, "packages.sh", vec![attr]);
-    let meta = exec.output(META_DIR, &State::scratch());
-    exec.build(&format!("[{}] list packages.{system} of {}", step.label, without_fragment(&flake.written)))
-        .state(&meta)
-}
-
-/// The builder's own environment, with a PATH and HOME Nix can work with.
-fn builder_env(image_env: &[String]) -> Vec<String> {
-    let mut env: Vec<String> = image_env.to_vec();
-    let has = |name: &str| image_env.iter().any(|e| e.starts_with(&format!("{name}=")));
-    if !has("PATH") {
-        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string());
-    }
-    if !has("HOME") {
-        env.push("HOME=/root".to_string());
-    }
-    env
 }
 
 /// A step on an x86_64-linux builder, without a location, for the tests of the steps.
 #[cfg(test)]
 fn test_step<'a>(
     builder: &'a BuilderImage,
-    platform: &'a pb::Platform,
-    settings: &'a NixArgs,
+    platform: &'a bollard_buildkit_proto::pb::Platform,
+    settings: &'a crate::options::NixArgs,
     context: &'a State,
-) -> NixStep<'a> {
-    NixStep {
+) -> exec::NixStep<'a> {
+    exec::NixStep {
         builder,
         platform,
         native: "x86_64-linux",
@@ -493,7 +291,16 @@ fn test_step<'a>(
         settings,
         location: None,
         label: "nixfront",
+        frontend: test_frontend(),
+        build_id: Some("0123456789abcdef0123456789abcdef"),
     }
+}
+
+/// The frontend's image, as the tests' steps mount it.
+#[cfg(test)]
+fn test_frontend() -> &'static State {
+    static FRONTEND: std::sync::OnceLock<State> = std::sync::OnceLock::new();
+    FRONTEND.get_or_init(|| source::image("docker.io/org/nixfront:test@sha256:0123", None))
 }
 
 #[cfg(test)]
@@ -501,6 +308,13 @@ mod tests {
     use super::*;
     use crate::llb::definition::decode;
     use crate::nixfile::{Lines, Spanned};
+    use crate::options::NixArgs;
+    use bollard_buildkit_proto::pb;
+    use exec::NixStep;
+    use output::{BUILD_ID_SUFFIX, FAILURES_CACHE_ID, SELF_DIR};
+    use spec::Spec;
+    use spec::Work;
+    use steps::{nix_packages, single_build};
 
     fn with_flake(reference: &str) -> Nixfile {
         Nixfile {
@@ -605,7 +419,10 @@ mod tests {
             "context",
         );
         let (builder, settings) = (builder(), persistent());
-        let step = NixStep { location: Some((2, 2)), ..test_step(&builder, &platform, &settings, &context) };
+        let step = NixStep {
+            location: Some(crate::llb::Lines::one(2)),
+            ..test_step(&builder, &platform, &settings, &context)
+        };
         single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition()
     }
 
@@ -651,16 +468,24 @@ mod tests {
     }
 
     #[test]
-    fn the_scripts_need_only_what_the_official_image_has() {
-        // nixos/nix carries coreutils, findutils, grep and bash: no sed, awk, perl or jq.
-        for (name, script) in SCRIPTS {
-            for word in script.split(|c: char| !c.is_ascii_alphanumeric() && c != '-') {
-                assert!(
-                    !["sed", "awk", "perl", "python", "jq", "gawk"].contains(&word),
-                    "{name} uses {word}"
-                );
-            }
-        }
+    fn the_step_runs_the_frontend_s_own_binary_first_on_the_path() {
+        let def = build_definition(".#hello");
+        let exec = the_exec(&def);
+        let meta = exec.meta.unwrap();
+        assert_eq!(meta.args, ["nixfront", "step", "single"]);
+        assert!(meta.env.contains(&"PATH=/nixfront/self:/usr/bin:/bin".to_string()), "{:?}", meta.env);
+        let id = meta.proxy_env.expect("the build's id").no_proxy;
+        assert_eq!(id, format!("0123456789abcdef0123456789abcdef{BUILD_ID_SUFFIX}"));
+        let own = exec.mounts.iter().find(|m| m.dest == SELF_DIR).unwrap();
+        assert!(own.readonly);
+        let sources: Vec<String> = decode(&def)
+            .into_iter()
+            .filter_map(|(_, op)| match op.op {
+                Some(pb::op::Op::Source(s)) => Some(s.identifier),
+                _ => None,
+            })
+            .collect();
+        assert!(sources.contains(&"docker-image://docker.io/org/nixfront:test@sha256:0123".to_string()));
     }
 
     #[test]
@@ -676,27 +501,26 @@ mod tests {
         let exec = the_exec(&def);
         let meta = exec.meta.unwrap();
         let expected = "path:/nixfront/src/x#a;$(touch /pwned)`id`\"'\n".to_string();
-        assert_eq!(meta.args[2], expected);
-        assert_eq!(meta.args[3], "path:/nixfront/src/x", "the reference without its fragment");
-        assert_eq!(meta.args[4], "x86_64-linux");
-        assert_eq!(meta.args.iter().filter(|a| a.contains("pwned")).count(), 1);
-        assert_eq!(meta.args[..2], ["/bin/sh", "/nixfront/bin/single.sh"]);
-        assert!(meta.env.iter().all(|e| !e.contains("pwned")));
-        // The scripts are fixed files; nothing the user wrote is in them.
-        let scripts: Vec<Vec<u8>> = decode(&def)
+        assert!(meta.args.iter().chain(&meta.env).all(|a| !a.contains("pwned")));
+        // The reference is a string of the spec, which the step reads as data.
+        let specs: Vec<Spec> = decode(&def)
             .into_iter()
             .flat_map(|(_, op)| match op.op {
                 Some(pb::op::Op::File(f)) => f.actions,
                 _ => Vec::new(),
             })
             .filter_map(|a| match a.action {
-                Some(pb::file_action::Action::Mkfile(m)) => Some(m.data),
+                Some(pb::file_action::Action::Mkfile(m)) => serde_json::from_slice(&m.data).ok(),
                 _ => None,
             })
             .collect();
-        let mut fixed: Vec<Vec<u8>> = SCRIPTS.iter().map(|(_, text)| text.as_bytes().to_vec()).collect();
-        fixed.extend(crate::probe::SYSTEMS.iter().filter_map(|s| crate::probe::executable(s)));
-        assert_eq!(scripts, fixed);
+        let [Spec { work: Work::Single { reference, flake, system, .. }, .. }] = &specs[..] else {
+            panic!("one spec: {specs:?}")
+        };
+        assert_eq!(
+            (reference, flake.as_str(), system.as_str()),
+            (&expected, "path:/nixfront/src/x", "x86_64-linux")
+        );
     }
 
     #[test]
@@ -709,10 +533,12 @@ mod tests {
             [
                 ("/", false, 0),
                 ("/nix", false, -1),
-                ("/nixfront/bin", true, -1),
+                ("/nixfront/failures", false, -1),
                 ("/nixfront/meta", false, 1),
                 ("/nixfront/out", false, 2),
                 ("/nixfront/reach", false, -1),
+                ("/nixfront/self", true, -1),
+                ("/nixfront/spec", true, -1),
                 ("/nixfront/src", true, -1),
                 ("/nixfront/tmp", false, -1),
                 ("/run/buildkit/ssh_agent.0", false, -1),
@@ -743,7 +569,6 @@ mod tests {
         let meta = exec.meta.unwrap();
         assert!(meta.env.contains(&"HOME=/root".to_string()));
         assert!(meta.env.contains(&"TMPDIR=/nixfront/tmp".to_string()), "no need for the image's /tmp");
-        assert!(meta.env.contains(&"NIXFRONT_NATIVE=x86_64-linux".to_string()));
         let secrets = meta.env.iter().filter(|e| e.contains("access-tokens") || e.contains("netrc")).count();
         assert_eq!(secrets, 0, "no secret, nor where one is, in the environment: {:?}", meta.env);
         assert_eq!(meta.cwd, CONTEXT_DIR);
@@ -798,7 +623,7 @@ mod tests {
         assert_eq!(secrets, ["access-tokens", "netrc", "ssh-key"]);
         let meta = exec.meta.unwrap();
         assert!(meta.env.contains(&"NIX_CONFIG=max-jobs = 2".to_string()));
-        assert_eq!(meta.args[1], "/nixfront/bin/packages.sh");
+        assert_eq!(meta.args[2], "packages");
     }
 
     #[test]
@@ -811,7 +636,9 @@ mod tests {
         let context = State::scratch();
         let step = test_step(&builder, &platform, &settings, &context);
         let def = single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition();
-        assert!(the_exec(&def).mounts.iter().all(|m| m.mount_type != pb::MountType::Cache as i32));
+        let caches: Vec<String> =
+            the_exec(&def).mounts.iter().filter_map(|m| m.cache_opt.as_ref().map(|c| c.id.clone())).collect();
+        assert_eq!(caches, [FAILURES_CACHE_ID], "no store, no substituters' record: only the failure box");
     }
 
     #[test]

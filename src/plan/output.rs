@@ -1,11 +1,25 @@
 //! The contract between nixfront and its build steps: where a step finds its inputs and
-//! writes its outputs, and what its exit codes mean. The scripts read every path from the
-//! environment this module sets ([`contract_env`]), so each fact is written here once.
+//! writes its outputs, and what its exit codes mean. The frontend mounts and reads every path
+//! named here, and the program inside the step ([`crate::step`], the same binary) writes them:
+//! each fact is written here once, for both sides.
 
 /// Where the build context is mounted (read-only) in a step.
 pub const CONTEXT_DIR: &str = "/nixfront/src";
-/// Where nixfront's scripts are mounted (read-only).
-pub const SCRIPT_DIR: &str = "/nixfront/bin";
+/// Where the frontend's own image is mounted (read-only): the step runs its binary,
+/// [`SELF_BINARY`] there, as `nixfront step <name>`.
+pub const SELF_DIR: &str = "/nixfront/self";
+/// The binary's path in the frontend's image (frontend.Dockerfile puts it there).
+pub const SELF_BINARY: &str = "/nixfront";
+/// The build's failure box: a cache mount shared by every build ([`FAILURES_CACHE_ID`]; root's
+/// alone), where a failing step leaves its [`super::spec::Failure`] under the build's id, for
+/// the report step to read back.
+pub const FAILURES_DIR: &str = "/nixfront/failures";
+pub const FAILURES_CACHE_ID: &str = "nixfront-failures-v1";
+/// The report step's answer in [`META_DIR`]: the failures, a JSON list.
+pub const FAILURES_FILE: &str = "failures.json";
+/// How the build's id reaches every step: as a host name in NO_PROXY (`<id>` then this),
+/// which no network lookup ever sees and BuildKit keeps out of the cache key.
+pub const BUILD_ID_SUFFIX: &str = ".build.nixfront.invalid";
 /// The one-step build's output: the closure, each path as its own tree
 /// `<base>/nix/store/<base>` (see [`output_tree`]), and [`EXTRAS_TREE`].
 pub const OUT_DIR: &str = "/nixfront/out";
@@ -74,31 +88,11 @@ pub const PACKAGES_FILE: &str = "packages.json";
 pub const ROOTS_FILE: &str = "roots";
 /// The tree in [`OUT_DIR`] holding what nixfront adds to the image's root (`tmp`, mode 1777).
 pub const EXTRAS_TREE: &str = ".nixfront-root";
-/// Spec files: the dependency step's inputs (`DRV OUTPUT-PATH` lines), the layer step's
-/// groups (`INDEX STORE-PATH DERIVER` lines, the deriver empty for a source), the fetch step's
-/// locked inputs (a JSON list of `fetchTree` attributes) and flake.nix, the package step's
-/// input sources and dependencies (one path a line) and the dependencies' registrations.
-pub const SPEC_INPUTS: &str = "inputs";
-pub const SPEC_GROUPS: &str = "groups";
-pub const SPEC_LOCKED: &str = "locked.json";
+/// Files of a step's spec directory beside its [`super::spec::SPEC_FILE`]: the fetch step's
+/// flake.nix (whose nixConfig it reads) and the package step's dependency registrations (one
+/// `nix-store --dump-db` stream), which are whole files of their own.
 pub const SPEC_FLAKE: &str = "flake.nix";
-pub const SPEC_SOURCES: &str = "sources";
-pub const SPEC_DEPS: &str = "deps";
 pub const SPEC_RECORDS: &str = "records";
-/// Warnings about the flake, for the evaluation step to print (BuildKit 0.8 shows no others).
-pub const SPEC_NOTICES: &str = "notices";
-/// The evaluation step's further packages (FLAKE's after the first): a JSON list of
-/// `{"ref", "flake", "paths"}` (the index of its flake in [`SPEC_EXTRA_FLAKES`], one reference
-/// a line, and the attribute paths to try), and the references whole, one a line, for
-/// evaluations with flake inputs replaced.
-pub const SPEC_EXTRAS: &str = "extras.json";
-pub const SPEC_EXTRA_FLAKES: &str = "extra-flakes";
-pub const SPEC_EXTRA_REFS: &str = "extra-refs";
-/// The package step's root packages: its outputs, then FLAKE's further packages' (one path a
-/// line). The image's closure is theirs.
-pub const SPEC_ROOTS: &str = "roots";
-/// The image-root step's entries (see scripts/root.sh); their files are `file-<N>` beside.
-pub const SPEC_ROOT: &str = "root";
 
 /// How deep the package step lists the root packages' trees (`bin/x` is 2): where two
 /// packages' directories meet deeper than this, layers::roots cannot merge them.
@@ -108,7 +102,7 @@ pub const LISTING_DEPTH: usize = 5;
 /// files, in nanoseconds.
 pub const FIXED_TIME_NS: i64 = 1_000_000_000;
 
-/// The versions of the JSON the steps write (`manifestVersion`, `planVersion`), which the
+/// The versions of the answers the steps write (`manifestVersion`, `planVersion`), which the
 /// frontend checks on reading: the package step's manifest (results, path-info, the
 /// `laidOut` partition), the one-step build's (results, package and flake metadata,
 /// path-info), the evaluation's plan.
@@ -145,59 +139,6 @@ pub fn extras_tree() -> String {
     format!("/{EXTRAS_TREE}")
 }
 
-/// The environment that tells the scripts the contract.
-pub fn contract_env() -> Vec<String> {
-    vec![
-        format!("NIXFRONT_OUT={OUT_DIR}"),
-        format!("NIXFRONT_RESULTS={RESULTS_DIR}"),
-        format!("NIXFRONT_SOURCES={SOURCES_DIR}"),
-        format!("NIXFRONT_EXTRAS_DIR={EXTRAS_DIR}"),
-        format!("NIXFRONT_META={META_DIR}"),
-        format!("NIXFRONT_SPEC={SPEC_DIR}"),
-        format!("NIXFRONT_LAYERS={LAYERS_DIR}"),
-        format!("NIXFRONT_DEPS_META={DEPS_META_DIR}"),
-        format!("NIXFRONT_FETCHED={FETCHED_DIR}"),
-        format!("NIXFRONT_DRVS={DRVS_DIR}"),
-        format!("NIXFRONT_PKG={PKG_DIR}"),
-        format!("NIXFRONT_MANIFEST={MANIFEST_FILE}"),
-        format!("NIXFRONT_PLAN={PLAN_FILE}"),
-        format!("NIXFRONT_FLAKE_CONFIG={FLAKE_CONFIG_FILE}"),
-        format!("NIXFRONT_DEPS_INFO={DEPS_INFO_FILE}"),
-        format!("NIXFRONT_DEPS_DB={DEPS_DB_FILE}"),
-        format!("NIXFRONT_PACKAGES={PACKAGES_FILE}"),
-        format!("NIXFRONT_EXTRAS={EXTRAS_TREE}"),
-        format!("NIXFRONT_SPEC_INPUTS={SPEC_INPUTS}"),
-        format!("NIXFRONT_SPEC_GROUPS={SPEC_GROUPS}"),
-        format!("NIXFRONT_SPEC_LOCKED={SPEC_LOCKED}"),
-        format!("NIXFRONT_SPEC_FLAKE={SPEC_FLAKE}"),
-        format!("NIXFRONT_SPEC_SOURCES={SPEC_SOURCES}"),
-        format!("NIXFRONT_SPEC_DEPS={SPEC_DEPS}"),
-        format!("NIXFRONT_SPEC_RECORDS={SPEC_RECORDS}"),
-        format!("NIXFRONT_SPEC_NOTICES={SPEC_NOTICES}"),
-        format!("NIXFRONT_SPEC_EXTRAS={SPEC_EXTRAS}"),
-        format!("NIXFRONT_SPEC_EXTRA_FLAKES={SPEC_EXTRA_FLAKES}"),
-        format!("NIXFRONT_SPEC_EXTRA_REFS={SPEC_EXTRA_REFS}"),
-        format!("NIXFRONT_SPEC_ROOTS={SPEC_ROOTS}"),
-        format!("NIXFRONT_SPEC_ROOT={SPEC_ROOT}"),
-        format!("NIXFRONT_ROOTS={ROOTS_FILE}"),
-        format!("NIXFRONT_ROOT_OUT={ROOT_OUT_DIR}"),
-        format!("NIXFRONT_ROOT_SEED={ROOT_SEED_DIR}"),
-        format!("NIXFRONT_ROOT_DEPTH={LISTING_DEPTH}"),
-        format!("NIXFRONT_SECRETS={}", super::secrets::SECRETS_DIR),
-        format!("NIXFRONT_STEP_MANIFEST_VERSION={STEP_MANIFEST_VERSION}"),
-        format!("NIXFRONT_SINGLE_MANIFEST_VERSION={SINGLE_MANIFEST_VERSION}"),
-        format!("NIXFRONT_PLAN_VERSION={PLAN_VERSION}"),
-        format!("NIXFRONT_EXIT_NO_NIX={EXIT_NO_NIX}"),
-        format!("NIXFRONT_EXIT_CANNOT_RUN={EXIT_CANNOT_RUN}"),
-        format!("NIXFRONT_PROBES={SCRIPT_DIR}"),
-        format!("NIXFRONT_PROBE_STATUS={}", crate::probe::STATUS),
-        format!("NIXFRONT_NIX_DEFAULTS={}", crate::options::nixconf::defaults_text()),
-        format!("NIXFRONT_REACH={REACH_DIR}"),
-        format!("NIXFRONT_REACH_TTL={REACH_TTL_SECONDS}"),
-        format!("TMPDIR={TMP_DIR}"),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,44 +147,5 @@ mod tests {
     fn each_store_path_has_its_own_tree_in_the_output() {
         let path = "/nix/store/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1";
         assert_eq!(output_tree(path), "/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1");
-    }
-
-    #[test]
-    fn the_scripts_take_every_path_from_the_contract() {
-        let literals = [
-            OUT_DIR,
-            META_DIR,
-            SPEC_DIR,
-            LAYERS_DIR,
-            DEPS_META_DIR,
-            FETCHED_DIR,
-            DRVS_DIR,
-            PKG_DIR,
-            TMP_DIR,
-            MANIFEST_FILE,
-            PLAN_FILE,
-            FLAKE_CONFIG_FILE,
-            DEPS_INFO_FILE,
-            DEPS_DB_FILE,
-            PACKAGES_FILE,
-            EXTRAS_TREE,
-            super::super::secrets::SECRETS_DIR,
-        ];
-        for (name, script) in super::super::SCRIPTS {
-            for literal in literals {
-                assert!(!script.contains(literal), "{name} spells out {literal}; read it from the contract");
-            }
-            for spec in
-                [SPEC_INPUTS, SPEC_GROUPS, SPEC_LOCKED, SPEC_FLAKE, SPEC_SOURCES, SPEC_DEPS, SPEC_RECORDS]
-            {
-                assert!(!script.contains(&format!("$NIXFRONT_SPEC/{spec}")), "{name} spells out {spec}");
-            }
-        }
-        let names: Vec<String> =
-            contract_env().iter().map(|e| e.split('=').next().unwrap().to_string()).collect();
-        for name in names.iter().filter(|n| n.starts_with("NIXFRONT_")) {
-            let used = super::super::SCRIPTS.iter().any(|(_, s)| s.contains(name.as_str()));
-            assert!(used, "{name} is set but no script reads it");
-        }
     }
 }

@@ -11,31 +11,17 @@
 //! its own made of the dependency layers, so nothing it registers, and nothing taken from
 //! BuildKit's cache, ever reaches the persistent store.
 
+use super::exec::{NixStep, StepStore};
 use super::output::{
-    DEPS_META_DIR, DRVS_DIR, EXTRAS_DIR, FETCHED_DIR, LAYERS_DIR, META_DIR, OVERRIDES_DIR, PKG_DIR,
-    RESULTS_DIR, ROOT_OUT_DIR, ROOT_SEED_DIR, SOURCES_DIR, SPEC_DEPS, SPEC_DIR, SPEC_EXTRA_FLAKES,
-    SPEC_EXTRA_REFS, SPEC_EXTRAS, SPEC_FLAKE, SPEC_GROUPS, SPEC_INPUTS, SPEC_LOCKED, SPEC_NOTICES,
-    SPEC_RECORDS, SPEC_ROOT, SPEC_ROOTS, SPEC_SOURCES, STEP_STORE_DIR, layer_name,
+    DEPS_META_DIR, DRVS_DIR, EXTRAS_DIR, FETCHED_DIR, LAYERS_DIR, META_DIR, OUT_DIR, OVERRIDES_DIR, PKG_DIR,
+    RESULTS_DIR, ROOT_OUT_DIR, ROOT_SEED_DIR, SOURCES_DIR, SPEC_FLAKE, SPEC_RECORDS, STEP_STORE_DIR,
+    layer_name,
 };
-use super::{FIXED_TIME_NS, FlakeRef, Keyed, NixStep, Stage, StepStore, without_fragment};
+use super::spec::{self, Extra, Grouped, RootEntry, Work};
+use super::{FIXED_TIME_NS, FlakeRef, Keyed, NixBuild, Stage, without_fragment};
 use crate::llb::exec::Mount;
 use crate::llb::file::FileOp;
-use crate::llb::{Location, State, merge};
-
-/// A read-only directory of spec files, whose contents are part of the definition.
-fn spec(files: &[(&str, &[u8])], name: &str) -> State {
-    files
-        .iter()
-        .fold(FileOp::on(&State::scratch()), |op, (file, data)| {
-            op.mkfile(&format!("/{file}"), 0o444, data, FIXED_TIME_NS)
-        })
-        .build(name)
-}
-
-/// One path a line.
-fn lines(paths: &[String]) -> String {
-    paths.iter().map(|p| format!("{p}\n")).collect()
-}
+use crate::llb::{Lines, State, merge};
 
 /// What the fetch step gives: its metadata (the flake's nixConfig) and the locked inputs.
 pub struct Fetched {
@@ -43,17 +29,14 @@ pub struct Fetched {
     pub inputs: State,
 }
 
-/// Fetches the flake's locked inputs (`locked`: a JSON list of `fetchTree` attributes) and
-/// reads its nixConfig from `flake_nix`. Keyed by those alone: an edit of the package never
-/// runs it again.
-pub fn fetch(locked: &str, count: usize, flake_nix: &[u8], step: &NixStep) -> Fetched {
-    let spec = spec(&[(SPEC_LOCKED, locked.as_bytes()), (SPEC_FLAKE, flake_nix)], "[internal] flake.lock");
-    let mut exec = step
-        .exec(false, StepStore::Persistent, "fetch.sh", Vec::new())
-        .mount(Mount::readonly(SPEC_DIR, &spec));
+/// Fetches the flake's locked inputs (`locked`: `fetchTree` attributes) and reads its
+/// nixConfig from `flake_nix`. Keyed by those alone: an edit of the package never runs it again.
+pub fn fetch(locked: &[serde_json::Value], flake_nix: &[u8], step: &NixStep) -> Fetched {
+    let work = Work::Fetch { locked: locked.to_vec() };
+    let mut exec = step.exec(false, StepStore::Persistent, work, &[(SPEC_FLAKE, flake_nix)]);
     let meta = exec.output(META_DIR, &State::scratch());
     let inputs = exec.output(FETCHED_DIR, &State::scratch());
-    let what = match count {
+    let what = match locked.len() {
         0 => "read flake.nix's nixConfig (flake.lock locks no input)".to_string(),
         1 => "fetch 1 locked input of flake.lock".to_string(),
         n => format!("fetch {n} locked inputs of flake.lock"),
@@ -78,27 +61,18 @@ pub struct Evaluation {
     pub pkg: State,
 }
 
-/// FLAKE's further packages as the evaluation step reads them: the JSON list of what to find
-/// where ([`SPEC_EXTRAS`]), their flakes and their references, one a line.
-fn extras_spec(extras: &[FlakeRef], system: &str) -> (String, String, String) {
-    let mut flakes: Vec<&str> = Vec::new();
-    let wanted: Vec<serde_json::Value> = extras
+/// FLAKE's further packages as the evaluation step reads them: each with its flake and the
+/// attribute paths Nix would try.
+fn extras_spec(extras: &[FlakeRef], system: &str) -> Vec<Extra> {
+    extras
         .iter()
-        .map(|extra| {
-            let base = without_fragment(&extra.for_nix);
-            let index = flakes.iter().position(|f| *f == base).unwrap_or_else(|| {
-                flakes.push(base);
-                flakes.len() - 1
-            });
-            serde_json::json!({
-                "ref": extra.written,
-                "flake": index,
-                "paths": super::attr_paths(&extra.for_nix, system),
-            })
+        .map(|extra| Extra {
+            written: extra.written.clone(),
+            reference: extra.for_nix.clone(),
+            flake: without_fragment(&extra.for_nix).to_string(),
+            paths: super::attr_paths(&extra.for_nix, system),
         })
-        .collect();
-    let refs = extras.iter().map(|e| format!("{}\n", e.for_nix)).collect();
-    (serde_json::Value::Array(wanted).to_string(), flakes.iter().map(|f| format!("{f}\n")).collect(), refs)
+        .collect()
 }
 
 /// Evaluates the package, once: its plan. `extras` are FLAKE's further packages, evaluated in
@@ -113,44 +87,25 @@ pub fn evaluate(
     notices: &[String],
     step: &NixStep,
 ) -> Evaluation {
-    let metadata = if flake.uses_context { "0" } else { "1" };
-    let mut args = vec![
-        flake.for_nix.clone(),
-        without_fragment(&flake.for_nix).to_string(),
-        system.to_string(),
-        metadata.to_string(),
-    ];
-    for o in overrides {
-        args.extend([
-            "--override-input".to_string(),
-            o.name.clone(),
-            format!("path:{OVERRIDES_DIR}/{}", o.name),
-        ]);
-    }
+    let work = Work::Evaluate(spec::Evaluate {
+        reference: flake.for_nix.clone(),
+        flake: without_fragment(&flake.for_nix).to_string(),
+        system: system.to_string(),
+        metadata: !flake.uses_context,
+        overrides: overrides
+            .iter()
+            .map(|o| (o.name.clone(), format!("path:{OVERRIDES_DIR}/{}", o.name)))
+            .collect(),
+        notices: notices.to_vec(),
+        extras: extras_spec(extras, system),
+    });
     let uses_context = flake.uses_context || extras.iter().any(|e| e.uses_context);
-    let mut exec = step.exec(uses_context, StepStore::Persistent, "eval.sh", args);
+    let mut exec = step.exec(uses_context, StepStore::Persistent, work, &[]);
     if let Some(fetched) = fetched {
         exec = exec.mount(Mount::readonly(FETCHED_DIR, fetched));
     }
     for o in overrides {
         exec = exec.mount(Mount::readonly(&format!("{OVERRIDES_DIR}/{}", o.name), &o.dir));
-    }
-    let text: String = notices.iter().map(|n| format!("{n}\n")).collect();
-    let mut files: Vec<(&str, &[u8])> = Vec::new();
-    if !notices.is_empty() {
-        files.push((SPEC_NOTICES, text.as_bytes()));
-    }
-    let (wanted, flakes, refs) = extras_spec(extras, system);
-    if !extras.is_empty() {
-        files.extend([
-            (SPEC_EXTRAS, wanted.as_bytes()),
-            (SPEC_EXTRA_FLAKES, flakes.as_bytes()),
-            (SPEC_EXTRA_REFS, refs.as_bytes()),
-        ]);
-    }
-    if !files.is_empty() {
-        let spec = spec(&files, "[internal] FLAKE's packages and warnings about the flake");
-        exec = exec.mount(Mount::readonly(SPEC_DIR, &spec));
     }
     let meta = exec.output(META_DIR, &State::scratch());
     let drvs = exec.output(DRVS_DIR, &State::scratch());
@@ -171,18 +126,19 @@ pub fn evaluate(
 pub fn realise(inputs: &[(String, String)], system: &str, drvs: &State, step: &NixStep) -> Keyed {
     Keyed {
         // Keyed without the evaluation's cache, whose definition names the client's session.
-        memo_key: crate::memo::dependencies_key(&realise_step(inputs, system, &State::scratch(), step)),
+        memo_key: crate::memo::dependencies_key(&realise_step(
+            inputs,
+            system,
+            &State::scratch(),
+            &step.for_key(),
+        )),
         meta: realise_step(inputs, system, drvs, step),
     }
 }
 
 fn realise_step(inputs: &[(String, String)], system: &str, drvs: &State, step: &NixStep) -> State {
-    let lines: String = inputs.iter().map(|(drv, out)| format!("{drv} {out}\n")).collect();
-    let spec = spec(&[(SPEC_INPUTS, lines.as_bytes())], "[internal] the package's inputs");
-    let mut exec = step
-        .exec(false, StepStore::Persistent, "realise.sh", vec![system.to_string()])
-        .mount(Mount::readonly(SPEC_DIR, &spec))
-        .mount(Mount::readonly(DRVS_DIR, drvs));
+    let work = Work::Realise { system: system.to_string(), inputs: inputs.to_vec() };
+    let mut exec = step.exec(false, StepStore::Persistent, work, &[]).mount(Mount::readonly(DRVS_DIR, drvs));
     let meta = exec.output(META_DIR, &State::scratch());
     exec.build(&step.name(Stage::Realise, &format!("nix: realise {} inputs ({system})", inputs.len())))
         .state(&meta)
@@ -191,7 +147,7 @@ fn realise_step(inputs: &[(String, String)], system: &str, drvs: &State, step: &
 /// A dependency layer as the layer step wrote it: the directory `dir` of `state`, laid out as
 /// `nix/store/<base>`.
 #[derive(Debug, Clone)]
-pub struct LaidOut {
+pub struct DependencyLayer {
     pub state: State,
     pub dir: String,
 }
@@ -211,17 +167,20 @@ pub fn lay_out<'a>(
     output_per_layer: bool,
     realised: &State,
     drvs: &State,
-) -> Vec<LaidOut> {
-    let lines: String = groups
+) -> Vec<DependencyLayer> {
+    let grouped = groups
         .iter()
         .enumerate()
         .flat_map(|(i, paths)| paths.iter().map(move |p| (i, p)))
-        .map(|(i, p)| format!("{} {p} {}\n", layer_name(i), deriver_of(p).unwrap_or_default()))
+        .map(|(i, p)| Grouped {
+            layer: layer_name(i),
+            path: p.clone(),
+            deriver: deriver_of(p).map(String::from),
+        })
         .collect();
-    let spec = spec(&[(SPEC_GROUPS, lines.as_bytes())], "[internal] the dependency layers");
+    let work = Work::LayOut { system: system.to_string(), groups: grouped };
     let mut exec = step
-        .exec(false, StepStore::Persistent, "materialise.sh", vec![system.to_string()])
-        .mount(Mount::readonly(SPEC_DIR, &spec))
+        .exec(false, StepStore::Persistent, work, &[])
         .mount(Mount::readonly(DEPS_META_DIR, realised))
         .mount(Mount::readonly(DRVS_DIR, drvs));
     let paths: usize = groups.iter().map(Vec::len).sum();
@@ -232,12 +191,12 @@ pub fn lay_out<'a>(
             .map(|i| exec.output(&format!("{LAYERS_DIR}/{}", layer_name(i)), &State::scratch()))
             .collect();
         let built = exec.build(&name);
-        handles.iter().map(|h| LaidOut { state: built.state(h), dir: "/".to_string() }).collect()
+        handles.iter().map(|h| DependencyLayer { state: built.state(h), dir: "/".to_string() }).collect()
     } else {
         let all = exec.output(LAYERS_DIR, &State::scratch());
         let state = exec.build(&name).state(&all);
         (0..groups.len())
-            .map(|i| LaidOut { state: state.clone(), dir: format!("/{}", layer_name(i)) })
+            .map(|i| DependencyLayer { state: state.clone(), dir: format!("/{}", layer_name(i)) })
             .collect()
     }
 }
@@ -256,7 +215,7 @@ pub enum DependencyTrees<'a> {
 /// when Nix itself lives in the builder image's store (`builder_root`), that store too. With
 /// MergeOp nothing is copied; without it, the builder image's store is copied onto the stacked
 /// layers once per set of dependencies.
-pub fn step_store(deps: DependencyTrees, builder_root: Option<&State>, location: Option<Location>) -> State {
+pub fn step_store(deps: DependencyTrees, builder_root: Option<&State>, location: Option<Lines>) -> State {
     let empty_store = || FileOp::on(&State::scratch()).mkdir(STEP_STORE_DIR, 0o755, FIXED_TIME_NS);
     match (deps, builder_root) {
         (DependencyTrees::Layers(layers), root) => {
@@ -291,7 +250,7 @@ pub struct PackageSpec<'a> {
     pub records: &'a str,
     pub deps: &'a [String],
     pub sources: &'a [String],
-    /// The root packages: the outputs, then FLAKE's further packages' ([`SPEC_ROOTS`]).
+    /// The root packages: the outputs, then FLAKE's further packages'.
     pub roots: &'a [String],
 }
 
@@ -316,8 +275,10 @@ pub fn package(spec_in: &PackageSpec, system: &str, trees: PackageTrees, step: &
     // evaluation's tree, made from the context) and for the store (named by the spec).
     let placeholder = State::scratch();
     let keyed = PackageTrees { store: &placeholder, pkg: &placeholder, drvs: &placeholder };
-    let memo_key =
-        crate::memo::package_key(&package_step(spec_in, system, keyed, step).answer.meta, spec_in.drv);
+    let memo_key = crate::memo::package_key(
+        &package_step(spec_in, system, keyed, &step.for_key()).answer.meta,
+        spec_in.drv,
+    );
     let mut build = package_step(spec_in, system, trees, step);
     build.answer.memo_key = memo_key;
     build
@@ -334,21 +295,16 @@ pub struct PackageTrees<'a> {
 
 fn package_step(spec_in: &PackageSpec, system: &str, trees: PackageTrees, step: &NixStep) -> PackageBuild {
     let PackageTrees { store, pkg, drvs } = trees;
-    let (deps, sources, roots) = (lines(spec_in.deps), lines(spec_in.sources), lines(spec_in.roots));
-    let spec = spec(
-        &[
-            (SPEC_RECORDS, spec_in.records.as_bytes()),
-            (SPEC_DEPS, deps.as_bytes()),
-            (SPEC_SOURCES, sources.as_bytes()),
-            (SPEC_ROOTS, roots.as_bytes()),
-        ],
-        "[internal] the package's derivation and dependencies",
-    );
-    let mut args = vec![spec_in.drv.to_string(), system.to_string()];
-    args.extend(spec_in.outputs.iter().cloned());
+    let work = Work::Package(spec::Package {
+        drv: spec_in.drv.to_string(),
+        system: system.to_string(),
+        outputs: spec_in.outputs.to_vec(),
+        deps: spec_in.deps.to_vec(),
+        sources: spec_in.sources.to_vec(),
+        roots: spec_in.roots.to_vec(),
+    });
     let mut exec = step
-        .exec(false, StepStore::Own(store), "build.sh", args)
-        .mount(Mount::readonly(SPEC_DIR, &spec))
+        .exec(false, StepStore::Own(store), work, &[(SPEC_RECORDS, spec_in.records.as_bytes())])
         .mount(Mount::readonly(PKG_DIR, pkg))
         .mount(Mount::readonly(DRVS_DIR, drvs));
     let results = exec.output(RESULTS_DIR, &State::scratch());
@@ -364,27 +320,16 @@ fn package_step(spec_in: &PackageSpec, system: &str, trees: PackageTrees, step: 
     }
 }
 
-/// Makes the image root's entries (see scripts/root.sh: `entries` is its spec, `files` the
-/// contents of its files) beside a copy of `seed` (the package's own paths, which then share
-/// the layer), in
-/// the builder image without Nix, the store or secrets.
+/// Makes the image root's `entries` beside a copy of `seed` (the package's own paths, which
+/// then share the layer), in the builder image without Nix, the store or secrets.
 pub fn image_root(
-    entries: &str,
-    files: &[String],
+    entries: Vec<RootEntry>,
     notices: &[String],
     seed: Option<&State>,
     step: &NixStep,
     name: &str,
 ) -> State {
-    let names: Vec<String> = (0..files.len()).map(|i| format!("file-{i}")).collect();
-    let text: String = notices.iter().map(|n| format!("{n}\n")).collect();
-    let mut listed: Vec<(&str, &[u8])> = vec![(SPEC_ROOT, entries.as_bytes())];
-    if !notices.is_empty() {
-        listed.push((SPEC_NOTICES, text.as_bytes()));
-    }
-    listed.extend(names.iter().zip(files).map(|(n, f)| (n.as_str(), f.as_bytes())));
-    let spec = spec(&listed, "[internal] the image root");
-    let mut exec = step.tool_exec("root.sh").mount(Mount::readonly(SPEC_DIR, &spec));
+    let mut exec = step.tool_exec(Work::ImageRoot { entries, notices: notices.to_vec() });
     if let Some(seed) = seed {
         // Copied in, not the output's base: BuildKit would export a base and what the step
         // adds as two layers.
@@ -392,6 +337,33 @@ pub fn image_root(
     }
     let out = exec.output(ROOT_OUT_DIR, &State::scratch());
     exec.build(&step.name(Stage::ImageRoot, name)).state(&out)
+}
+
+/// The one step that builds `flake`'s package for Nix system `system`: the closure, one tree
+/// per store path, and the manifest.
+pub fn single_build(flake: &FlakeRef, extras: &[FlakeRef], system: &str, step: &NixStep) -> NixBuild {
+    let work = Work::Single {
+        reference: flake.for_nix.clone(),
+        flake: without_fragment(&flake.for_nix).to_string(),
+        system: system.to_string(),
+        extras: extras.iter().map(|e| e.for_nix.clone()).collect(),
+    };
+    let uses_context = flake.uses_context || extras.iter().any(|e| e.uses_context);
+    let mut exec = step.exec(uses_context, StepStore::Persistent, work, &[]);
+    let closure = exec.output(OUT_DIR, &State::scratch());
+    let meta = exec.output(META_DIR, &State::scratch());
+    let built = exec.build(&step.name(Stage::Build, &format!("nix build {} ({system})", flake.written)));
+    NixBuild { closure: built.state(&closure), meta: built.state(&meta) }
+}
+
+/// The exec that lists the flake's `packages.<system>` with their descriptions into
+/// [`output::PACKAGES_FILE`] of its output.
+pub fn nix_packages(flake: &FlakeRef, system: &str, step: &NixStep) -> State {
+    let attribute = format!("{}#packages.{system}", without_fragment(&flake.for_nix));
+    let mut exec = step.exec(flake.uses_context, StepStore::Persistent, Work::Packages { attribute }, &[]);
+    let meta = exec.output(META_DIR, &State::scratch());
+    exec.build(&format!("[{}] list packages.{system} of {}", step.label, without_fragment(&flake.written)))
+        .state(&meta)
 }
 
 #[cfg(test)]
@@ -439,6 +411,23 @@ mod tests {
             })
     }
 
+    /// The work of every step spec in `state`'s definition.
+    fn works(state: &State) -> Vec<Work> {
+        decode(&state.to_definition())
+            .into_iter()
+            .flat_map(|(_, op)| match op.op {
+                Some(pb::op::Op::File(f)) => f.actions,
+                _ => Vec::new(),
+            })
+            .filter_map(|a| match a.action {
+                Some(pb::file_action::Action::Mkfile(m)) if m.path == format!("/{}", spec::SPEC_FILE) => {
+                    serde_json::from_slice::<spec::Spec>(&m.data).ok().map(|s| s.work)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     fn cache_mounts(exec: &pb::ExecOp) -> Vec<(String, i32)> {
         exec.mounts.iter().filter_map(|m| m.cache_opt.as_ref().map(|c| (m.dest.clone(), c.sharing))).collect()
     }
@@ -461,7 +450,7 @@ mod tests {
             uses_context: true,
             context_dir: Some(String::new()),
         };
-        let fetched = fetch("[]", 0, b"{ }", &step);
+        let fetched = fetch(&[], b"{ }", &step);
         let evaluation = evaluate(&flake, &[], "x86_64-linux", Some(&fetched.inputs), &[], &[], &step);
         let eval_exec = execs(&evaluation.meta).pop().unwrap();
         assert!(eval_exec.mounts.iter().any(|m| m.dest == super::super::output::CONTEXT_DIR));
@@ -485,13 +474,31 @@ mod tests {
                 cache_mounts(exec),
                 [
                     ("/nix".to_string(), pb::CacheSharingOpt::Private as i32),
+                    ("/nixfront/failures".to_string(), pb::CacheSharingOpt::Shared as i32),
                     ("/nixfront/reach".to_string(), pb::CacheSharingOpt::Shared as i32)
                 ]
             );
         }
-        assert_eq!(spec_file(&realised, SPEC_INPUTS).unwrap(), b"/nix/store/a-d.drv /nix/store/b-d\n");
-        let groups_spec = String::from_utf8(spec_file(&layers[0].state, SPEC_GROUPS).unwrap()).unwrap();
-        assert_eq!(groups_spec, "000 /nix/store/b-d /nix/store/a-d.drv\n001 /nix/store/c-e \n");
+        assert!(
+            works(&realised)
+                .contains(&Work::Realise { system: "x86_64-linux".into(), inputs: inputs.to_vec() })
+        );
+        let laid = works(&layers[0].state).into_iter().find_map(|w| match w {
+            Work::LayOut { groups, .. } => Some(groups),
+            _ => None,
+        });
+        let grouped = |layer: &str, path: &str, deriver: Option<&str>| Grouped {
+            layer: layer.into(),
+            path: path.into(),
+            deriver: deriver.map(String::from),
+        };
+        assert_eq!(
+            laid.unwrap(),
+            [
+                grouped("000", "/nix/store/b-d", Some("/nix/store/a-d.drv")),
+                grouped("001", "/nix/store/c-e", None)
+            ]
+        );
         let layer_exec = &execs(&layers[1].state).pop().unwrap();
         let outputs: Vec<&str> =
             layer_exec.mounts.iter().filter(|m| m.output > 0).map(|m| m.dest.as_str()).collect();
@@ -533,10 +540,14 @@ mod tests {
         assert!(exec.mounts.iter().all(|m| m.dest != super::super::output::CONTEXT_DIR));
         let store_mount = exec.mounts.iter().find(|m| m.dest == STEP_STORE_DIR).unwrap();
         assert!(!store_mount.readonly && store_mount.output >= 0 && store_mount.selector == STEP_STORE_DIR);
-        assert_eq!(
-            exec.meta.as_ref().unwrap().args[2..],
-            ["/nix/store/0s3q0y4j7vbp8nq6w1c3h0rl3r5y8d1a-x-1.0.drv", "x86_64-linux", "/nix/store/o-x"]
-        );
+        assert_eq!(exec.meta.as_ref().unwrap().args, ["nixfront", "step", "package"]);
+        let package_work = works(built_meta).into_iter().find_map(|w| match w {
+            Work::Package(p) => Some(p),
+            _ => None,
+        });
+        let package_work = package_work.unwrap();
+        assert_eq!(package_work.drv, "/nix/store/0s3q0y4j7vbp8nq6w1c3h0rl3r5y8d1a-x-1.0.drv");
+        assert_eq!(package_work.outputs, ["/nix/store/o-x"]);
         assert_eq!(spec_file(built_meta, SPEC_RECORDS).as_deref(), Some(&b"/nix/store/b-d\n"[..]));
         let merged = decode(&built_meta.to_definition())
             .into_iter()

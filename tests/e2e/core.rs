@@ -2,7 +2,9 @@
 //! closure and runs; every instruction reaches the config; bad input fails clearly and
 //! leaves no image.
 
-use crate::harness::{Fixture, assert_contains, image, tag};
+use crate::harness::{
+    Engine, Fixture, assert_contains, assert_no_internal_paths, final_error, image, is_step_log, tag,
+};
 
 on_engines! {
     builders(nix28, official);
@@ -113,76 +115,90 @@ on_engines! {
     }
 }
 
+/// Builds `dockerfile` (in a fixture without flake.nix when `no_flake`), which must fail with
+/// every one of `expect` in its final error, leave no image and never crash: the error a
+/// person reads, returned by the frontend, never our internal paths.
+fn fails_clearly(engine: Engine, name: &str, dockerfile: &str, no_flake: bool, expect: &[&str]) -> String {
+    let _engines = engine.shared();
+    let fx = Fixture::new(name, dockerfile);
+    if no_flake {
+        fx.remove("flake.nix");
+    }
+    let t = tag(name, engine);
+    let build = engine.build(&fx, &t, &[]);
+    assert!(!build.ok, "{name} on {engine:?} should fail:\n{}", build.all());
+    let error = final_error(&build.all());
+    assert_contains(&error, expect);
+    assert!(!engine.image_exists(&t), "{name} on {engine:?} left an image");
+    assert!(!build.all().contains("panicked"), "{name}: {}", build.all());
+    assert_no_internal_paths(&build.all());
+    error
+}
+
 on_engines! {
-    /// Each bad input fails with a message that says what and where, and leaves no image.
-    fn bad_input_fails_clearly_and_leaves_no_image(engine) {
-        let _engines = engine.shared();
-        struct Case {
-            name: &'static str,
-            dockerfile: &'static str,
-            no_flake: bool,
-            expect: &'static [&'static str],
-        }
-        let cases = [
-            Case {
-                name: "unknown-instruction",
-                dockerfile: "# syntax=org/nixfront\nFLAKE .#hello\nEXPOS 80\n",
-                no_flake: false,
-                expect: &["Dockerfile:3: EXPOS: unknown instruction `EXPOS`; did you mean EXPOSE?"],
-            },
-            Case {
-                name: "missing-flake",
-                dockerfile: "# syntax=org/nixfront\nFLAKE .#hello\n",
-                no_flake: true,
-                expect: &["evaluating .#hello failed", "flake.nix"],
-            },
-            Case {
-                name: "missing-attribute",
-                dockerfile: "# syntax=org/nixfront\nFLAKE .#nosuchthing\n",
-                no_flake: false,
-                expect: &["does not provide attribute", "nosuchthing"],
-            },
-            Case {
-                name: "failing-derivation",
-                dockerfile: "# syntax=org/nixfront\nFLAKE .#broken\n",
-                no_flake: false,
-                expect: &["kaboom: the build of broken failed on purpose", "nix build .#broken` failed"],
-            },
-            Case {
-                name: "shell-metacharacters",
-                dockerfile: "# syntax=org/nixfront\nFLAKE '.#hello;touch${IFS}/tmp/pwned;$(id)`id`'\n",
-                no_flake: false,
-                // The whole reference comes back unexpanded: no shell ever parsed it (Nix 2.8
-                // calls it no valid URL, 2.26 no path it can find; nixfront's words are the same).
-                expect: &["evaluating .#hello;touch${IFS}/tmp/pwned;$(id)`id` failed"],
-            },
-            Case {
-                name: "shell-form",
-                dockerfile: "# syntax=org/nixfront\nFLAKE .#hello\n\nCMD hello --now\n",
-                no_flake: false,
-                expect: &["Dockerfile:4: CMD: shell form is not possible"],
-            },
-            Case {
-                name: "no-entrypoint",
-                dockerfile: "# syntax=org/nixfront\nFLAKE .#multi\n",
-                no_flake: false,
-                expect: &["add ENTRYPOINT", "one, two"],
-            },
-        ];
-        for case in &cases {
-            let fx = Fixture::new(case.name, case.dockerfile);
-            if case.no_flake {
-                fx.remove("flake.nix");
-            }
-            {
-                let t = tag(case.name, engine);
-                let build = engine.build(&fx, &t, &[]);
-                assert!(!build.ok, "{} on {engine:?} should fail:\n{}", case.name, build.all());
-                assert_contains(&build.all(), case.expect);
-                assert!(!engine.image_exists(&t), "{} on {engine:?} left an image", case.name);
-                assert!(!build.all().contains("panicked"), "{}: {}", case.name, build.all());
-            }
-        }
+    fn an_unknown_instruction_is_named_with_a_suggestion(engine) {
+        let file = "# syntax=org/nixfront\nFLAKE .#hello\nEXPOS 80\n";
+        fails_clearly(engine, "unknown-instruction", file, false, &["Dockerfile:3: EXPOS: unknown instruction `EXPOS`; did you mean EXPOSE?"]);
+    }
+}
+
+on_engines! {
+    builders(nix28);
+    fn a_missing_flake_says_what_nix_said(engine) {
+        let file = "# syntax=org/nixfront\nFLAKE .#hello\n";
+        fails_clearly(engine, "missing-flake", file, true, &["evaluating .#hello failed", "Nix said", "flake.nix"]);
+    }
+}
+
+on_engines! {
+    builders(nix28, official);
+    fn a_missing_attribute_is_named_with_the_packages_the_flake_has(engine) {
+        let file = "# syntax=org/nixfront\nFLAKE .#nosuchattr\n";
+        let error = fails_clearly(engine, "missing-attribute", file, false, &["no attribute `nosuchattr`", "default", "hello"]);
+        let near = fails_clearly(engine, "near-attribute", "# syntax=org/nixfront\nFLAKE .#helo\n", false, &["did you mean `hello`?"]);
+        assert!(!error.contains("did you mean") && near.contains("FLAKE .#helo"), "{error}\n{near}");
+    }
+}
+
+on_engines! {
+    builders(nix28, official);
+    fn a_failing_derivation_is_named_with_its_log_in_the_error(engine) {
+        let file = "# syntax=org/nixfront\nFLAKE .#broken\n";
+        let expect = ["the derivation broken-1.0 failed to build", "kaboom: the build of broken failed on purpose", "nix build .#broken` failed"];
+        let first = fails_clearly(engine, "failing-derivation", file, false, &expect);
+        // A failure is never cached: the next build runs the derivation again (its log says so)
+        // and fails the same way.
+        let again = engine.build(&Fixture::new("failing-derivation", file), &tag("failing-derivation", engine), &[]);
+        assert!(!again.ok);
+        assert_eq!(final_error(&again.all()), first, "the same error");
+        assert!(
+            again.all().lines().any(|l| l.starts_with('#') && is_step_log(l) && l.contains("compiling the thing")),
+            "the derivation ran again:\n{}",
+            again.all()
+        );
+    }
+}
+
+on_engines! {
+    fn shell_metacharacters_reach_nix_unexpanded(engine) {
+        // The whole reference comes back unexpanded: no shell ever parsed it (Nix 2.8 calls it
+        // no valid URL, 2.26 no path it can find; nixfront's words are the same).
+        let file = "# syntax=org/nixfront\nFLAKE '.#hello;touch${IFS}/tmp/pwned;$(id)`id`'\n";
+        fails_clearly(engine, "shell-metacharacters", file, false, &["evaluating .#hello;touch${IFS}/tmp/pwned;$(id)`id` failed"]);
+    }
+}
+
+on_engines! {
+    fn a_shell_form_command_is_refused_at_its_line(engine) {
+        let file = "# syntax=org/nixfront\nFLAKE .#hello\n\nCMD hello --now\n";
+        fails_clearly(engine, "shell-form", file, false, &["Dockerfile:4: CMD: shell form is not possible"]);
+    }
+}
+
+on_engines! {
+    fn a_package_of_several_programs_asks_for_an_entrypoint(engine) {
+        let file = "# syntax=org/nixfront\nFLAKE .#multi\n";
+        fails_clearly(engine, "no-entrypoint", file, false, &["add ENTRYPOINT", "one, two"]);
     }
 }
 

@@ -4,73 +4,57 @@
 
 use crate::harness::builders::{builder_image, builder_without};
 use crate::harness::engine::nix_image;
-use crate::harness::{Engine, Fixture, assert_contains, assert_points_at, tag};
+use crate::harness::{
+    Engine, Fixture, assert_contains, assert_no_internal_paths, assert_points_at, final_error, tag,
+};
+
+/// Builds a fixture whose Dockerfile is `file`, which must fail with `message`, marked at the
+/// line `marked` (buildx), leaving no image; `--check` answers with the same error instead of
+/// crashing (only buildx sends it).
+fn fails_at_its_line(engine: Engine, name: &str, file: &[u8], message: &str, marked: &str) {
+    let _engines = engine.shared();
+    let fx = Fixture::new(name, "");
+    fx.write_bytes("Dockerfile", file);
+    let t = tag(name, engine);
+    let build = engine.build(&fx, &t, &[]);
+    assert!(!build.ok, "{name} on {engine:?} should fail:\n{}", build.all());
+    assert_contains(&final_error(&build.all()), &[message]);
+    assert_points_at(engine, &build.all(), marked);
+    assert!(!engine.image_exists(&t), "{name} on {engine:?} left an image");
+    if engine == Engine::D26 {
+        let check = engine.print(&fx, "lint", &[]);
+        assert_contains(&check.all(), &[message]);
+        assert!(!check.all().contains("hit a bug"), "{}", check.all());
+    }
+}
 
 on_engines! {
-    fn odd_and_hostile_files_fail_at_their_line_without_a_crash(engine) {
-        let _engines = engine.shared();
-        struct Case {
-            name: &'static str,
-            file: &'static [u8],
-            message: &'static str,
-            marked: &'static str,
-        }
-        let cases = [
-            Case {
-                name: "blank-name",
-                file: b"# syntax=org/nixfront\nFLAKE .#hello\nENV $A $B\n",
-                message: "Dockerfile:3: ENV: a name is empty",
-                marked: "ENV $A $B",
-            },
-            Case {
-                name: "blank-default",
-                file: b"# syntax=org/nixfront\nLABEL ${X:- }\nFLAKE .#hello\n",
-                message: "Dockerfile:2: LABEL: ",
-                marked: "LABEL ${X:- }",
-            },
-            Case {
-                name: "json-nul",
-                file: b"# syntax=org/nixfront\nFLAKE .#hello\nENTRYPOINT [\"a\\u0000b\"]\n",
-                message: "contains a NUL character",
-                marked: "ENTRYPOINT [\"a\\u0000b\"]",
-            },
-            Case {
-                name: "raw-nul",
-                file: b"# syntax=org/nixfront\nFLAKE .#hello\n\0LABEL a=b\n",
-                message: "NUL byte (line 3, column 1)",
-                marked: "LABEL a=b",
-            },
-            Case {
-                name: "invisible",
-                file: "# syntax=org/nixfront\n\u{200b}FLAKE .#hello\n".as_bytes(),
-                message: "unknown instruction `\\u{200b}FLAKE`",
-                marked: "FLAKE .#hello",
-            },
-            Case {
-                name: "unknown",
-                file: b"# syntax=org/nixfront\nFLAKE .#hello\nEXPOS 80\n",
-                message: "Dockerfile:3: EXPOS: unknown instruction `EXPOS`; did you mean EXPOSE?",
-                marked: "EXPOS 80",
-            },
-        ];
-        for case in &cases {
-            let fx = Fixture::new(case.name, "");
-            fx.write_bytes("Dockerfile", case.file);
-            {
-                let t = tag(case.name, engine);
-                let build = engine.build(&fx, &t, &[]);
-                assert!(!build.ok, "{} on {engine:?} should fail:\n{}", case.name, build.all());
-                assert_contains(&build.all(), &[case.message]);
-                assert_points_at(engine, &build.all(), case.marked);
-                assert!(!engine.image_exists(&t), "{} on {engine:?} left an image", case.name);
-            }
-            // `--check` answers with the error instead of crashing (only buildx sends it).
-            if engine == Engine::D26 {
-                let check = engine.print(&fx, "lint", &[]);
-                assert_contains(&check.all(), &[case.message]);
-                assert!(!check.all().contains("hit a bug"), "{}", check.all());
-            }
-        }
+    fn a_name_that_expands_to_nothing_fails_at_its_line(engine) {
+        fails_at_its_line(engine, "blank-name", b"# syntax=org/nixfront\nFLAKE .#hello\nENV $A $B\n", "Dockerfile:3: ENV: a name is empty", "ENV $A $B");
+    }
+}
+
+on_engines! {
+    fn a_blank_default_fails_at_its_line(engine) {
+        fails_at_its_line(engine, "blank-default", b"# syntax=org/nixfront\nLABEL ${X:- }\nFLAKE .#hello\n", "Dockerfile:2: LABEL: ", "LABEL ${X:- }");
+    }
+}
+
+on_engines! {
+    fn a_nul_in_json_fails_at_its_line(engine) {
+        fails_at_its_line(engine, "json-nul", b"# syntax=org/nixfront\nFLAKE .#hello\nENTRYPOINT [\"a\\u0000b\"]\n", "contains a NUL character", "ENTRYPOINT [\"a\\u0000b\"]");
+    }
+}
+
+on_engines! {
+    fn a_raw_nul_byte_fails_at_its_line(engine) {
+        fails_at_its_line(engine, "raw-nul", b"# syntax=org/nixfront\nFLAKE .#hello\n\0LABEL a=b\n", "NUL byte (line 3, column 1)", "LABEL a=b");
+    }
+}
+
+on_engines! {
+    fn an_invisible_character_is_shown_at_its_line(engine) {
+        fails_at_its_line(engine, "invisible", "# syntax=org/nixfront\n\u{200b}FLAKE .#hello\n".as_bytes(), "unknown instruction `\\u{200b}FLAKE`", "FLAKE .#hello");
     }
 }
 
@@ -147,28 +131,31 @@ on_engines! {
 }
 
 on_engines! {
-    fn a_builder_image_without_nix_or_a_shell_is_named_and_one_without_tmp_works(engine) {
+    fn a_builder_image_without_nix_is_named_at_the_flake_line(engine) {
         let _engines = engine.shared();
         let fx = Fixture::new("builders", "# syntax=org/nixfront\nFLAKE .#hello\n");
-        // What each broken builder image lacks, and how the error names it.
-        let broken = [
-            ("nix", "rm -f /usr/bin/nix /usr/bin/nix-*", "no `nix` on its PATH"),
-            ("sh", "rm -f /bin/sh /usr/bin/sh", "no /bin/sh, which runs nixfront's build step"),
-        ];
-        for (name, run, lacks) in broken {
+        let image = builder_without(engine, "nix", "rm -f /usr/bin/nix /usr/bin/nix-*");
+        let run = engine.build(&fx, &tag("no-nix", engine), &["--build-arg", &format!("NIX_IMAGE={image}")]);
+        assert!(!run.ok, "{engine:?}: a builder image without nix built");
+        let error = final_error(&run.all());
+        assert_contains(&error, &[&format!("the builder image docker.io/{image} has no `nix` on its PATH")]);
+        assert_points_at(engine, &run.all(), "FLAKE .#hello");
+        assert_no_internal_paths(&run.all());
+    }
+}
+
+on_engines! {
+    /// The steps run nixfront's own static binary: a builder image needs Nix, not a shell or /tmp.
+    fn a_builder_image_without_a_shell_or_tmp_works(engine) {
+        let _engines = engine.shared();
+        let fx = Fixture::new("builders", "# syntax=org/nixfront\nFLAKE .#hello\n");
+        for (name, run) in [("sh", "rm -f /bin/sh /usr/bin/sh /bin/bash /usr/bin/bash"), ("tmp", "rm -rf /tmp")] {
             let image = builder_without(engine, name, run);
             let t = tag(&format!("no-{name}"), engine);
             let run = engine.build(&fx, &t, &["--build-arg", &format!("NIX_IMAGE={image}")]);
-            assert!(!run.ok, "{engine:?}: a builder image without {name} built");
-            assert_contains(&run.all(), &[&format!("the builder image docker.io/{image} has {lacks}")]);
-            assert_points_at(engine, &run.all(), "FLAKE .#hello");
+            assert!(run.ok, "{engine:?}: an image without {name} builds: {}", run.all());
+            assert_eq!(engine.run_image(&t, &[]).stdout, "hello from the greeting dependency\nargs:\n");
         }
-
-        let no_tmp = builder_without(engine, "tmp", "rm -rf /tmp");
-        let t = tag("no-tmp", engine);
-        let run = engine.build(&fx, &t, &["--build-arg", &format!("NIX_IMAGE={no_tmp}")]);
-        assert!(run.ok, "{engine:?}: an image without /tmp builds: {}", run.all());
-        assert_eq!(engine.run_image(&t, &[]).stdout, "hello from the greeting dependency\nargs:\n");
     }
 }
 

@@ -1,119 +1,22 @@
 //! Instruction nodes to a typed [`Nixfile`], one small parse function per keyword of
-//! [`super::keywords`], reading words and variables as BuildKit's Dockerfile frontend does.
+//! [`super::keywords`], reading words and variables as BuildKit's Dockerfile frontend does:
+//! [`types`] is what they read into, [`reader`] the parser's state, [`values`] the values of
+//! instructions; this file goes through the nodes.
 
+mod reader;
+mod types;
 mod values;
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use super::keywords::{self, Instr, Role};
-use super::lex::{self, Processed};
+use super::lex;
 use super::lint::{self, Warning};
 use super::syntax::{Node, Syntax};
-use super::{FileError, Lines, Parsed, show};
+use super::{FileError, Parsed, show};
+use reader::{Ctx, Reader};
+pub use types::{ArgDecl, CopyInstr, Nixfile, Port, Spanned};
 use values::{after_cmd, exec_form, json_strings, stop_signal, unknown, user, workdir};
-
-/// A value with the lines it was written on, so later checks can point at them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spanned<T> {
-    pub value: T,
-    pub lines: Lines,
-}
-
-/// A port as EXPOSE gives it: number and protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Port {
-    pub number: u16,
-    pub protocol: &'static str,
-}
-
-/// An `ARG NAME[=default]` declaration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArgDecl {
-    pub name: String,
-    /// The default as written in the file, expanded.
-    pub default: Option<String>,
-    /// The value the build uses: the `--build-arg`, else the default.
-    pub value: Option<String>,
-    pub lines: Lines,
-}
-
-/// A `COPY [--chown=user[:group]] [--chmod=mode] source... dest` from the build context.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopyInstr {
-    /// Paths in the context, clean and relative (wildcards kept).
-    pub sources: Vec<String>,
-    /// Absolute; ends with `/` when it names a directory to copy into.
-    pub dest: String,
-    pub chown: Option<String>,
-    pub chmod: Option<u32>,
-    pub lines: Lines,
-}
-
-/// Everything the user's file asks for, typed and checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Nixfile {
-    /// Build arguments the file declares, in order.
-    pub args: Vec<ArgDecl>,
-    /// The base image (`FROM`), unless the image starts from scratch.
-    pub from: Option<Spanned<String>>,
-    /// The program's flake reference: the first of FLAKE's.
-    pub flake: Option<Spanned<String>>,
-    /// FLAKE's further references: packages whose closures the image holds too.
-    pub extra_flakes: Vec<String>,
-    pub entrypoint: Option<Spanned<Vec<String>>>,
-    pub cmd: Option<Spanned<Vec<String>>>,
-    /// In file order; a later value for the same name wins.
-    pub env: Vec<(String, String)>,
-    pub labels: Vec<(String, String)>,
-    pub expose: Vec<Port>,
-    /// `uid[:gid]` or `name[:group]` as written.
-    pub user: Option<Spanned<String>>,
-    /// Absolute, after resolving relative WORKDIRs against the previous one.
-    pub workdir: Option<String>,
-    pub stop_signal: Option<String>,
-    pub healthcheck: Option<Spanned<super::healthcheck::Healthcheck>>,
-    /// Which lint rules the build reports, and whether they fail it (`# check=`).
-    pub check: super::check::CheckConfig,
-    pub volumes: Vec<String>,
-    pub copies: Vec<CopyInstr>,
-}
-
-/// The parser's state while it reads the file top to bottom.
-struct Reader<'a> {
-    file: &'a str,
-    escape: char,
-    build_args: &'a BTreeMap<String, String>,
-    /// Names visible to `$NAME`: declared ARGs with a value, then ENVs, as they come.
-    vars: BTreeMap<String, String>,
-    declared: Vec<String>,
-    seen_single: BTreeMap<&'static str, usize>,
-    /// An instruction other than ARG (or FROM) was read: FROM may not come any more.
-    past_from: bool,
-    out: Nixfile,
-    warnings: Vec<Warning>,
-}
-
-/// One instruction being read.
-struct Ctx<'a> {
-    file: &'a str,
-    node: &'a Node,
-    example: &'static str,
-}
-
-impl Ctx<'_> {
-    fn err(&self, message: impl Into<String>) -> FileError {
-        FileError::at(self.file, self.node.lines, Some(&self.node.keyword), message)
-    }
-
-    fn required_args(&self) -> Result<&str, FileError> {
-        match self.node.args.as_str() {
-            "" => Err(self.err(format!("missing argument; write for example `{}`", self.example))),
-            args => Ok(args),
-        }
-    }
-}
 
 /// Typed instructions from the file's nodes; `build_args` are the `--build-arg` values.
 pub fn from_syntax(file: &str, syntax: &Syntax, build_args: &BTreeMap<String, String>) -> Parsed {
@@ -236,29 +139,6 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Processes `text` (quotes, escapes, variables), noting undefined names.
-    fn process(&mut self, cx: &Ctx, text: &str) -> Result<Processed, FileError> {
-        let processed = lex::process(text, &self.vars, self.escape).map_err(|e| cx.err(e))?;
-        for name in processed.undefined.iter().filter(|n| !self.declared.contains(n)) {
-            let detail = format!("{} uses ${name}, which no ARG or ENV before it defines", cx.node.keyword);
-            self.warnings.push(Warning::new(lint::UNDEFINED_VAR, cx.node.lines, detail));
-        }
-        Ok(processed)
-    }
-
-    /// One value from `text`, blanks kept.
-    fn text(&mut self, cx: &Ctx, text: &str) -> Result<String, FileError> {
-        let value = self.process(cx, text)?.text;
-        if value.is_empty() {
-            return Err(cx.err(format!(
-                "{} expands to nothing; write for example `{}`",
-                show(text),
-                cx.example
-            )));
-        }
-        Ok(value)
-    }
-
     fn arg(&mut self, cx: &Ctx) -> Result<(), FileError> {
         let args = cx.required_args()?;
         for word in lex::raw_words(args, self.escape) {
@@ -329,6 +209,7 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nixfile::Lines;
     use crate::nixfile::parse;
 
     fn parsed(text: &str, args: &[(&str, &str)]) -> Parsed {

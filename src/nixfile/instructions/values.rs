@@ -1,7 +1,15 @@
 //! The values of instructions: COPY's flags and sources, `key=value` pairs, ports, volumes,
 //! exec forms, users, signals; each checked, with the error at the instruction's lines.
 
-use super::*;
+use serde_json::Value;
+
+use super::reader::{Ctx, Reader};
+use super::types::{CopyInstr, Port};
+use crate::nixfile::keywords;
+use crate::nixfile::lex;
+use crate::nixfile::lint::{self, Warning};
+use crate::nixfile::syntax::Node;
+use crate::nixfile::{FileError, show};
 
 impl Reader<'_> {
     /// `COPY [--chown=..] [--chmod=..] source... dest`, or its JSON form.

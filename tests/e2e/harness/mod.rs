@@ -141,6 +141,34 @@ pub fn assert_contains(haystack: &str, needles: &[&str]) {
     }
 }
 
+/// The error a failed build ends with, as the client prints it: from buildx's last `ERROR:`
+/// line (Docker 20.10's last `failed to solve` line) to the end.
+pub fn final_error(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    let start = lines
+        .iter()
+        .rposition(|l| l.starts_with("ERROR: ") || (l.contains("failed to solve") && !l.starts_with('#')))
+        .unwrap_or_else(|| panic!("no final error in:\n{output}"));
+    lines[start..].join("\n")
+}
+
+/// Whether `line` is a line of a step's log (`#12 0.345 text`, or `0.345 text` in buildx's box).
+pub fn is_step_log(line: &str) -> bool {
+    let rest = match line.strip_prefix('#') {
+        Some(r) => r.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start(),
+        None => line.trim_start(),
+    };
+    let (number, _) = rest.split_once(' ').unwrap_or((rest, ""));
+    number.contains('.') && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+}
+
+/// No line a user reads outside the steps' logs names nixfront's internal paths.
+pub fn assert_no_internal_paths(output: &str) {
+    for line in output.lines().filter(|l| !is_step_log(l)) {
+        assert!(!line.contains("/nixfront/"), "an internal path in {line:?}:\n{output}");
+    }
+}
+
 /// buildx shows the offending line of the file marked with `>>>`; the 20.10 client shows
 /// only the message. Checks the mark (on d26) and that nothing crashed.
 pub fn assert_points_at(engine: Engine, output: &str, line: &str) {

@@ -1,0 +1,457 @@
+//! The one way every step calls Nix: the builder's Nix found and its version read once
+//! ([`Facts`]: what differs between the Nix versions nixfront supports), the build users made,
+//! nixfront's settings and the client's secrets given to Nix as a configuration file only root
+//! reads, the substituters this builder cannot reach dropped for the step, and every Nix
+//! process run with the same flags, its stderr passed on to the step's log and its last lines
+//! kept for the failure the user reads.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use super::failure;
+use super::outcome::{Outcome, Stop, say};
+use crate::plan::output::{REACH_DIR, REACH_TTL_SECONDS, TMP_DIR};
+use crate::plan::secrets::SECRETS_DIR;
+use crate::plan::spec::Settings;
+
+/// The group whose users run derivations' builders (never root).
+pub const BUILD_GROUP: &str = "nixbld";
+
+/// What differs between the Nix versions nixfront supports (2.8 to today), read from `nix
+/// --version`; a version this cannot read is taken as a current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl Facts {
+    pub fn of(version_output: &str) -> Facts {
+        let version = version_output.split_whitespace().last().unwrap_or("");
+        let mut parts = version.split('.').map(|p| p.parse::<u32>());
+        match (parts.next(), parts.next()) {
+            (Some(Ok(major)), Some(Ok(minor))) => Facts { major, minor },
+            _ => Facts { major: 2, minor: 999 },
+        }
+    }
+
+    fn at_least(&self, minor: u32) -> bool {
+        self.major > 2 || self.minor >= minor
+    }
+
+    /// Since 2.13 a derivation's outputs are the installable `DRV^*`, and since 2.15 a bare
+    /// `DRV` is the derivation file itself; before 2.13 a bare `DRV` means its outputs.
+    pub fn outputs_of(&self, drv: &str) -> String {
+        if self.at_least(13) { format!("{drv}^*") } else { drv.to_string() }
+    }
+
+    /// `nix derivation show` since 2.15, `nix show-derivation` before.
+    pub fn derivation_show(&self) -> &'static [&'static str] {
+        if self.at_least(15) { &["derivation", "show"] } else { &["show-derivation"] }
+    }
+
+    /// `nix config show` since 2.20, `nix show-config` before.
+    pub fn config_show(&self) -> &'static [&'static str] {
+        if self.at_least(20) { &["config", "show"] } else { &["show-config"] }
+    }
+
+    /// `nix store info` since 2.19, `nix store ping` before.
+    pub fn store_info(&self) -> &'static [&'static str] {
+        if self.at_least(19) { &["store", "info"] } else { &["store", "ping"] }
+    }
+}
+
+/// The builder's Nix, set up for this step.
+pub struct Nix {
+    pub facts: Facts,
+    /// The builder's own system.
+    pub native: String,
+    /// NIX_VERIFY_STORE and NIX_STORE_MAX, for the steps on the persistent store.
+    pub verify_store: bool,
+    pub store_max: Option<u64>,
+    /// nixfront's flags, after NIX_CONFIG and the image's nix.conf, so they win.
+    flags: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Nix {
+    /// Checks the builder has Nix, makes the build users, writes the settings, and drops the
+    /// substituters this builder cannot reach.
+    pub fn setup(settings: &Settings) -> Outcome<Nix> {
+        let path = std::env::var("PATH").unwrap_or_default();
+        if !path.split(':').any(|dir| Path::new(dir).join("nix").is_file()) {
+            return Err(Stop::no_nix(&path));
+        }
+        let version = Command::new("nix").arg("--version").output()?;
+        let facts = Facts::of(&String::from_utf8_lossy(&version.stdout));
+        add_build_users(Path::new("/etc"))?;
+        let conf = write_settings(settings, Path::new(SECRETS_DIR), Path::new(TMP_DIR))?;
+        let option = |name: &str, value: &str| ["--option".to_string(), name.to_string(), value.to_string()];
+        let sandbox = if settings.sandbox { "true" } else { "false" };
+        let mut flags: Vec<String> = [
+            option("filter-syscalls", "false"),
+            option("sandbox", sandbox),
+            option("sandbox-fallback", "false"),
+            option("build-users-group", BUILD_GROUP),
+            option("accept-flake-config", "false"),
+            option("extra-platforms", &settings.native),
+        ]
+        .concat();
+        let netrc = Path::new(SECRETS_DIR).join("netrc");
+        if non_empty(&netrc) {
+            flags.extend(option("netrc-file", &netrc.to_string_lossy()));
+        }
+        let env = vec![("NIX_USER_CONF_FILES".to_string(), conf.to_string_lossy().into_owned())];
+        let mut nix = Nix {
+            facts,
+            native: settings.native.clone(),
+            verify_store: settings.verify_store,
+            store_max: settings.store_max,
+            flags,
+            env,
+        };
+        nix.drop_unreachable_substituters(settings.remember_reach.then(|| Path::new(REACH_DIR)))?;
+        Ok(nix)
+    }
+
+    /// `nix` with nixfront's flags.
+    pub fn nix(&self) -> Command {
+        let mut command = Command::new("nix");
+        command.args(["--extra-experimental-features", "nix-command flakes"]).args(&self.flags);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    /// `nix` for `system`.
+    pub fn nix_for(&self, system: &str) -> Command {
+        let mut command = self.nix();
+        command.args(["--option", "system", system]);
+        command
+    }
+
+    /// `nix-store` with the same settings.
+    pub fn nix_store(&self) -> Command {
+        let mut command = Command::new("nix-store");
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    /// Runs `command` (Nix), its stderr passed on to the step's log: its stdout. A failure
+    /// carries Nix's last lines.
+    pub fn run(&self, command: &mut Command) -> Outcome<Vec<u8>> {
+        self.run_with(command, None)
+    }
+
+    /// The same, with `input` on its stdin.
+    pub fn run_with(&self, command: &mut Command, input: Option<&[u8]>) -> Outcome<Vec<u8>> {
+        match run_teed(command, input)? {
+            (true, stdout, _) => Ok(stdout),
+            (false, _, lines) => Err(failure::of_nix(&lines)),
+        }
+    }
+
+    /// Runs `command` quietly: its stdout, or its stderr's last line.
+    pub fn quiet(&self, command: &mut Command) -> Result<Vec<u8>, String> {
+        let output = command.stdin(Stdio::null()).output().map_err(|e| e.to_string())?;
+        if output.status.success() {
+            return Ok(output.stdout);
+        }
+        let text = String::from_utf8_lossy(&output.stderr);
+        Err(text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("failed").trim().to_string())
+    }
+
+    /// Drops, for this step, the HTTP(S) substituters this builder cannot reach: Nix would try
+    /// each in every process, retrying with backoff, before building what it lacks. Every one
+    /// Nix would use is asked for its nix-cache-info once, with a bounded connect time, and
+    /// the answer kept in `record` (root's alone) for a while, so that a build asks once, not
+    /// in every step. The rest keep Nix's order and priorities; the list goes last in
+    /// NIX_CONFIG, where it wins.
+    fn drop_unreachable_substituters(&mut self, record: Option<&Path>) -> Outcome<()> {
+        let Ok(config) = self.quiet(self.nix().args(self.facts.config_show())) else { return Ok(()) };
+        let config = String::from_utf8_lossy(&config);
+        let Some(line) = config.lines().find_map(|l| l.strip_prefix("substituters = ")) else {
+            return Ok(());
+        };
+        let mut kept = Vec::new();
+        let mut dropped = false;
+        for url in line.split_whitespace() {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                let (reachable, why) = self.reachable(url, record);
+                if !reachable {
+                    say(&format!(
+                        "substituter {url} is not reachable from this builder, so this step does without it ({why})"
+                    ));
+                    dropped = true;
+                    continue;
+                }
+            }
+            kept.push(url);
+        }
+        if dropped {
+            let before = std::env::var("NIX_CONFIG").unwrap_or_default();
+            self.env.push(("NIX_CONFIG".to_string(), format!("{before}\nsubstituters = {}", kept.join(" "))));
+        }
+        Ok(())
+    }
+
+    /// Whether substituter `url` answered, from what a step of the last minutes learnt (in
+    /// `record`), or asked now; and why.
+    fn reachable(&self, url: &str, record: Option<&Path>) -> (bool, String) {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let file = record.map(|dir| dir.join(reach_record_name(url)));
+        if let Some(found) = file.as_deref().and_then(|f| Reach::read(f, now)) {
+            return (found.reachable, format!("{}, found {} s ago", found.why, now - found.when));
+        }
+        let mut ask = self.nix();
+        ask.args(self.facts.store_info()).args([
+            "--store",
+            url,
+            "--option",
+            "connect-timeout",
+            "3",
+            "--option",
+            "download-attempts",
+            "1",
+        ]);
+        let (reachable, why) = match self.quiet(&mut ask) {
+            Ok(_) => (true, "answered".to_string()),
+            Err(why) => (false, why),
+        };
+        if let (Some(dir), Some(file)) = (record, file) {
+            let reach = Reach { when: now, reachable, why: why.clone() };
+            if let Err(e) = reach.write(dir, &file) {
+                say(&format!("cannot keep what the substituter's answer was ({e})"));
+            }
+        }
+        (reachable, why)
+    }
+}
+
+/// What a step learnt of a substituter: kept as data, read back only as that (any build on
+/// this BuildKit could have written it; it decides at most whether a step asks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Reach {
+    when: u64,
+    reachable: bool,
+    why: String,
+}
+
+impl Reach {
+    /// A record of the last [`REACH_TTL_SECONDS`], if `file` holds one (a plain file, never a link).
+    fn read(file: &Path, now: u64) -> Option<Reach> {
+        let meta = std::fs::symlink_metadata(file).ok()?;
+        if !meta.is_file() || meta.len() > 4096 {
+            return None;
+        }
+        let mut reach: Reach = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+        reach.why.retain(|c| !c.is_control());
+        (reach.when <= now && now - reach.when < REACH_TTL_SECONDS).then_some(reach)
+    }
+
+    /// A new file of root's (never through a planted link), renamed over the record.
+    fn write(&self, dir: &Path, file: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        let mut new = tempfile::Builder::new().prefix(".record.").tempfile_in(dir)?;
+        new.write_all(&serde_json::to_vec(self).unwrap_or_default())?;
+        new.persist(file).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// The record's file name for substituter `url`.
+fn reach_record_name(url: &str) -> String {
+    let digest = crate::llb::definition::digest_of(url.as_bytes());
+    format!("{}.json", &digest["sha256:".len()..][..16])
+}
+
+fn non_empty(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0)
+}
+
+/// Derivations never run as root: Nix runs each builder as one of the build users of group
+/// nixbld (the official image has them; others get them here, in the step's own `etc`).
+pub fn add_build_users(etc: &Path) -> std::io::Result<()> {
+    let group = std::fs::read_to_string(etc.join("group")).unwrap_or_default();
+    if group.lines().any(|l| l.starts_with(&format!("{BUILD_GROUP}:"))) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(etc)?;
+    let append = |name: &str, text: String| -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new().append(true).create(true).open(etc.join(name))?;
+        file.write_all(text.as_bytes())
+    };
+    let users: String = (1..=32)
+        .map(|i| format!("nixbld{i}:x:{}:30000:Nix build user {i}:/var/empty:/bin/false\n", 30000 + i))
+        .collect();
+    append("passwd", users)?;
+    let members: Vec<String> = (1..=32).map(|i| format!("nixbld{i}")).collect();
+    append("group", format!("{BUILD_GROUP}:x:30000:{}\n", members.join(",")))
+}
+
+/// nixfront's defaults and the client's access tokens (in `secrets`), in a configuration file
+/// under `tmp` that only root can read, which Nix reads as the user's nix.conf: never in Nix's
+/// environment or on its command line, which a builder can see. NIX_CONFIG comes after it.
+pub fn write_settings(settings: &Settings, secrets: &Path, tmp: &Path) -> std::io::Result<PathBuf> {
+    let dir = tempfile::Builder::new().prefix("nixfront-conf.").tempdir_in(tmp)?.keep();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let mut text = format!("{}\n", settings.nix_defaults);
+    let tokens = std::fs::read_to_string(secrets.join("access-tokens")).unwrap_or_default();
+    let tokens: Vec<&str> = tokens.split_whitespace().collect();
+    if !tokens.is_empty() {
+        text.push_str(&format!("access-tokens = {}\n", tokens.join(" ")));
+        say("using access tokens from --secret id=access-tokens");
+    }
+    let conf = dir.join("nix.conf");
+    let mut file = std::fs::OpenOptions::new();
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    file.write(true).create_new(true).open(&conf)?.write_all(text.as_bytes())?;
+    if non_empty(&secrets.join("netrc")) {
+        say("using the netrc from --secret id=netrc");
+    }
+    let agent = std::env::var("SSH_AUTH_SOCK").unwrap_or_default();
+    if !agent.is_empty() && std::fs::metadata(&agent).is_ok() {
+        say("forwarding the SSH agent from --ssh default");
+    }
+    if non_empty(&secrets.join("ssh-key")) {
+        say("the remote builders' SSH key from --secret id=ssh-key");
+    }
+    Ok(conf)
+}
+
+/// Runs `command` with its stderr passed on line by line and its last lines kept: whether it
+/// succeeded, its stdout, those lines.
+pub fn run_teed(
+    command: &mut Command,
+    input: Option<&[u8]>,
+) -> std::io::Result<(bool, Vec<u8>, Vec<String>)> {
+    const KEPT: usize = 400;
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = command.spawn()?;
+    let stderr = child.stderr.take().expect("piped");
+    let passer = std::thread::spawn(move || {
+        let mut kept: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
+            let line = String::from_utf8_lossy(&line).into_owned();
+            eprintln!("{line}");
+            if kept.len() == KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(line);
+        }
+        Vec::from(kept)
+    });
+    // Fed from a thread of its own, so that a child writing as it reads never waits on us.
+    let feeder = match (child.stdin.take(), input) {
+        (Some(mut stdin), Some(input)) => {
+            let input = input.to_vec();
+            Some(std::thread::spawn(move || stdin.write_all(&input)))
+        }
+        _ => None,
+    };
+    let mut stdout = Vec::new();
+    child.stdout.take().expect("piped").read_to_end(&mut stdout)?;
+    if let Some(feeder) = feeder {
+        feeder.join().unwrap_or(Ok(()))?;
+    }
+    let status = child.wait()?;
+    let lines = passer.join().unwrap_or_default();
+    Ok((status.success(), stdout, lines))
+}
+
+/// Store paths, one a line, from a Nix command's output.
+pub fn lines_of(output: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(output)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_nix_version_gets_its_own_syntax() {
+        let old = Facts::of("nix (Nix) 2.8.1");
+        assert_eq!(old.outputs_of("/nix/store/a-x.drv"), "/nix/store/a-x.drv");
+        assert_eq!(old.derivation_show(), ["show-derivation"]);
+        assert_eq!(old.config_show(), ["show-config"]);
+        assert_eq!(old.store_info(), ["store", "ping"]);
+        let mid = Facts::of("nix (Nix) 2.14.1");
+        assert_eq!(mid.outputs_of("/nix/store/a-x.drv"), "/nix/store/a-x.drv^*");
+        assert_eq!(mid.derivation_show(), ["show-derivation"]);
+        for current in ["nix (Nix) 2.26.3", "nix (Nix) 3.0.0", "nix (Determinate Nix 3.1) 2.29.0", "garbage"]
+        {
+            let facts = Facts::of(current);
+            assert_eq!(facts.derivation_show(), ["derivation", "show"], "{current}");
+            assert_eq!(facts.config_show(), ["config", "show"], "{current}");
+            assert_eq!(facts.store_info(), ["store", "info"], "{current}");
+        }
+        assert_eq!(Facts::of("nix (Nix) 2.24.10").store_info(), ["store", "info"]);
+    }
+
+    #[test]
+    fn build_users_are_added_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("group"), "root:x:0:\n").unwrap();
+        add_build_users(dir.path()).unwrap();
+        add_build_users(dir.path()).unwrap();
+        let group = std::fs::read_to_string(dir.path().join("group")).unwrap();
+        assert_eq!(group.matches("nixbld:x:30000:").count(), 1, "{group}");
+        let passwd = std::fs::read_to_string(dir.path().join("passwd")).unwrap();
+        assert_eq!(passwd.lines().count(), 32);
+        assert!(passwd.contains("nixbld32:x:30032:30000:"), "{passwd}");
+    }
+
+    #[test]
+    fn settings_and_tokens_go_to_a_file_only_root_reads() {
+        use std::os::unix::fs::PermissionsExt;
+        let (secrets, tmp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(secrets.path().join("access-tokens"), "github.com=abc\nexample.org=def\n").unwrap();
+        let settings = Settings { nix_defaults: "connect-timeout = 5".into(), ..Default::default() };
+        let conf = write_settings(&settings, secrets.path(), tmp.path()).unwrap();
+        let text = std::fs::read_to_string(&conf).unwrap();
+        assert_eq!(text, "connect-timeout = 5\naccess-tokens = github.com=abc example.org=def\n");
+        assert_eq!(std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777, 0o600);
+        let dir = conf.parent().unwrap();
+        assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_reach_record_is_data_checked_before_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(reach_record_name("http://cache.example"));
+        let reach = Reach { when: 1000, reachable: false, why: "timed out".into() };
+        reach.write(dir.path(), &file).unwrap();
+        assert_eq!(Reach::read(&file, 1010), Some(reach.clone()));
+        assert_eq!(Reach::read(&file, 1000 + REACH_TTL_SECONDS), None, "too old");
+        assert_eq!(Reach::read(&file, 999), None, "from the future");
+        std::fs::write(&file, "1000 no $(touch /tmp/x)").unwrap();
+        assert_eq!(Reach::read(&file, 1010), None, "the old shell format, or a forgery, is asked again");
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(Reach::read(&link, 1010), None, "never through a link");
+    }
+
+    #[test]
+    fn a_command_s_stderr_is_kept_and_its_stdout_returned() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo out; echo one >&2; echo two >&2; exit 3"]);
+        let (ok, stdout, lines) = run_teed(&mut command, None).unwrap();
+        assert!(!ok);
+        assert_eq!(stdout, b"out\n");
+        assert_eq!(lines, ["one", "two"]);
+        let mut cat = Command::new("cat");
+        let (ok, stdout, _) = run_teed(&mut cat, Some(b"given")).unwrap();
+        assert!(ok);
+        assert_eq!(stdout, b"given");
+    }
+}
