@@ -125,6 +125,10 @@ fn explain(failure: &Failure, plan: &PlatformPlan) -> String {
             _ => format!("`nix build {flake}` failed (for {system}): {}", failure.summary),
         },
     };
+    if failure.log.is_empty() && failure.derivation.is_none() && !text.ends_with(&failure.summary) {
+        // What nixfront itself found (a planted lock file, a path the store lacks).
+        text.push_str(&format!(": {}", failure.summary));
+    }
     if !failure.log.is_empty() {
         let said = if failure.derivation.is_some() { "the end of its log" } else { "Nix said" };
         text.push_str(&format!("; {said}:\n"));
@@ -200,6 +204,22 @@ mod tests {
         );
         assert!(text.contains("\n  broken> this derivation always fails\n"), "{text}");
         assert!(text.contains("--progress=plain") && !text.contains("/nixfront/"), "{text}");
+    }
+
+    #[test]
+    fn what_nixfront_itself_found_is_said_when_nix_said_nothing() {
+        let failure = Failure {
+            step: "realise".into(),
+            summary:
+                "/nix/store/x.lock exists before Nix ran and is not root's alone; refusing to build over it"
+                    .into(),
+            ..Default::default()
+        };
+        let text = explain(&failure, &plan());
+        assert!(
+            text.starts_with("building the inputs of .#broken failed (for x86_64-linux): /nix/store/x.lock"),
+            "{text}"
+        );
     }
 
     #[test]
