@@ -10,8 +10,8 @@
 //! layers from their cache keys alone and runs nothing but the evaluation.
 //!
 //! This module owns the config field, its format, its keys and its size. A key is the digest
-//! of what determines the answer: the step's LLB (which pins the builder image, the scripts and
-//! the settings) and, for the package, its derivation. An entry that does not parse is
+//! of what determines the answer: the step's LLB (which pins the builder image, the frontend's
+//! image whose binary runs in the step, and the settings) and, for the package, its derivation. An entry that does not parse is
 //! ignored (the step runs); one that parses is trusted as far as the cache it comes with.
 
 use std::collections::BTreeMap;
@@ -156,8 +156,8 @@ pub fn dependencies_key(realise: &State) -> String {
     key(&["dependencies", &realise.key()])
 }
 
-/// The key of the package step's answer: its LLB (the builder, scripts, settings, the
-/// dependencies), made with a placeholder for the context (whose definition names the client's
+/// The key of the package step's answer: its LLB (the builder, the frontend's image,
+/// settings, the dependencies), made with a placeholder for the context (whose definition names the client's
 /// session), and the derivation it builds, which is what the context decides.
 pub fn package_key(package_meta: &State, drv: &str) -> String {
     key(&["package", &package_meta.key(), drv])

@@ -1,7 +1,7 @@
 //! The programs that tell whether a builder can run another system's code: a tiny static
 //! executable per Nix system, which only exits with status [`STATUS`]. A step that builds for a system
-//! other than the builder's own runs the one for its target first (`runs_here` in the steps'
-//! `common.sh`): the kernel either runs it (natively, or through a binfmt_misc emulator such as
+//! other than the builder's own writes the one for its target into its scratch directory and runs
+//! it first (`runs_here` in `step/store.rs`): the kernel either runs it (natively, or through a binfmt_misc emulator such as
 //! qemu-user-static on the builder's host) or refuses it (`Exec format error`), and the step
 //! then lets Nix only substitute and use remote builders, and says so when that is not enough.
 //!
@@ -25,10 +25,10 @@ pub fn executable(system: &str) -> Option<Vec<u8>> {
     Some(elf64(machine, code))
 }
 
-/// The systems that have a probe, for the step scripts' directory.
+/// The systems that have a probe.
 pub const SYSTEMS: &[&str] = &["x86_64-linux", "aarch64-linux"];
 
-/// The file name of `system`'s probe in the step scripts' directory.
+/// The file name of `system`'s probe in a step's scratch directory.
 pub fn file_name(system: &str) -> String {
     format!("probe-{system}")
 }

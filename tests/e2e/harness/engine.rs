@@ -248,7 +248,15 @@ impl Engine {
         args.extend(extra.iter().map(|s| s.to_string()));
         args.push(context.to_string());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.docker(&args)
+        let run = self.docker(&args);
+        // runc failing to start a step's container (its init died before it said anything) is
+        // the engine's, not the build's: seen once in a whole suite's run, never again on the
+        // same build. Such a build runs once more, and says so.
+        if !run.ok && run.all().contains("waiting for init preliminary setup") {
+            eprintln!("{self:?}: runc could not start a container; building {tag} once more");
+            return self.docker(&args);
+        }
+        run
     }
 
     /// `docker buildx build --print=<what>` (a subrequest; buildx 0.13 has it behind
