@@ -436,6 +436,17 @@ mod tests {
             .expect("an exec op")
     }
 
+    /// The identifiers of the definition's source ops.
+    fn source_identifiers(def: &pb::Definition) -> Vec<String> {
+        decode(def)
+            .into_iter()
+            .filter_map(|(_, op)| match op.op {
+                Some(pb::op::Op::Source(s)) => Some(s.identifier),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The input digests of the definition's exec op, by input index.
     fn exec_inputs(def: &pb::Definition) -> Vec<String> {
         decode(def)
@@ -478,13 +489,7 @@ mod tests {
         assert_eq!(id, format!("0123456789abcdef0123456789abcdef{BUILD_ID_SUFFIX}"));
         let own = exec.mounts.iter().find(|m| m.dest == SELF_DIR).unwrap();
         assert!(own.readonly);
-        let sources: Vec<String> = decode(&def)
-            .into_iter()
-            .filter_map(|(_, op)| match op.op {
-                Some(pb::op::Op::Source(s)) => Some(s.identifier),
-                _ => None,
-            })
-            .collect();
+        let sources = source_identifiers(&def);
         assert!(sources.contains(&"docker-image://docker.io/org/nixfront:test@sha256:0123".to_string()));
     }
 
@@ -547,13 +552,7 @@ mod tests {
                 ("/run/secrets/ssh-key", false, -1),
             ]
         );
-        let sources: Vec<String> = decode(&def)
-            .into_iter()
-            .filter_map(|(_, op)| match op.op {
-                Some(pb::op::Op::Source(s)) => Some(s.identifier),
-                _ => None,
-            })
-            .collect();
+        let sources = source_identifiers(&def);
         assert!(sources.contains(&"docker-image://docker.io/localnix/nix:2.8@sha256:abc".to_string()));
         let store = exec.mounts.iter().find(|m| m.dest == "/nix").unwrap();
         let cache = store.cache_opt.as_ref().unwrap();
