@@ -95,8 +95,11 @@ pub fn prelock(paths: &[String]) -> Outcome<()> {
 fn will_write(nix: &Nix, system: &str, installables: &[String]) -> Outcome<Vec<String>> {
     let mut dry = nix.nix_for(system);
     dry.args(["build", "--dry-run", "--no-link"]).args(installables);
-    let (ok, _, lines) = super::nix::run_teed(&mut dry, None)?;
-    if !ok {
+    // Read, not shown: Nix lists what it would build, which the build itself then shows.
+    let output = dry.stdin(std::process::Stdio::null()).output()?;
+    let lines: Vec<String> = String::from_utf8_lossy(&output.stderr).lines().map(String::from).collect();
+    if !output.status.success() {
+        lines.iter().for_each(|line| eprintln!("{line}"));
         return Err(super::failure::of_nix(&lines));
     }
     let listed: Vec<String> =
