@@ -168,6 +168,10 @@ impl Reader<'_> {
     fn flake(&mut self, cx: &Ctx) -> Result<Vec<String>, FileError> {
         let args = cx.required_args()?;
         let words = lex::raw_words(args, self.escape);
+        if words.is_empty() {
+            // Blanks only (a form feed is whitespace to the words, not to the line).
+            return Err(cx.missing());
+        }
         let mut refs = Vec::with_capacity(words.len());
         for word in &words {
             let value = self.text(cx, word)?;
@@ -412,6 +416,13 @@ VOLUME /cache /logs
         assert!(p.result.is_err());
         assert_eq!(p.warnings[0].rule.name, "RepeatedInstruction", "warnings before the error are kept");
         assert!(ok("FLAKE github:o/r?rev=abc#x\n").flake.is_some());
+    }
+
+    #[test]
+    fn a_flake_line_of_blanks_is_a_missing_argument() {
+        let e = err("# syntax=org/nixfront\nFLAKE \u{c}\u{c}\n");
+        assert!(e.message.starts_with("missing argument"), "{e:?}");
+        assert_eq!(e.lines, Lines::one(2));
     }
 
     #[test]

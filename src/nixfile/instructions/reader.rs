@@ -38,9 +38,14 @@ impl Ctx<'_> {
 
     pub fn required_args(&self) -> Result<&str, FileError> {
         match self.node.args.as_str() {
-            "" => Err(self.err(format!("missing argument; write for example `{}`", self.example))),
+            "" => Err(self.missing()),
             args => Ok(args),
         }
+    }
+
+    /// The instruction has no argument (or only blanks).
+    pub fn missing(&self) -> FileError {
+        self.err(format!("missing argument; write for example `{}`", self.example))
     }
 }
 
