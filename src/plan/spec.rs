@@ -229,6 +229,54 @@ mod tests {
     }
 
     #[test]
+    fn the_answers_the_steps_write_are_what_the_frontend_reads() {
+        use serde_json::json;
+        let (app, dep, src) = (
+            "/nix/store/0s3q0y4j7vbp8nq6w1c3h0rl3r5y8d1a-app-1.0",
+            "/nix/store/1s3q0y4j7vbp8nq6w1c3h0rl3r5y8d1a-dep-1.0",
+            "/nix/store/2s3q0y4j7vbp8nq6w1c3h0rl3r5y8d1a-src",
+        );
+        let info = |path: &str, refs: &[&str]| json!({"path": path, "narHash": "sha256-x", "narSize": 10, "references": refs});
+        let manifest = Manifest {
+            manifest_version: super::super::output::STEP_MANIFEST_VERSION,
+            results: vec![app.into()],
+            laid_out: Some(crate::closure::Split { sources: vec![src.into()], results: vec![app.into()] }),
+            package: None,
+            flake: None,
+            path_info: json!([info(app, &[dep, src]), info(dep, &[]), info(src, &[])]),
+        };
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let read =
+            crate::closure::read_manifest(&bytes, super::super::output::STEP_MANIFEST_VERSION).unwrap();
+        assert_eq!(read.closure.main_result(), app);
+        assert_eq!(read.closure.paths.len(), 3);
+        assert_eq!(read.split, manifest.laid_out);
+
+        let (drv, dep_drv) = (
+            "/nix/store/3s3q0y4j7vbp8nq6w1c3h0rl3r5y8d1a-app-1.0.drv",
+            "/nix/store/4s3q0y4j7vbp8nq6w1c3h0rl3r5y8d1a-dep-1.0.drv",
+        );
+        let plan = Plan {
+            plan_version: super::super::output::PLAN_VERSION,
+            drv: drv.into(),
+            derivations: json!({
+                drv: {"outputs": {"out": {"path": app}}, "inputDrvs": {dep_drv: ["out"]}},
+                dep_drv: {"outputs": {"out": {"path": dep}}, "inputDrvs": {}},
+            }),
+            source_closure: vec![src.into()],
+            package: json!({"drvPath": drv, "name": "app-1.0", "mainProgram": "app", "outputs": [{"name": "out", "path": app}]}),
+            extras: json!([]),
+            flake: serde_json::Value::Null,
+        };
+        let read =
+            super::super::derivation::parse_plan(&serde_json::to_vec(&plan).unwrap()).unwrap().unwrap();
+        assert_eq!(read.drv, drv);
+        assert_eq!(read.inputs, [(dep_drv.to_string(), dep.to_string())]);
+        assert_eq!(read.outputs, [app]);
+        assert_eq!(read.package.main_program.as_deref(), Some("app"));
+    }
+
+    #[test]
     fn a_spec_of_another_shape_is_refused_not_half_read() {
         let unknown = r#"{"settings":null,"work":{"step":"realise","system":"x","inputs":[],"extra":1}}"#;
         assert!(serde_json::from_str::<Spec>(unknown).is_err());
