@@ -25,9 +25,6 @@ pub fn executable(system: &str) -> Option<Vec<u8>> {
     Some(elf64(machine, code))
 }
 
-/// The systems that have a probe.
-pub const SYSTEMS: &[&str] = &["x86_64-linux", "aarch64-linux"];
-
 /// The file name of `system`'s probe in a step's scratch directory.
 pub fn file_name(system: &str) -> String {
     format!("probe-{system}")
@@ -73,7 +70,7 @@ mod tests {
 
     #[test]
     fn every_listed_system_has_a_probe_and_others_none() {
-        for system in SYSTEMS {
+        for system in ["x86_64-linux", "aarch64-linux"] {
             let elf = executable(system).unwrap();
             assert_eq!(&elf[..4], b"\x7fELF");
             assert_eq!(elf.len(), 64 + 56 + 12);
