@@ -143,30 +143,14 @@ impl NixStep<'_> {
     /// frontend's binary, a scratch directory, the failure box and the build's id, and
     /// `root`'s environment with the binary first on the PATH.
     fn step_exec(&self, root: &State, spec: &Spec, files: &[(&str, &[u8])]) -> Exec {
-        let text = serde_json::to_vec(spec).unwrap_or_default();
-        let spec_dir = files
-            .iter()
-            .fold(
-                FileOp::on(&State::scratch()).mkfile(
-                    &format!("/{}", spec::SPEC_FILE),
-                    0o444,
-                    &text,
-                    FIXED_TIME_NS,
-                ),
-                |op, (file, data)| op.mkfile(&format!("/{file}"), 0o444, data, FIXED_TIME_NS),
-            )
-            .build(&format!("[internal] the spec of nixfront's {} step", spec.work.name()));
+        let spec_dir =
+            spec_dir(spec, files, &format!("[internal] the spec of nixfront's {} step", spec.work.name()));
         let args = vec!["nixfront".to_string(), "step".to_string(), spec.work.name().to_string()];
         let mut exec = Exec::new(root, args)
             .mount(Mount::readonly(SELF_DIR, self.frontend))
             .mount(Mount::readonly(SPEC_DIR, &spec_dir))
             .mount(Mount::scratch(TMP_DIR))
-            .mount(Mount::cache(
-                FAILURES_DIR,
-                FAILURES_CACHE_ID,
-                pb::CacheSharingOpt::Shared,
-                &State::scratch(),
-            ));
+            .mount(failure_box());
         let mut env = builder_env(&self.builder.env);
         for var in env.iter_mut().filter(|v| v.starts_with("PATH=")) {
             *var = format!("PATH={SELF_DIR}:{}", &var["PATH=".len()..]);
@@ -196,21 +180,32 @@ impl NixStep<'_> {
 /// build's id: it runs once per build that asks.
 pub fn failure_report(frontend: &State, build_id: &str) -> State {
     let spec = Spec { settings: None, work: Work::Report { build: build_id.to_string() } };
-    let text = serde_json::to_vec(&spec).unwrap_or_default();
-    let spec_dir = FileOp::on(&State::scratch())
-        .mkfile(&format!("/{}", spec::SPEC_FILE), 0o444, &text, FIXED_TIME_NS)
-        .build("[internal] what the failed step said");
+    let spec_dir = spec_dir(&spec, &[], "[internal] what the failed step said");
     // On an empty root: the frontend's image holds nothing but the binary (at /nixfront, where
     // the step's own directories go), so it is mounted as every step mounts it.
     let args = vec![format!("{SELF_DIR}{}", output::SELF_BINARY), "step".to_string(), "report".to_string()];
-    let failures =
-        Mount::cache(FAILURES_DIR, FAILURES_CACHE_ID, pb::CacheSharingOpt::Shared, &State::scratch());
     let mut exec = Exec::new(&State::scratch(), args)
         .mount(Mount::readonly(SELF_DIR, frontend))
         .mount(Mount::readonly(SPEC_DIR, &spec_dir))
-        .mount(failures);
+        .mount(failure_box());
     let meta = exec.output(META_DIR, &State::scratch());
     exec.build("[internal] what the failed step said").state(&meta)
+}
+
+/// A step's spec directory: `spec` as [`spec::SPEC_FILE`], and `files` beside it.
+fn spec_dir(spec: &Spec, files: &[(&str, &[u8])], name: &str) -> State {
+    let text = serde_json::to_vec(spec).unwrap_or_default();
+    let first =
+        FileOp::on(&State::scratch()).mkfile(&format!("/{}", spec::SPEC_FILE), 0o444, &text, FIXED_TIME_NS);
+    files
+        .iter()
+        .fold(first, |op, (file, data)| op.mkfile(&format!("/{file}"), 0o444, data, FIXED_TIME_NS))
+        .build(name)
+}
+
+/// The failure box, as every step and the report step mount it.
+fn failure_box() -> Mount {
+    Mount::cache(FAILURES_DIR, FAILURES_CACHE_ID, pb::CacheSharingOpt::Shared, &State::scratch())
 }
 
 /// The builder's own environment, with a PATH and HOME Nix can work with.
