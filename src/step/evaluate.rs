@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::fetch::{FETCHED_CACHE, FETCHED_PATHS};
-use super::nix::{Nix, lines_of};
+use super::nix::{Nix, json_or_null, lines_of};
 use super::outcome::{Outcome, Stop, say, write_json};
 use super::{store, tree};
 use crate::plan::output::{
@@ -88,11 +88,7 @@ pub fn run(nix: &Nix, work: &Evaluate) -> Outcome<()> {
     if work.metadata {
         let mut metadata = nix.nix();
         metadata.args(["flake", "metadata", "--json", "--no-write-lock-file"]).args(&overrides);
-        flake = nix
-            .quiet(metadata.args(["--", &work.flake]))
-            .ok()
-            .and_then(|j| serde_json::from_slice(&j).ok())
-            .unwrap_or(Value::Null);
+        flake = json_or_null(nix.quiet(metadata.args(["--", &work.flake])));
     }
     // What the package step takes, and the binary cache of the inputs' closure.
     let package_closure = store::requisites(nix, std::slice::from_ref(&drv))?;

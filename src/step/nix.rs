@@ -364,6 +364,11 @@ pub fn run_teed(
     Ok((status.success(), stdout, lines))
 }
 
+/// A quiet Nix command's JSON answer, or null when it failed or gave none.
+pub fn json_or_null(output: Result<Vec<u8>, String>) -> serde_json::Value {
+    output.ok().and_then(|json| serde_json::from_slice(&json).ok()).unwrap_or(serde_json::Value::Null)
+}
+
 /// Store paths, one a line, from a Nix command's output.
 pub fn lines_of(output: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(output)

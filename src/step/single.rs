@@ -6,9 +6,7 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
-use super::nix::Nix;
+use super::nix::{Nix, json_or_null};
 use super::outcome::{Outcome, say, write_json};
 use super::{store, tree};
 use crate::plan::output::{
@@ -77,8 +75,4 @@ pub fn run(nix: &Nix, reference: &str, flake: &str, system: &str, extras: &[Stri
     write_json(&Path::new(META_DIR).join(MANIFEST_FILE), &manifest)?;
     say(&format!("closure of {} store paths copied", closure.len()));
     store::bound(nix)
-}
-
-fn json_or_null(output: Result<Vec<u8>, String>) -> Value {
-    output.ok().and_then(|json| serde_json::from_slice(&json).ok()).unwrap_or(Value::Null)
 }

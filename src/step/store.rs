@@ -196,12 +196,17 @@ pub fn copy_content_addressed(nix: &Nix, dir: &str, paths: &[String]) -> Outcome
     copy_paths(nix, &missing, &["--option", "require-sigs", "true", "--from", &from])
 }
 
-/// The runtime closure of `paths`: `nix path-info --json` of it, and its paths.
+/// The runtime closure of `paths`: `nix path-info --json` of it, and its paths (sorted).
 pub fn closure_of(nix: &Nix, paths: &[String]) -> Outcome<(serde_json::Value, Vec<String>)> {
     let json = nix.run(nix.nix().args(["path-info", "--json", "--recursive", "--"]).args(paths))?;
-    let info = serde_json::from_slice(&json)
+    let info: serde_json::Value = serde_json::from_slice(&json)
         .map_err(|e| Stop::new(format!("Nix's path-info is not JSON this nixfront reads: {e}")))?;
-    let list = lines_of(&nix.run(nix.nix().args(["path-info", "--recursive", "--"]).args(paths))?);
+    // The paths, from the same answer (every shape Nix writes it in, as the frontend reads it).
+    let list = crate::closure::parse_path_info(info.clone())
+        .map_err(|e| Stop::new(format!("Nix's path-info is not what this nixfront reads: {e:#}")))?
+        .into_iter()
+        .map(|p| p.path)
+        .collect();
     Ok((info, list))
 }
 
