@@ -29,6 +29,8 @@ NIX_IMAGE_OLDEST=localnix/nix:2.8
 NIX_IMAGE_OFFICIAL=docker.io/nixos/nix:2.24.10
 # The frontend image `# syntax=org/nixfront` resolves to.
 FRONTEND_TAG=org/nixfront:latest
+# The tests' hostile client (examples/raw_client.rs), built beside the frontend.
+RAW_CLIENT_TAG=org/raw-client:latest
 
 d20() { DOCKER_BUILDKIT=1 /usr/bin/docker "$@"; }
 d26() { chroot "$TRIXIE" docker -H "unix://$D26_SOCK" "$@"; }

@@ -1,7 +1,11 @@
 //! A flake's `flake.lock`, read for what the fetch step fetches: the locked inputs (each
 //! node's `locked` attributes, which `builtins.fetchTree` takes as they are), and what is not
-//! locked. Inputs that come with the build context (`path` inputs) and inputs the client
-//! replaces (`--build-context NAME=DIR`) are not fetched.
+//! locked. Inputs that come with the build context (relative `path` inputs) and inputs the
+//! client replaces (`--build-context NAME=DIR`) are not fetched.
+//!
+//! The fetch step runs `builtins.fetchTree` as root on a store other builds share, so this
+//! module also owns which kinds of input it may fetch ([`REMOTE_KINDS`]): remote sources only,
+//! never the builder's own files (a `file://` URL, a local git repository, an absolute path).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +47,80 @@ pub struct Lock {
 /// The lock file versions this reads (Nix 2.4 and later write 7).
 const VERSIONS: std::ops::RangeInclusive<u32> = 5..=7;
 
+/// The kinds of locked input the fetch step fetches, as flake locking writes them: the `type`,
+/// and the schemes its `url` may have (none: a forge, which has no `url`). Nix locks `git+https`,
+/// `hg+ssh` and the like with the scheme alone (`https`, `ssh`).
+const REMOTE_KINDS: &[(&str, &[&str])] = &[
+    ("github", &[]),
+    ("gitlab", &[]),
+    ("sourcehut", &[]),
+    ("tarball", &["http", "https"]),
+    ("file", &["http", "https"]),
+    ("git", &["http", "https", "ssh"]),
+    ("hg", &["http", "https", "ssh"]),
+];
+
+/// [`REMOTE_KINDS`] in words, for errors.
+fn remote_kinds_text() -> String {
+    let kinds: Vec<String> = REMOTE_KINDS
+        .iter()
+        .map(|(kind, schemes)| match schemes {
+            [] => kind.to_string(),
+            _ => format!("{kind} over {}", schemes.join("/")),
+        })
+        .collect();
+    kinds.join(", ")
+}
+
+/// What the fetch step does with a node's `locked` attributes.
+enum Source {
+    /// A remote source of [`REMOTE_KINDS`]: fetched.
+    Remote,
+    /// A `path` inside the flake's directory: it comes with the build context.
+    InContext,
+}
+
+/// Whether the locked input `name` is a remote source or comes with the context; the error
+/// names the input and what to do.
+fn source_of(name: &str, locked: &serde_json::Map<String, Value>) -> Result<Source> {
+    let kind = locked.get("type").and_then(Value::as_str).unwrap_or("");
+    let url = locked.get("url").and_then(Value::as_str);
+    let what = match (kind, url) {
+        ("path", _) => {
+            let path = locked.get("path").and_then(Value::as_str).unwrap_or("");
+            let inside = !path.is_empty()
+                && std::path::Path::new(path)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+            if inside {
+                return Ok(Source::InContext);
+            }
+            format!("a path outside the flake's directory ({path:?})")
+        }
+        ("", _) => "of no type".to_string(),
+        (kind, None) if REMOTE_KINDS.iter().any(|(k, schemes)| *k == kind && schemes.is_empty()) => {
+            return Ok(Source::Remote);
+        }
+        (kind, Some(url)) => {
+            let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+            let remote = REMOTE_KINDS
+                .iter()
+                .any(|(k, schemes)| *k == kind && scheme.as_deref().is_some_and(|s| schemes.contains(&s)));
+            if remote {
+                return Ok(Source::Remote);
+            }
+            format!("of type {kind} with url {url}")
+        }
+        (kind, None) => format!("of type {kind}"),
+    };
+    bail!(
+        "flake.lock input {name} is {what}: nixfront fetches only remote inputs ({}), never files of \
+         the builder; lock it to a remote source, or put it in the build context as a relative path \
+         input",
+        remote_kinds_text()
+    )
+}
+
 /// Reads `flake.lock`; `replaced` are root inputs the client replaces.
 pub fn parse(bytes: &[u8], replaced: &[String]) -> Result<Lock> {
     let raw: RawLock = serde_json::from_slice(bytes).context("reading flake.lock")?;
@@ -72,7 +150,7 @@ pub fn parse(bytes: &[u8], replaced: &[String]) -> Result<Lock> {
             unlocked.push(name.clone());
             continue;
         };
-        if locked.get("type").and_then(Value::as_str) == Some("path") {
+        if let Source::InContext = source_of(name, locked)? {
             continue;
         }
         if !locked.contains_key("narHash") {
@@ -157,5 +235,68 @@ mod tests {
         assert!(parse(LOCK.replace("\"version\": 7", "\"version\": 99").as_bytes(), &[]).is_err());
         assert!(parse(b"{}", &[]).is_err());
         assert!(parse(b"\xff", &[]).is_err());
+    }
+
+    /// A lock of one root input, `evil`, locked as `locked` (JSON attributes).
+    fn lock_of(locked: &str) -> String {
+        format!(
+            r#"{{"nodes": {{"evil": {{"locked": {locked}}}, "root": {{"inputs": {{"evil": "evil"}}}}}}, "version": 7}}"#
+        )
+    }
+
+    #[test]
+    fn remote_inputs_are_fetched() {
+        for locked in [
+            r#"{"type": "github", "owner": "o", "repo": "r", "rev": "abc", "narHash": "sha256-A="}"#,
+            r#"{"type": "gitlab", "owner": "o", "repo": "r", "rev": "abc", "narHash": "sha256-A="}"#,
+            r#"{"type": "sourcehut", "owner": "~o", "repo": "r", "rev": "abc", "narHash": "sha256-A="}"#,
+            r#"{"type": "tarball", "url": "https://x.example/a.tar.gz", "narHash": "sha256-A="}"#,
+            r#"{"type": "file", "url": "http://x.example/a.nix", "narHash": "sha256-A="}"#,
+            r#"{"type": "git", "url": "ssh://git@x.example/r.git", "rev": "abc", "narHash": "sha256-A="}"#,
+            r#"{"type": "git", "url": "HTTPS://x.example/r.git", "rev": "abc", "narHash": "sha256-A="}"#,
+            r#"{"type": "hg", "url": "https://x.example/r", "rev": "abc", "narHash": "sha256-A="}"#,
+        ] {
+            let lock = parse(lock_of(locked).as_bytes(), &[]).unwrap_or_else(|e| panic!("{locked}: {e}"));
+            assert_eq!(lock.fetch.len(), 1, "{locked}");
+        }
+        for path in ["./lib", "lib/sub", "."] {
+            let locked = format!(r#"{{"type": "path", "path": "{path}", "narHash": "sha256-A="}}"#);
+            let lock = parse(lock_of(&locked).as_bytes(), &[]).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(lock.fetch.is_empty(), "{path} comes with the context");
+        }
+    }
+
+    #[test]
+    fn inputs_from_the_builders_files_are_refused() {
+        for (locked, shown) in [
+            (
+                r#"{"type": "file", "url": "file:///etc/shadow", "narHash": "sha256-A="}"#,
+                "file:///etc/shadow",
+            ),
+            (
+                r#"{"type": "tarball", "url": "file:///root/a.tar", "narHash": "sha256-A="}"#,
+                "file:///root/a.tar",
+            ),
+            (r#"{"type": "git", "url": "file:///root/repo", "narHash": "sha256-A="}"#, "type git"),
+            (r#"{"type": "git", "url": "/root/repo", "narHash": "sha256-A="}"#, "/root/repo"),
+            (r#"{"type": "git", "url": "git@x.example:r.git", "narHash": "sha256-A="}"#, "git@x.example"),
+            (r#"{"type": "hg", "url": "file:///root/repo", "narHash": "sha256-A="}"#, "type hg"),
+            (r#"{"type": "git", "narHash": "sha256-A="}"#, "of type git"),
+            (r#"{"type": "path", "path": "/etc", "narHash": "sha256-A="}"#, "\"/etc\""),
+            (r#"{"type": "path", "path": "../secrets", "narHash": "sha256-A="}"#, "../secrets"),
+            (r#"{"type": "path", "path": "lib/../../x", "narHash": "sha256-A="}"#, "lib/../../x"),
+            (r#"{"type": "path", "narHash": "sha256-A="}"#, "outside the flake's directory"),
+            (r#"{"type": "indirect", "id": "nixpkgs"}"#, "type indirect"),
+            (r#"{"type": "made-up", "url": "https://x.example"}"#, "type made-up"),
+            (r#"{"narHash": "sha256-A="}"#, "of no type"),
+            (r#"{"type": "github", "url": "file:///etc", "owner": "o"}"#, "type github"),
+        ] {
+            let e = parse(lock_of(locked).as_bytes(), &[]).unwrap_err().to_string();
+            assert!(e.contains("flake.lock input evil is ") && e.contains(shown), "{locked}: {e}");
+            assert!(e.contains("as a relative path input") && e.contains("git over http/https/ssh"), "{e}");
+        }
+        // An input the client replaces is the client's, whatever its lock says.
+        let lock = lock_of(r#"{"type": "path", "path": "/home/me/lib"}"#);
+        assert!(parse(lock.as_bytes(), &["evil".to_string()]).unwrap().fetch.is_empty());
     }
 }

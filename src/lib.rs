@@ -20,6 +20,7 @@ pub mod layers;
 pub mod limits;
 pub mod llb;
 pub mod memo;
+pub mod names;
 pub mod nixfile;
 pub mod options;
 pub mod paths;

@@ -12,7 +12,9 @@
 //! This module owns the config field, its format, its keys and its size. A key is the digest
 //! of what determines the answer: the step's LLB (which pins the builder image, the frontend's
 //! image whose binary runs in the step, and the settings) and, for the package, its derivation. An entry that does not parse is
-//! ignored (the step runs); one that parses is trusted as far as the cache it comes with.
+//! ignored (the step runs); so is one that does not fit the evaluation ([`check_package`],
+//! [`check_dependencies`]) or names a program that is no plain file name ([`BinEntry`]). One
+//! that passes is trusted as far as the cache it comes with.
 
 use std::collections::BTreeMap;
 
@@ -22,16 +24,36 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::limits::MAX_MEMO_BYTES;
+use crate::llb::State;
+use crate::llb::definition::digest_of;
 
 /// An entry of the package's `bin/` (the package step's answer the entrypoint comes from).
+/// One read from a memo has a plain file name ([`crate::names::Kind::Program`]), or the
+/// package answer it is part of does not parse and the step runs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "RawBinEntry")]
 pub struct BinEntry {
     pub name: String,
     /// A file with an execute bit, or a symlink (Nix links executables into bin/).
     pub executable: bool,
 }
-use crate::llb::State;
-use crate::llb::definition::digest_of;
+
+/// A [`BinEntry`] as a memo holds it, before its name is checked.
+#[derive(Deserialize)]
+struct RawBinEntry {
+    name: String,
+    executable: bool,
+}
+
+impl TryFrom<RawBinEntry> for BinEntry {
+    type Error = String;
+
+    fn try_from(raw: RawBinEntry) -> Result<BinEntry, String> {
+        crate::names::check(crate::names::Kind::Program, &raw.name)
+            .map_err(|why| format!("an entry of bin/: {why}"))?;
+        Ok(BinEntry { name: raw.name, executable: raw.executable })
+    }
+}
 
 /// The image config's top-level field that holds the memo.
 pub const CONFIG_FIELD: &str = "org.nixfront.memo.v1";
@@ -138,15 +160,36 @@ pub fn check_package(results: &[String], outputs: &[String]) -> anyhow::Result<(
     Ok(())
 }
 
-/// Whether a dependencies answer fits the evaluation: its closure must hold every input's
-/// output. `paths` is sorted.
+/// Whether a dependencies answer fits the evaluation: its paths must be the closure of the
+/// inputs' outputs over its own references, exactly: every input's output, and nothing that
+/// no input refers to, directly or not (a memo is taken from an image anyone can make, and its
+/// paths become the package step's store). `paths` is sorted, each once.
 pub fn check_dependencies(
     paths: &[crate::closure::StorePath],
     inputs: &[(String, String)],
 ) -> anyhow::Result<()> {
-    let has = |p: &String| paths.binary_search_by(|sp| sp.path.cmp(p)).is_ok();
-    match inputs.iter().find(|(_, out)| !has(out)) {
-        Some((_, missing)) => anyhow::bail!("it lacks the input {missing}"),
+    let index = |p: &str| paths.binary_search_by(|sp| sp.path.as_str().cmp(p)).ok();
+    let mut reached = vec![false; paths.len()];
+    let mut todo = Vec::new();
+    for (_, out) in inputs {
+        let Some(i) = index(out) else { anyhow::bail!("it lacks the input {out}") };
+        todo.push(i);
+    }
+    while let Some(i) = todo.pop() {
+        if std::mem::replace(&mut reached[i], true) {
+            continue;
+        }
+        for reference in &paths[i].references {
+            let Some(j) = index(reference) else {
+                anyhow::bail!("its path {} refers to {reference}, which it lacks", paths[i].path)
+            };
+            todo.push(j);
+        }
+    }
+    match paths.iter().zip(&reached).find(|(_, reached)| !**reached) {
+        Some((extra, _)) => {
+            anyhow::bail!("it holds {}, which is not in the closure of the inputs", extra.path)
+        }
         None => Ok(()),
     }
 }
@@ -226,6 +269,63 @@ mod tests {
         assert!(
             check_dependencies(&[path(&other)], &inputs).unwrap_err().to_string().contains("lacks the input")
         );
+    }
+
+    fn store_path(path: &str, references: &[&str]) -> crate::closure::StorePath {
+        crate::closure::StorePath {
+            path: path.to_string(),
+            nar_size: 1,
+            nar_hash: None,
+            references: references.iter().map(|r| r.to_string()).collect(),
+            deriver: None,
+        }
+    }
+
+    #[test]
+    fn a_dependencies_answer_is_the_inputs_closure_exactly() {
+        let glibc = "/nix/store/0aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-glibc-2.40";
+        let lib = "/nix/store/1bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-lib-1.0";
+        let tool = "/nix/store/2ccccccccccccccccccccccccccccccc-tool-1.0";
+        let extra = "/nix/store/3ddddddddddddddddddddddddddddddd-planted-1.0";
+        let inputs = [
+            ("/nix/store/x-lib.drv".to_string(), lib.to_string()),
+            ("/nix/store/y-tool.drv".to_string(), tool.to_string()),
+        ];
+        // The inputs and what they refer to, directly or through each other.
+        let closure = [store_path(glibc, &[]), store_path(lib, &[glibc]), store_path(tool, &[lib])];
+        assert!(check_dependencies(&closure, &inputs).is_ok());
+        assert!(check_dependencies(&closure[1..], &inputs[..1]).is_err(), "lib refers to glibc");
+        // A path no input refers to is refused, even when it refers to them.
+        let mut planted = closure.to_vec();
+        planted.push(store_path(extra, &[glibc]));
+        let e = check_dependencies(&planted, &inputs).unwrap_err().to_string();
+        assert!(e.contains(extra) && e.contains("not in the closure of the inputs"), "{e}");
+        let e = check_dependencies(&closure, &inputs[..1]).unwrap_err().to_string();
+        assert!(e.contains(tool), "an input of another package is not this one's: {e}");
+        // A reference to a path the answer lacks.
+        let dangling = [store_path(glibc, &[]), store_path(lib, &[glibc, extra]), store_path(tool, &[])];
+        let e = check_dependencies(&dangling, &inputs).unwrap_err().to_string();
+        assert!(e.contains(&format!("{lib} refers to {extra}, which it lacks")), "{e}");
+    }
+
+    #[test]
+    fn a_package_answer_whose_bin_names_no_plain_file_is_not_taken() {
+        let answer = |bin: Vec<BinEntry>| PackageAnswer { manifest: "{}".into(), roots: String::new(), bin };
+        let mut memo = Memo::default();
+        let good = answer(vec![
+            BinEntry { name: "hello".into(), executable: true },
+            BinEntry { name: "[".into(), executable: true },
+            BinEntry { name: ".hidden".into(), executable: false },
+        ]);
+        memo.record("good".into(), &good);
+        assert_eq!(memo.get("good"), Some(good));
+        for bad in ["../../etc/passwd", "a/b", "/bin/sh", "..", ".", "", "a\u{0}b", "x\ny"] {
+            memo.record(bad.into(), &answer(vec![BinEntry { name: bad.into(), executable: true }]));
+            assert_eq!(memo.get::<PackageAnswer>(bad), None, "{bad:?}");
+            let taken: Option<((), PackageAnswer)> = memo.answer(bad, "package manifest", |_| Ok(()));
+            assert!(taken.is_none(), "the step runs: {bad:?}");
+        }
+        assert_eq!(memo.package_answers().count(), 1, "only the good one");
     }
 
     #[test]

@@ -5,21 +5,9 @@
 
 use std::fmt::Write as _;
 
-/// A user or group as `USER` and `--chown` take it: a number, or a name `useradd` takes
-/// (lower-case letters, digits, `_` and `-`, starting with a letter or `_`, at most 32).
+/// A user or group as `USER` and `--chown` take it ([`crate::names::Kind::User`]).
 pub fn valid_id(part: &str) -> bool {
-    is_number(part)
-        || (!part.is_empty()
-            && part.len() <= 32
-            && part.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-            && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'))
-}
-
-fn is_number(part: &str) -> bool {
-    !part.is_empty()
-        && part.len() <= 10
-        && part.bytes().all(|b| b.is_ascii_digit())
-        && part.parse::<u32>().is_ok()
+    crate::names::check(crate::names::Kind::User, part).is_ok()
 }
 
 /// The ids a named user gets when the base image does not have it (`NIX_USER_UID`,
@@ -114,7 +102,7 @@ impl Users {
             Some((n, g)) => (n, Some(g)),
             None => (spec, None),
         };
-        if is_number(name) && group.is_none_or(is_number) {
+        if crate::names::is_id_number(name) && group.is_none_or(crate::names::is_id_number) {
             // Numeric, as Docker takes it: the gid the passwd entry gives, else 0.
             let uid: u32 = name.parse().expect("a number");
             let gid = match group {
@@ -127,7 +115,7 @@ impl Users {
         let (mut add_user, mut add_group) = (None, None);
         let account = match users.accounts.iter().find(|a| a.name == name) {
             Some(a) => a.clone(),
-            None if is_number(name) => {
+            None if crate::names::is_id_number(name) => {
                 Account { name: String::new(), uid: name.parse().expect("a number"), gid: ids.gid }
             }
             None => {
@@ -143,7 +131,7 @@ impl Users {
             }
         };
         let group_name = group.unwrap_or(if add_user.is_some() { name } else { "" });
-        let gid = if is_number(group_name) {
+        let gid = if crate::names::is_id_number(group_name) {
             group_name.parse().expect("a number")
         } else if group_name.is_empty() {
             account.gid
@@ -204,7 +192,7 @@ impl Users {
             let names: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();
             names.join(", ")
         };
-        let (uid, own_gid) = if is_number(name) {
+        let (uid, own_gid) = if crate::names::is_id_number(name) {
             let uid: u32 = name.parse().expect("a number");
             (uid, self.accounts.iter().find(|a| a.uid == uid).map_or(uid, |a| a.gid))
         } else {
@@ -215,7 +203,7 @@ impl Users {
         };
         let gid = match group {
             None => own_gid,
-            Some(g) if is_number(g) => g.parse().expect("a number"),
+            Some(g) if crate::names::is_id_number(g) => g.parse().expect("a number"),
             Some(g) => self.groups.iter().find(|x| x.name == g).map(|x| x.gid).ok_or_else(|| {
                 let names: Vec<&str> = self.groups.iter().map(|x| x.name.as_str()).collect();
                 format!("the image has no group {g} (it has {}); give a gid", names.join(", "))

@@ -164,6 +164,34 @@ impl Gateway {
         Ok(RefId(id))
     }
 
+    /// Solves with another frontend (`gateway.v0` with `source=<image>`, or `dockerfile.v0`)
+    /// given `opts` as its frontend options: its result (one ref) and metadata. What a client
+    /// (or a frontend) may ask BuildKit for; nixfront's own build never does (the tests' raw
+    /// client, `examples/raw_client.rs`, does).
+    pub async fn solve_frontend(
+        &mut self,
+        frontend: &str,
+        opts: HashMap<String, String>,
+    ) -> Result<(RefId, BTreeMap<String, Vec<u8>>)> {
+        let request = fpb::SolveRequest {
+            frontend: frontend.to_string(),
+            frontend_opt: opts,
+            allow_result_return: true,
+            allow_result_array_ref: self.caps.supports(caps::PROTO_REF_ARRAY),
+            cache_imports: self.cache_imports.clone(),
+            ..Default::default()
+        };
+        let response = self.client.solve(request).await.map_err(status_error)?.into_inner();
+        let result = response.result.unwrap_or_default();
+        let id = match result.result {
+            Some(fpb::result::Result::Ref(r)) => r.id,
+            Some(fpb::result::Result::RefDeprecated(id)) => id,
+            Some(_) => bail!("the frontend {frontend} returned several results"),
+            None => response.r#ref,
+        };
+        Ok((RefId(id), result.metadata.into_iter().collect()))
+    }
+
     /// Reads a file of a solved result, or fails if it is larger than `limit` bytes (only
     /// `limit + 1` bytes are ever transferred); `limit_name` names the limit in that error.
     pub async fn read_file(

@@ -37,6 +37,10 @@ pub struct NixArgs {
     pub root_links: bool,
     /// The uid and gid a user named by USER gets (`NIX_USER_UID`, `NIX_USER_GID`).
     pub user_ids: crate::users::Ids,
+    /// Whose bounded store a NIX_STORE_MAX build collects: not a build arg, but the frontend's
+    /// digest of the project (its FLAKE reference and lock file), so that a co-tenant that sets
+    /// the same bound gets a store of its own.
+    pub store_owner: String,
 }
 
 /// One of nixfront's build args.

@@ -198,18 +198,26 @@ impl Options {
             cache_imports: cache_imports(get(KEY_CACHE_IMPORTS).as_deref(), get(KEY_CACHE_FROM).as_deref())?,
             inline_cache,
             frontend_source: get(KEY_SOURCE),
-            named_contexts: prefixed(PREFIX_NAMED_CONTEXT)
-                .into_iter()
-                .map(|(name, value)| {
-                    let context = match value.strip_prefix("local:") {
-                        Some(local) => NamedContext::Local(local.to_string()),
-                        None => NamedContext::Other(value),
-                    };
-                    (name, context)
-                })
-                .collect(),
+            named_contexts: named_contexts(prefixed(PREFIX_NAMED_CONTEXT))?,
         })
     }
+}
+
+/// `context:NAME=VALUE` pairs, each name checked as buildx checks it: a name becomes a path
+/// in a step (the flake input it replaces), and a raw client (`buildctl --opt`, bake) sends
+/// what it likes.
+fn named_contexts(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, NamedContext>> {
+    let mut contexts = BTreeMap::new();
+    for (name, value) in raw {
+        crate::names::check(crate::names::Kind::Context, &name)
+            .map_err(|why| anyhow::anyhow!("--build-context {name}: {why}"))?;
+        let context = match value.strip_prefix("local:") {
+            Some(local) => NamedContext::Local(local.to_string()),
+            None => NamedContext::Other(value),
+        };
+        contexts.insert(name, context);
+    }
+    Ok(contexts)
 }
 
 /// Which subrequest, if any, `requestid` asks for; an unknown one is an error naming the

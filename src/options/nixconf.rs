@@ -86,7 +86,9 @@ pub const REMOTE_BUILDER_KEY: &str = "/run/secrets/ssh-key";
 /// Checks a `builders` value (Nix's machine specs, `;` or newline apart: URI, systems, SSH key,
 /// jobs, speed, features, mandatory features, host key): remote machines over SSH whose key is
 /// the secret `ssh-key` or the forwarded agent (`-`), never a file of the builder image, the
-/// store or a machines file (`@path`).
+/// store or a machines file (`@path`). The URI is `scheme://[user@]host[:port]`: no store
+/// parameters (`?ssh-key=`, `?remote-store=`, ... would name files of the builder or override
+/// the fields), no password.
 fn check_builders(value: &str) -> Result<(), String> {
     for machine in value.split([';', '\n']).map(str::trim).filter(|m| !m.is_empty()) {
         if let Some(path) = machine.strip_prefix('@') {
@@ -97,12 +99,7 @@ fn check_builders(value: &str) -> Result<(), String> {
         }
         let fields: Vec<&str> = machine.split_whitespace().collect();
         let uri = fields[0];
-        if !(uri.starts_with("ssh://") || uri.starts_with("ssh-ng://")) {
-            return Err(format!(
-                "remote builder `{uri}` is not an ssh:// or ssh-ng:// machine: only remote machines may \
-                 build, never another store on the builder"
-            ));
-        }
+        check_builder_uri(uri)?;
         match fields.get(2).copied() {
             None | Some("-") => {}
             Some(key) if key == REMOTE_BUILDER_KEY => {}
@@ -115,6 +112,38 @@ fn check_builders(value: &str) -> Result<(), String> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Checks a builder's URI (the first field of [`check_builders`]): `ssh://` or `ssh-ng://`, a
+/// host, with a user and a port at most.
+fn check_builder_uri(uri: &str) -> Result<(), String> {
+    let (scheme, rest) = uri.split_once("://").unwrap_or(("", uri));
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if let Some((userinfo, host)) = authority.rsplit_once('@')
+        && let Some((user, _password)) = userinfo.split_once(':')
+    {
+        // The password is left out of the message, which the build's log shows.
+        return Err(format!(
+            "remote builder `{user}:…@{host}` has a password in its URI: remote builders \
+             log in with an SSH key only; pass the key with --secret id=ssh-key,src=PATH and name it \
+             {REMOTE_BUILDER_KEY} in the third field"
+        ));
+    }
+    if !matches!(scheme, "ssh" | "ssh-ng") {
+        return Err(format!(
+            "remote builder `{uri}` is not an ssh:// or ssh-ng:// machine: only remote machines may \
+             build, never another store on the builder"
+        ));
+    }
+    if uri.contains('?') {
+        return Err(format!(
+            "remote builder `{uri}` has store parameters: nixfront takes none (they could name files \
+             of the builder or stand in for the machine's fields); pass the SSH key with --secret \
+             id=ssh-key,src=PATH and name it {REMOTE_BUILDER_KEY} in the third field, and the host key \
+             (base64) in the eighth field"
+        ));
     }
     Ok(())
 }
@@ -258,11 +287,23 @@ mod tests {
             ("builders = @/etc/nix/machines", "a file of the builder image"),
             ("builders = local x86_64-linux", "not an ssh://"),
             ("builders = unix:///nix/var/nix/daemon-socket/socket", "not an ssh://"),
+            ("builders = ssh-ng://a.example?ssh-key=/etc/ssh/ssh_host_ed25519_key", "store parameters"),
+            ("builders = ssh://a.example?remote-store=/x x86_64-linux", "--secret id=ssh-key"),
+            ("builders = ssh-ng://a.example/?remote-program=nix-daemon", "eighth field"),
+            ("builders = ssh://a.example?compress=true&base64-ssh-public-host-key=c3No", "store parameters"),
+            ("builders = ssh://b.example ; ssh://nix@a.example?trusted=1", "nix@a.example?trusted=1"),
+            ("builders = unix:///x?root=/etc", "not an ssh://"),
+            ("builders = ssh://nix:hunter2@a.example x86_64-linux", "`nix:…@a.example` has a password"),
+            ("builders = ssh-ng://nix:p@ss@a.example/", "`nix:…@a.example` has a password"),
+            ("builders = nix:hunter2@a.example", "`nix:…@a.example` has a password"),
         ];
         for (line, why) in refused {
             let e = check(line).unwrap_err();
             assert!(e.starts_with("line 1: ") && e.contains(why), "{line}: {e}");
+            assert!(!e.contains("hunter2") && !e.contains("p@ss"), "no password in the message: {e}");
         }
+        // A user, a port and a path are not parameters.
+        assert!(check("builders = ssh://nix@a.example:2222/ x86_64-linux").is_ok());
     }
 
     #[test]

@@ -28,6 +28,17 @@ pub enum StepStore<'a> {
     /// A store of the step's own, gone with it: `/nix/store` is this state (whose
     /// `/nix/store` it is), mounted writable; what the step registers is in its own database.
     Own(&'a State),
+    /// The builder image's own `/nix`, gone with the step: for builds whose store paths are
+    /// known only once built (content-addressed), which Nix cannot lock before its builders
+    /// run, so they never run on the persistent store.
+    Image,
+}
+
+impl StepStore<'_> {
+    /// Whether a step on this store works in the persistent store other builds read.
+    fn is_shared(self, persistent_store: bool) -> bool {
+        matches!(self, StepStore::Persistent) && persistent_store
+    }
 }
 
 /// Where a Nix step runs: the builder, the platform and its Nix system, the context, nixfront's
@@ -62,10 +73,11 @@ impl NixStep<'_> {
         NixStep { build_id: None, ..*self }
     }
 
-    /// What every Nix step is told besides its work.
-    fn settings(&self) -> Settings {
+    /// What every Nix step on `store` is told besides its work.
+    fn settings(&self, store: StepStore) -> Settings {
         let settings = self.settings;
         Settings {
+            shared_store: store.is_shared(settings.persistent_store),
             native: self.native.to_string(),
             sandbox: settings.sandbox,
             verify_store: settings.verify_store,
@@ -87,7 +99,7 @@ impl NixStep<'_> {
         files: &[(&str, &[u8])],
     ) -> Exec {
         let root = source::pinned_image(&self.builder.reference, Some(self.platform.clone()));
-        let spec = Spec { settings: Some(self.settings()), work };
+        let spec = Spec { settings: Some(self.settings(store)), work };
         let mut exec = self.step_exec(&root, &spec, files);
         let settings = self.settings;
         if settings.persistent_store {
@@ -104,7 +116,12 @@ impl NixStep<'_> {
                 // that carries Nix in /nix seeds the store with it, straight from the (pinned)
                 // image source; otherwise the store starts from an empty /nix made on scratch.
                 // Neither holds the builder image's layers, so neither reaches an exported cache.
-                let cache = store_cache_id(self.builder, settings.nix_config.as_ref(), settings.store_max);
+                let cache = store_cache_id(
+                    self.builder,
+                    settings.nix_config.as_ref(),
+                    settings.store_max,
+                    &settings.store_owner,
+                );
                 let seed = if self.builder.has_nix_in_store() {
                     root.clone()
                 } else {
@@ -117,7 +134,7 @@ impl NixStep<'_> {
                     Mount::cache("/nix", &cache, pb::CacheSharingOpt::Private, &seed).with_selector("/nix"),
                 );
             }
-            StepStore::Persistent => {}
+            StepStore::Persistent | StepStore::Image => {}
             StepStore::Own(state) => {
                 // Writable, with an output nothing uses: BuildKit keys the step by the state's
                 // cache key, never by hashing its content (a closure of GBs).

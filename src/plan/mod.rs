@@ -236,18 +236,24 @@ const STORE_VERSION: &str = "v3";
 /// The id of the cache mount that holds the persistent /nix: one per store layout version,
 /// builder image, set of trusted sources (a build that trusts other substituters or keys gets a
 /// store of its own, so what it trusts never reaches builds that do not) and bound (a build
-/// that bounds its store with NIX_STORE_MAX collects only a store of its own, shared with the
-/// builds that set the same bound).
-pub fn store_cache_id(builder: &BuilderImage, config: Option<&NixConfig>, store_max: Option<u64>) -> String {
+/// that bounds its store with NIX_STORE_MAX collects only a store of its own: its project's,
+/// `owner`, with that bound).
+pub fn store_cache_id(
+    builder: &BuilderImage,
+    config: Option<&NixConfig>,
+    store_max: Option<u64>,
+    owner: &str,
+) -> String {
     let key = if builder.digest.is_empty() { &builder.reference } else { &builder.digest };
     let mut id = format!("nixfront-store-{STORE_VERSION}-{key}");
+    let short =
+        |text: &str| crate::llb::definition::digest_of(text.as_bytes())["sha256:".len()..][..16].to_string();
     if let Some(trust) = config.map(|c| &c.trust).filter(|t| !t.is_empty()) {
-        let digest = crate::llb::definition::digest_of(trust.join("\n").as_bytes());
         id.push_str("-trust-");
-        id.push_str(&digest["sha256:".len().."sha256:".len() + 16]);
+        id.push_str(&short(&trust.join("\n")));
     }
     if let Some(max) = store_max {
-        id.push_str(&format!("-bounded-{max}"));
+        id.push_str(&format!("-bounded-{max}-{}", short(owner)));
     }
     id
 }
@@ -426,6 +432,39 @@ mod tests {
         single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition()
     }
 
+    /// A step on the persistent store (the package listing) of `.#hello`.
+    fn persistent_definition() -> pb::Definition {
+        let flake = flake_ref(&with_flake(".#hello"), None).unwrap();
+        let platform = crate::llb::platform("linux", "amd64", "");
+        let (builder, settings, context) = (builder(), persistent(), State::scratch());
+        nix_packages(&flake, "x86_64-linux", &test_step(&builder, &platform, &settings, &context))
+            .to_definition()
+    }
+
+    /// The spec the first exec of `def` is told.
+    fn spec_of(def: &pb::Definition) -> Spec {
+        decode(def)
+            .into_iter()
+            .filter_map(|(_, op)| match op.op {
+                Some(pb::op::Op::File(f)) => Some(f.actions),
+                _ => None,
+            })
+            .flatten()
+            .find_map(|a| match a.action {
+                Some(pb::file_action::Action::Mkfile(m)) => serde_json::from_slice(&m.data).ok(),
+                _ => None,
+            })
+            .expect("a spec")
+    }
+
+    #[test]
+    fn only_steps_on_the_persistent_store_are_told_it_is_shared() {
+        let single = build_definition(".#hello");
+        assert!(the_exec(&single).mounts.iter().all(|m| m.dest != "/nix"), "the image's own store");
+        assert!(!spec_of(&single).settings.unwrap().shared_store);
+        assert!(spec_of(&persistent_definition()).settings.unwrap().shared_store);
+    }
+
     fn the_exec(def: &pb::Definition) -> pb::ExecOp {
         decode(def)
             .into_iter()
@@ -472,7 +511,7 @@ mod tests {
         let settings = persistent();
         let context = State::scratch();
         let step = test_step(&official, &platform, &settings, &context);
-        let def = single_build(&flake, &[], "x86_64-linux", &step).closure.to_definition();
+        let def = nix_packages(&flake, "x86_64-linux", &step).to_definition();
         let exec = the_exec(&def);
         let store = exec.mounts.iter().find(|m| m.dest == "/nix").unwrap();
         assert_eq!((store.input, store.selector.as_str()), (0, "/nix"), "the image's own /nix, as the root");
@@ -537,7 +576,6 @@ mod tests {
             dests,
             [
                 ("/", false, 0),
-                ("/nix", false, -1),
                 ("/nixfront/failures", false, -1),
                 ("/nixfront/meta", false, 1),
                 ("/nixfront/out", false, 2),
@@ -554,6 +592,7 @@ mod tests {
         );
         let sources = source_identifiers(&def);
         assert!(sources.contains(&"docker-image://docker.io/localnix/nix:2.8@sha256:abc".to_string()));
+        let (def, exec) = (persistent_definition(), the_exec(&persistent_definition()));
         let store = exec.mounts.iter().find(|m| m.dest == "/nix").unwrap();
         let cache = store.cache_opt.as_ref().unwrap();
         assert_eq!(cache.id, "nixfront-store-v3-sha256:abc", "versioned: an earlier layout is never reused");
@@ -577,14 +616,17 @@ mod tests {
 
     #[test]
     fn a_bound_or_a_trust_setting_gives_a_store_of_its_own() {
-        let plain = store_cache_id(&builder(), None, None);
+        let plain = store_cache_id(&builder(), None, None, "");
         let trusting = crate::options::nixconf::check("extra-substituters = https://c.example").unwrap();
-        let with_trust = store_cache_id(&builder(), Some(&trusting), None);
-        let bounded = store_cache_id(&builder(), None, Some(1));
+        let with_trust = store_cache_id(&builder(), Some(&trusting), None, "");
+        let bounded = store_cache_id(&builder(), None, Some(1), "a");
         assert!(plain != with_trust && plain != bounded && with_trust != bounded);
         assert!(bounded.starts_with(&plain), "{bounded}");
         let harmless = crate::options::nixconf::check("max-jobs = 2").unwrap();
-        assert_eq!(store_cache_id(&builder(), Some(&harmless), None), plain);
+        assert_eq!(store_cache_id(&builder(), Some(&harmless), None, ""), plain);
+        // The same bound set by another project: another store.
+        assert_ne!(store_cache_id(&builder(), None, Some(1), "b"), bounded);
+        assert_eq!(store_cache_id(&builder(), None, None, "b"), plain, "only a bounded store is a project's");
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct Settings {
     /// Whether the step keeps what it learns of the substituters in
     /// [`super::output::REACH_DIR`] (only with the persistent store).
     pub remember_reach: bool,
+    /// Whether the step's store is the persistent one, which other projects' builds read: then
+    /// Nix runs no builder but in the one locked build ([`crate::step`]'s store guard).
+    pub shared_store: bool,
 }
 
 /// Each step's own work, by the name `nixfront step <name>` runs it under.
@@ -167,6 +170,9 @@ pub struct Failure {
     /// An attribute the flake lacks, and the names it has where that was looked for.
     pub missing_attribute: Option<String>,
     pub names: Vec<String>,
+    /// What to do about it, when nixfront knows.
+    #[serde(default)]
+    pub hint: Option<String>,
 }
 
 /// The evaluation's answer ([`super::output::PLAN_FILE`]), read by [`super::derivation`].

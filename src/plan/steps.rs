@@ -45,10 +45,25 @@ pub fn fetch(locked: &[serde_json::Value], flake_nix: &[u8], step: &NixStep) -> 
     Fetched { meta: built.state(&meta), inputs: built.state(&inputs) }
 }
 
-/// A flake input replaced by a directory the client gives (`--build-context NAME=DIR`).
+/// A flake input replaced by a directory the client gives (`--build-context NAME=DIR`),
+/// mounted in the evaluation step under its name: made only through [`Override::new`], which
+/// checks the name.
 pub struct Override {
-    pub name: String,
-    pub dir: State,
+    name: String,
+    dir: State,
+}
+
+impl Override {
+    /// The flake input `name` replaced by `dir`; `Err` when `name` is not a flake input's
+    /// name ([`crate::names::Kind::FlakeInput`]).
+    pub fn new(name: &str, dir: State) -> Result<Override, String> {
+        crate::names::check(crate::names::Kind::FlakeInput, name)?;
+        Ok(Override { name: name.to_string(), dir })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// What the evaluation step gives.
@@ -340,7 +355,8 @@ pub fn image_root(
 }
 
 /// The one step that builds `flake`'s package for Nix system `system`: the closure, one tree
-/// per store path, and the manifest.
+/// per store path, and the manifest. In the builder image's own store, never the persistent
+/// one: it is for packages whose paths are known only once built ([`StepStore::Image`]).
 pub fn single_build(flake: &FlakeRef, extras: &[FlakeRef], system: &str, step: &NixStep) -> NixBuild {
     let work = Work::Single {
         reference: flake.for_nix.clone(),
@@ -349,7 +365,7 @@ pub fn single_build(flake: &FlakeRef, extras: &[FlakeRef], system: &str, step: &
         extras: extras.iter().map(|e| e.for_nix.clone()).collect(),
     };
     let uses_context = flake.uses_context || extras.iter().any(|e| e.uses_context);
-    let mut exec = step.exec(uses_context, StepStore::Persistent, work, &[]);
+    let mut exec = step.exec(uses_context, StepStore::Image, work, &[]);
     let closure = exec.output(OUT_DIR, &State::scratch());
     let meta = exec.output(META_DIR, &State::scratch());
     let built = exec.build(&step.name(Stage::Build, &format!("nix build {} ({system})", flake.written)));

@@ -38,8 +38,17 @@ pub fn of_nix(lines: &[String]) -> Stop {
         failure.log = error.into_iter().take(LOG_LINES).collect();
     }
     failure.missing_attribute = lines.iter().find_map(|l| missing_attribute(l));
+    if lines.iter().any(|l| l.contains("'allow-import-from-derivation' is disabled")) {
+        failure.hint = Some(IMPORT_FROM_DERIVATION.to_string());
+    }
     Stop { failure: Box::new(failure), code: 1 }
 }
+
+/// Why an evaluation that builds failed on the shared store, and what to do.
+const IMPORT_FROM_DERIVATION: &str = "the flake builds a derivation while it is evaluated (import from \
+    derivation), which nixfront does not do in the Nix store it shares with other builds (a builder \
+    would run where Nix then writes store paths nobody could lock first; SECURITY.md): build with \
+    --build-arg NIX_PERSISTENT_STORE=false, which evaluates and builds in a store of the build's own";
 
 /// `hello-1.0` from Nix's `builder for '/nix/store/<hash>-hello-1.0.drv' failed`.
 fn failed_derivation(line: &str) -> Option<String> {

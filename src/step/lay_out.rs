@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::nix::Nix;
 use super::outcome::{Outcome, Stop, say};
-use super::{store, tree};
+use super::{guard, store, tree};
 use crate::plan::output::{DEPS_INFO_FILE, DEPS_META_DIR, DRVS_DIR, LAYERS_DIR};
 use crate::plan::spec::Grouped;
 
@@ -44,7 +44,7 @@ pub fn run(nix: &Nix, system: &str, groups: &[Grouped]) -> Outcome<()> {
         let derivers: Vec<String> = derivers.into_iter().collect();
         if !derivers.is_empty() {
             store::copy_content_addressed(nix, DRVS_DIR, &derivers)?;
-            store::realise_locked(nix, system, &derivers)?;
+            guard::realise_locked(nix, system, &derivers)?;
         }
         if let Some(still) = store::invalid(nix, &paths)?.first() {
             return Err(Stop::new(format!("cannot lay out {still}: it is not valid in the store")));

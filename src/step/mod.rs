@@ -7,13 +7,17 @@
 //! ([`crate::plan::output::FAILURES_DIR`]), which the frontend reads back (the report step) to
 //! make its error say what failed, in the user's terms.
 //!
-//! One module per step; [`nix`] is how every step calls Nix and [`store`] what they do to the
-//! persistent store (sweep, lock, roots, bound), [`tree`] places store paths in outputs; one
-//! module per step, named as [`Work::name`] names it.
+//! One module per step; [`nix`] is how every step calls Nix (on the shared store, a Nix that
+//! builds nothing), [`guard`] the one way a step runs builders (the lock file of every path
+//! they may make root write, made first), [`store`] what steps do to the persistent store
+//! (sweep, copies, roots, bound), [`conf`] what Nix is given before it runs, [`tree`] places
+//! store paths in outputs; one module per step, named as [`Work::name`] names it.
 
+mod conf;
 mod evaluate;
 mod failure;
 mod fetch;
+mod guard;
 mod lay_out;
 mod nix;
 mod outcome;

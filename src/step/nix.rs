@@ -6,19 +6,17 @@
 //! kept for the failure the user reads.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
+use super::conf::{BUILD_GROUP, add_build_users, non_empty, write_settings};
 use super::failure;
 use super::outcome::{Outcome, Stop, say};
 use crate::plan::output::{REACH_DIR, REACH_TTL_SECONDS, TMP_DIR};
 use crate::plan::secrets::SECRETS_DIR;
 use crate::plan::spec::Settings;
-
-/// The group whose users run derivations' builders (never root).
-pub const BUILD_GROUP: &str = "nixbld";
 
 /// What differs between the Nix versions nixfront supports (2.8 to today), read from `nix
 /// --version`; a version this cannot read is taken as a current one.
@@ -72,10 +70,19 @@ pub struct Nix {
     /// NIX_VERIFY_STORE and NIX_STORE_MAX, for the steps on the persistent store.
     pub verify_store: bool,
     pub store_max: Option<u64>,
+    /// Whether the step works in the store other projects read ([`Settings::shared_store`]).
+    pub shared: bool,
     /// nixfront's flags, after NIX_CONFIG and the image's nix.conf, so they win.
     flags: Vec<String>,
     env: Vec<(String, String)>,
 }
+
+/// What every Nix process on the shared store is told, after everything else (so it wins),
+/// but the one locked build ([`Nix::locked_build`]): build nothing here (substituting and
+/// remote builders stay), and import nothing built while evaluating. Then no builder runs in
+/// a step where root writes paths nobody locked first.
+const ON_SHARED_STORE: &[[&str; 3]] =
+    &[["--option", "max-jobs", "0"], ["--option", "allow-import-from-derivation", "false"]];
 
 impl Nix {
     /// Checks the builder has Nix, makes the build users, writes the settings, and drops the
@@ -110,6 +117,7 @@ impl Nix {
             native: settings.native.clone(),
             verify_store: settings.verify_store,
             store_max: settings.store_max,
+            shared: settings.shared_store,
             flags,
             env,
         };
@@ -117,12 +125,26 @@ impl Nix {
         Ok(nix)
     }
 
-    /// `nix` with nixfront's flags.
+    /// `nix` with nixfront's flags; on the shared store, one that builds nothing.
     pub fn nix(&self) -> Command {
+        let mut command = self.nix_unrestricted();
+        if self.shared {
+            command.args(ON_SHARED_STORE.concat());
+        }
+        command
+    }
+
+    fn nix_unrestricted(&self) -> Command {
         let mut command = Command::new("nix");
         command.args(["--extra-experimental-features", "nix-command flakes"]).args(&self.flags);
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
+    }
+
+    /// `nix` that may run builders: for [`super::guard::locked_build`] alone (its unit test
+    /// holds every other file of the step to that).
+    pub(super) fn nix_with_builders(&self) -> Command {
+        self.nix_unrestricted()
     }
 
     /// `nix` for `system`.
@@ -132,9 +154,12 @@ impl Nix {
         command
     }
 
-    /// `nix-store` with the same settings.
+    /// `nix-store` with the same settings; on the shared store, one that builds nothing.
     pub fn nix_store(&self) -> Command {
         let mut command = Command::new("nix-store");
+        if self.shared {
+            command.args(ON_SHARED_STORE.concat());
+        }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
@@ -269,60 +294,6 @@ fn reach_record_name(url: &str) -> String {
     format!("{}.json", &digest["sha256:".len()..][..16])
 }
 
-fn non_empty(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0)
-}
-
-/// Derivations never run as root: Nix runs each builder as one of the build users of group
-/// nixbld (the official image has them; others get them here, in the step's own `etc`).
-pub fn add_build_users(etc: &Path) -> std::io::Result<()> {
-    let group = std::fs::read_to_string(etc.join("group")).unwrap_or_default();
-    if group.lines().any(|l| l.starts_with(&format!("{BUILD_GROUP}:"))) {
-        return Ok(());
-    }
-    std::fs::create_dir_all(etc)?;
-    let append = |name: &str, text: String| -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new().append(true).create(true).open(etc.join(name))?;
-        file.write_all(text.as_bytes())
-    };
-    let users: String = (1..=32)
-        .map(|i| format!("nixbld{i}:x:{}:30000:Nix build user {i}:/var/empty:/bin/false\n", 30000 + i))
-        .collect();
-    append("passwd", users)?;
-    let members: Vec<String> = (1..=32).map(|i| format!("nixbld{i}")).collect();
-    append("group", format!("{BUILD_GROUP}:x:30000:{}\n", members.join(",")))
-}
-
-/// nixfront's defaults and the client's access tokens (in `secrets`), in a configuration file
-/// under `tmp` that only root can read, which Nix reads as the user's nix.conf: never in Nix's
-/// environment or on its command line, which a builder can see. NIX_CONFIG comes after it.
-pub fn write_settings(settings: &Settings, secrets: &Path, tmp: &Path) -> std::io::Result<PathBuf> {
-    let dir = tempfile::Builder::new().prefix("nixfront-conf.").tempdir_in(tmp)?.keep();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    let mut text = format!("{}\n", settings.nix_defaults);
-    let tokens = std::fs::read_to_string(secrets.join("access-tokens")).unwrap_or_default();
-    let tokens: Vec<&str> = tokens.split_whitespace().collect();
-    if !tokens.is_empty() {
-        text.push_str(&format!("access-tokens = {}\n", tokens.join(" ")));
-        say("using access tokens from --secret id=access-tokens");
-    }
-    let conf = dir.join("nix.conf");
-    let mut file = std::fs::OpenOptions::new();
-    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
-    file.write(true).create_new(true).open(&conf)?.write_all(text.as_bytes())?;
-    if non_empty(&secrets.join("netrc")) {
-        say("using the netrc from --secret id=netrc");
-    }
-    let agent = std::env::var("SSH_AUTH_SOCK").unwrap_or_default();
-    if !agent.is_empty() && std::fs::metadata(&agent).is_ok() {
-        say("forwarding the SSH agent from --ssh default");
-    }
-    if non_empty(&secrets.join("ssh-key")) {
-        say("the remote builders' SSH key from --secret id=ssh-key");
-    }
-    Ok(conf)
-}
-
 /// Runs `command` with its stderr passed on line by line and its last lines kept: whether it
 /// succeeded, its stdout, those lines.
 pub fn run_teed(
@@ -401,33 +372,6 @@ mod tests {
             assert_eq!(facts.store_info(), ["store", "info"], "{current}");
         }
         assert_eq!(Facts::of("nix (Nix) 2.24.10").store_info(), ["store", "info"]);
-    }
-
-    #[test]
-    fn build_users_are_added_once() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("group"), "root:x:0:\n").unwrap();
-        add_build_users(dir.path()).unwrap();
-        add_build_users(dir.path()).unwrap();
-        let group = std::fs::read_to_string(dir.path().join("group")).unwrap();
-        assert_eq!(group.matches("nixbld:x:30000:").count(), 1, "{group}");
-        let passwd = std::fs::read_to_string(dir.path().join("passwd")).unwrap();
-        assert_eq!(passwd.lines().count(), 32);
-        assert!(passwd.contains("nixbld32:x:30032:30000:"), "{passwd}");
-    }
-
-    #[test]
-    fn settings_and_tokens_go_to_a_file_only_root_reads() {
-        use std::os::unix::fs::PermissionsExt;
-        let (secrets, tmp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        std::fs::write(secrets.path().join("access-tokens"), "github.com=abc\nexample.org=def\n").unwrap();
-        let settings = Settings { nix_defaults: "connect-timeout = 5".into(), ..Default::default() };
-        let conf = write_settings(&settings, secrets.path(), tmp.path()).unwrap();
-        let text = std::fs::read_to_string(&conf).unwrap();
-        assert_eq!(text, "connect-timeout = 5\naccess-tokens = github.com=abc example.org=def\n");
-        assert_eq!(std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777, 0o600);
-        let dir = conf.parent().unwrap();
-        assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::nix::Nix;
 use super::outcome::{Outcome, say, write_json};
-use super::{store, tree};
+use super::{guard, store, tree};
 use crate::closure::Split;
 use crate::plan::output::{
     EXTRAS_DIR, MANIFEST_FILE, META_DIR, PKG_DIR, RESULTS_DIR, ROOTS_FILE, SOURCES_DIR, SPEC_DIR,
@@ -39,7 +39,7 @@ pub fn run(nix: &Nix, work: &Package) -> Outcome<()> {
     nix.run_with(nix.nix_store().arg("--load-db"), Some(&own))?;
     say(&format!("{} dependencies from the dependency layers", work.deps.len()));
 
-    store::realise_locked(nix, &work.system, std::slice::from_ref(&work.drv))?;
+    guard::realise_locked(nix, &work.system, std::slice::from_ref(&work.drv))?;
     let (path_info, closure) = store::closure_of(nix, &work.roots)?;
     std::fs::write(Path::new(META_DIR).join(ROOTS_FILE), tree::list_roots(&work.roots))?;
     let (sources, results) = split(&closure, &work.deps, &work.sources);

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::nix::Nix;
 use super::outcome::{Outcome, say, write_json};
-use super::store;
+use super::{guard, store};
 use crate::plan::output::{DEPS_DB_FILE, DEPS_INFO_FILE, DRVS_DIR, META_DIR};
 
 pub fn run(nix: &Nix, system: &str, inputs: &[(String, String)]) -> Outcome<()> {
@@ -18,7 +18,7 @@ pub fn run(nix: &Nix, system: &str, inputs: &[(String, String)]) -> Outcome<()> 
     let outputs: Vec<String> =
         inputs.iter().map(|(_, o)| o.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     store::copy_content_addressed(nix, DRVS_DIR, &drvs)?;
-    store::realise_locked(nix, system, &drvs)?;
+    guard::realise_locked(nix, system, &drvs)?;
     store::record_roots(nix, &outputs)?;
     let (info, closure) = store::closure_of(nix, &outputs)?;
     write_json(&Path::new(META_DIR).join(DEPS_INFO_FILE), &info)?;

@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use super::nix::{Nix, json_or_null};
-use super::outcome::{Outcome, say, write_json};
-use super::{store, tree};
+use super::outcome::{Outcome, Stop, say, write_json};
+use super::{guard, store, tree};
 use crate::plan::output::{
     EXTRAS_TREE, MANIFEST_FILE, META_DIR, OUT_DIR, ROOTS_FILE, SINGLE_MANIFEST_VERSION, TMP_DIR,
 };
@@ -33,7 +33,10 @@ pub fn run(nix: &Nix, reference: &str, flake: &str, system: &str, extras: &[Stri
         reference.to_string(),
     ];
     args.extend(extras.iter().cloned());
-    store::build_for(nix, system, &args)?;
+    let Some(locked) = guard::unshared(nix) else {
+        return Err(Stop::new("the one-step build runs only in a store of the step's own"));
+    };
+    guard::build_for(nix, system, &args, &locked)?;
     // The main package's first output first (`result`; then `result-1`, `result-dev`...
     // sorted), each path once.
     let mut names: Vec<_> = std::fs::read_dir(links.path())?

@@ -1,22 +1,20 @@
 //! What the steps do to a Nix store beyond asking Nix: the persistent store swept of what
-//! build users left and of planted lock files, a lock file made by root for every path Nix
-//! will write before any builder runs, derivations built (or handed to substituters and
-//! remote builders on a builder that cannot run their system), paths taken from a step's
-//! `file://` binary cache (content-addressed only), garbage-collector roots and the bound.
+//! build users left and of planted lock files, paths taken from a step's `file://` binary
+//! cache (content-addressed only), closures and registrations read, garbage-collector roots
+//! and the bound. Builds go through [`super::guard`].
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::nix::{Nix, lines_of};
 use super::outcome::{Outcome, Stop, say};
-use crate::plan::output::TMP_DIR;
 
 /// The store every Nix step works in.
 pub const STORE: &str = "/nix/store";
 /// Where nixfront records each build's garbage-collector roots.
 const ROOTS: &str = "/nix/var/nix/gcroots/nixfront";
 /// How many paths one Nix process gets on its command line.
-const CHUNK: usize = 500;
+pub const CHUNK: usize = 500;
 
 /// What every step on the persistent store does first: sweep it, then verify it if asked.
 pub fn prepare(nix: &Nix) -> Outcome<()> {
@@ -68,97 +66,6 @@ pub fn sweep(store: &Path) -> std::io::Result<()> {
 
 fn remove(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
     if meta.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }
-}
-
-/// Makes a lock file, root's own, for every store path in `paths`, before any builder runs:
-/// Nix opens `<path>.lock` when it writes a path and follows a symlink there. A build user
-/// cannot remove a root's file from the store (it is sticky). One that is there already, a
-/// plain file of root's alone, was left by an earlier step and serves as it is.
-pub fn prelock(paths: &[String]) -> Outcome<()> {
-    for path in paths {
-        let lock = format!("{path}.lock");
-        if std::fs::File::create_new(&lock).is_ok() {
-            continue;
-        }
-        let meta = std::fs::symlink_metadata(&lock)?;
-        if !meta.is_file() || meta.uid() != 0 || meta.nlink() != 1 {
-            return Err(Stop::new(format!(
-                "{lock} exists before Nix ran and is not root's alone; refusing to build over it"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The store paths building `installables` for `system` would write: the outputs of what Nix
-/// builds and the paths it fetches.
-fn will_write(nix: &Nix, system: &str, installables: &[String]) -> Outcome<Vec<String>> {
-    let mut dry = nix.nix_for(system);
-    dry.args(["build", "--dry-run", "--no-link"]).args(installables);
-    // Read, not shown: Nix lists what it would build, which the build itself then shows.
-    let output = dry.stdin(std::process::Stdio::null()).output()?;
-    let lines: Vec<String> = String::from_utf8_lossy(&output.stderr).lines().map(String::from).collect();
-    if !output.status.success() {
-        lines.iter().for_each(|line| eprintln!("{line}"));
-        return Err(super::failure::of_nix(&lines));
-    }
-    let listed: Vec<String> =
-        lines.iter().filter(|l| l.starts_with("  /nix/store/")).map(|l| l.trim().to_string()).collect();
-    let (drvs, mut writes): (Vec<String>, Vec<String>) =
-        listed.into_iter().partition(|p| p.ends_with(".drv"));
-    for chunk in drvs.chunks(CHUNK) {
-        writes.extend(lines_of(&nix.run(nix.nix_store().args(["--query", "--outputs"]).args(chunk))?));
-    }
-    Ok(writes)
-}
-
-/// Builds the derivations `drvs` for `system` (their outputs; fetched where a substituter has
-/// them), with a lock file made for everything it writes.
-pub fn realise_locked(nix: &Nix, system: &str, drvs: &[String]) -> Outcome<()> {
-    let installables: Vec<String> = drvs.iter().map(|d| nix.facts.outputs_of(d)).collect();
-    prelock(&will_write(nix, system, &installables)?)?;
-    let mut args = vec!["--no-link".to_string(), "--print-build-logs".to_string()];
-    args.extend(installables);
-    build_for(nix, system, &args)
-}
-
-/// `nix build ARGS` for `system`. A builder that cannot run the system's programs may still
-/// substitute them or hand them to remote builders: Nix builds nothing locally then
-/// (max-jobs 0), and when something had to be, the step says so.
-pub fn build_for(nix: &Nix, system: &str, args: &[String]) -> Outcome<()> {
-    if runs_here(nix, system) {
-        return nix.run(nix.nix_for(system).arg("build").args(args)).map(drop);
-    }
-    say(&format!(
-        "this {} builder cannot run {system} programs; substituting and remote builders only",
-        nix.native
-    ));
-    let mut build = nix.nix_for(system);
-    build.args(["--option", "max-jobs", "0", "build"]).args(args);
-    nix.run(&mut build).map(drop).map_err(|stop| {
-        let mut cannot = Stop::cannot_run(system, &nix.native);
-        cannot.failure.log = stop.failure.log;
-        cannot
-    })
-}
-
-/// Whether this builder runs `system`'s programs: its own system's always; another's when
-/// nixfront's probe for it ([`crate::probe`]) runs, natively or through an emulator the
-/// builder's host registered. A system without a probe is left to Nix to try.
-fn runs_here(nix: &Nix, system: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    if system == nix.native {
-        return true;
-    }
-    let Some(elf) = crate::probe::executable(system) else { return true };
-    let probe = Path::new(TMP_DIR).join(crate::probe::file_name(system));
-    let written = std::fs::write(&probe, elf)
-        .and_then(|()| std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o555)));
-    if written.is_err() {
-        return true;
-    }
-    let status = std::process::Command::new(&probe).stdin(std::process::Stdio::null()).output();
-    status.is_ok_and(|s| s.status.code() == Some(i32::from(crate::probe::STATUS)))
 }
 
 /// `nix copy ARGS` of `paths`, a `.drv` taken as itself, never as the derivation's outputs.
@@ -288,23 +195,6 @@ pub fn bound(nix: &Nix) -> Outcome<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_lock_file_is_made_fresh_or_kept_only_when_root_s_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("abc-x").to_string_lossy().into_owned();
-        prelock(std::slice::from_ref(&path)).unwrap();
-        assert!(Path::new(&format!("{path}.lock")).is_file());
-        prelock(std::slice::from_ref(&path)).unwrap();
-        let planted = dir.path().join("def-y").to_string_lossy().into_owned();
-        std::os::unix::fs::symlink("/etc/passwd", format!("{planted}.lock")).unwrap();
-        let stop = prelock(&[planted]).unwrap_err();
-        assert!(stop.failure.summary.contains("refusing"), "{}", stop.failure.summary);
-        let shared = dir.path().join("ghi-z").to_string_lossy().into_owned();
-        std::fs::write(dir.path().join("target"), "").unwrap();
-        std::fs::hard_link(dir.path().join("target"), format!("{shared}.lock")).unwrap();
-        assert!(prelock(&[shared]).is_err(), "a hard link shares its file");
-    }
 
     #[test]
     fn the_sweep_takes_planted_locks_and_keeps_root_s_own() {

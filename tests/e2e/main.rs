@@ -14,4 +14,5 @@ mod input;
 mod layers;
 mod security;
 mod services;
+mod shared_builder;
 mod world;

@@ -122,12 +122,16 @@ fn explain(failure: &Failure, plan: &PlatformPlan) -> String {
             "evaluate" => format!("evaluating {flake} failed (for {system})"),
             "fetch" => "fetching the inputs flake.lock locks failed".to_string(),
             "realise" => format!("building the inputs of {flake} failed (for {system})"),
+            "packages" => format!("listing the packages of {flake} failed (for {system})"),
             _ => format!("`nix build {flake}` failed (for {system}): {}", failure.summary),
         },
     };
     if failure.log.is_empty() && failure.derivation.is_none() && !text.ends_with(&failure.summary) {
         // What nixfront itself found (a planted lock file, a path the store lacks).
         text.push_str(&format!(": {}", failure.summary));
+    }
+    if let Some(hint) = &failure.hint {
+        text.push_str(&format!("; {hint}"));
     }
     if !failure.log.is_empty() {
         let said = if failure.derivation.is_some() { "the end of its log" } else { "Nix said" };

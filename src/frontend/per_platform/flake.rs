@@ -56,7 +56,8 @@ pub fn overrides(shared: &Shared<'_>, plan: &PlatformPlan) -> Result<Vec<steps::
             ..Default::default()
         };
         let dir = crate::llb::source::local(&spec, &format!("load build context {name}"));
-        overrides.push(steps::Override { name: name.clone(), dir });
+        let checked = steps::Override::new(name, dir).map_err(|why| anyhow!("--build-context {name}: {why}"));
+        overrides.push(at_lines(checked, plan.flake_lines)?);
     }
     Ok(overrides)
 }
@@ -72,12 +73,13 @@ pub async fn flake_setup(shared: &Shared<'_>, gw: &mut Gateway, plan: &PlatformP
         warnings: Vec::new(),
         overrides: overrides(shared, plan)?,
     };
+    setup.settings.store_owner = store_owner(&plan.flake.written, None);
     let Some(dir) = plan.flake.context_dir.as_deref() else { return Ok(setup) };
     let lines = plan.flake_lines;
     let warn = |rule, detail: String| nixfile::Warning::new(rule, lines, detail);
     let (flake_nix, flake_lock) = context::flake_files(gw, shared.options, shared.file, dir).await?;
-    let replaced: Vec<String> = setup.overrides.iter().map(|o| o.name.clone()).collect();
-    let lock = match flake_lock {
+    let replaced: Vec<String> = setup.overrides.iter().map(|o| o.name().to_string()).collect();
+    let lock = match &flake_lock {
         None => {
             setup.warnings.push(warn(
                 nixfile::lint::UNLOCKED_FLAKE,
@@ -85,7 +87,7 @@ pub async fn flake_setup(shared: &Shared<'_>, gw: &mut Gateway, plan: &PlatformP
             ));
             None
         }
-        Some(bytes) => Some(at_lines(flakelock::parse(&bytes, &replaced), lines)?),
+        Some(bytes) => Some(at_lines(flakelock::parse(bytes, &replaced), lines)?),
     };
     for input in lock.iter().flat_map(|l| &l.unlocked) {
         let detail = format!("flake.lock has no content hash for input {input}: Nix fetches it anew");
@@ -93,8 +95,9 @@ pub async fn flake_setup(shared: &Shared<'_>, gw: &mut Gateway, plan: &PlatformP
     }
     let locked = lock.as_ref().map_or(Vec::new(), |l| l.fetch_list());
     let count = locked.len();
+    setup.settings.store_owner = store_owner(&plan.flake.written, flake_lock.as_deref());
     let Some(flake_nix) = flake_nix else { return Ok(setup) };
-    let fetch = steps::fetch(&locked, &flake_nix, &shared.step(plan));
+    let fetch = steps::fetch(&locked, &flake_nix, &shared.step_with(plan, &setup.settings));
     let [config] =
         answers::step_meta(shared, gw, plan, Stage::Fetch, &fetch.meta, [FLAKE_CONFIG_FILE]).await?;
     let config: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
@@ -109,4 +112,13 @@ pub async fn flake_setup(shared: &Shared<'_>, gw: &mut Gateway, plan: &PlatformP
     setup.fetched = (count > 0).then_some(fetch.inputs);
     setup.fetch_meta = Some(fetch.meta);
     Ok(setup)
+}
+
+/// Whose bounded store (NIX_STORE_MAX) a build uses: its FLAKE reference and lock file, so
+/// that another project's builds, whatever bound they set, never collect it.
+fn store_owner(flake: &str, lock: Option<&[u8]>) -> String {
+    let mut text = flake.as_bytes().to_vec();
+    text.push(0);
+    text.extend_from_slice(lock.unwrap_or_default());
+    crate::llb::definition::digest_of(&text)
 }
