@@ -354,6 +354,42 @@ pub fn lines_of(output: &[u8]) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// A Nix set up as a step on the shared store (`shared`) or on a store of its own.
+    fn nix_on(shared: bool) -> Nix {
+        Nix {
+            facts: Facts::of("nix (Nix) 2.26.3"),
+            native: "x86_64-linux".into(),
+            verify_store: false,
+            store_max: None,
+            shared,
+            flags: vec!["--option".into(), "sandbox".into(), "false".into()],
+            env: Vec::new(),
+        }
+    }
+
+    fn args_of(command: &Command) -> String {
+        command.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn on_the_shared_store_every_nix_builds_nothing_but_the_guard_s() {
+        let shared = nix_on(true);
+        for command in [shared.nix(), shared.nix_for("aarch64-linux"), shared.nix_store()] {
+            let args = args_of(&command);
+            assert!(args.contains("--option max-jobs 0"), "{args}");
+            assert!(args.contains("--option allow-import-from-derivation false"), "{args}");
+        }
+        // The flags come after nixfront's own, so that nothing before them changes them.
+        let args = args_of(&shared.nix());
+        assert!(args.find("sandbox").unwrap() < args.find("max-jobs").unwrap(), "{args}");
+        assert!(!args_of(&shared.nix_with_builders()).contains("max-jobs"));
+        let own = nix_on(false);
+        for command in [own.nix(), own.nix_store()] {
+            let args = args_of(&command);
+            assert!(!args.contains("max-jobs") && !args.contains("allow-import-from-derivation"), "{args}");
+        }
+    }
+
     #[test]
     fn each_nix_version_gets_its_own_syntax() {
         let old = Facts::of("nix (Nix) 2.8.1");

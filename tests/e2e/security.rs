@@ -216,7 +216,7 @@ on_engines! {
 
 on_engines! {
     /// A build that never ends holds no other build, whose steps take another instance of the
-    /// store; junk a failed build leaves is swept before the next builder runs; Nix's timeouts
+    /// store; junk a failed build leaves is swept as soon as its builders are gone; Nix's timeouts
     /// end a silent build.
     fn a_stuck_build_holds_no_other_build_and_junk_is_swept(engine) {
         let _engines = engine.exclusive();
@@ -242,16 +242,18 @@ on_engines! {
         assert!(run.ok, "{engine:?}: the victim beside a stuck build: {}", run.all());
         assert!(built(&run.all(), "shareddep-1.0"), "{engine:?}: {}", run.all());
 
+        // The junk goes as soon as the failed build's builders are gone, in its own step.
         let junk = engine.build(&hostile("junk", "none"), &tag("attack-junk", engine), &[]);
         assert!(!junk.ok);
         assert_contains(&junk.all(), &["attack junk: left junk in the store"]);
-        let run = engine.build(&victim, &tag("victim-stuck", engine), &["--no-cache"]);
-        let swept = run.all().lines().find_map(|l| l.split_once("nixfront: swept ").map(|(_, r)| r.to_string()));
+        let swept = junk.all().lines().find_map(|l| l.split_once("nixfront: swept ").map(|(_, r)| r.to_string()));
         let kib: u64 = swept
             .as_deref()
             .and_then(|r| r.rsplit_once('(')?.1.split(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("{engine:?}: nothing swept:\n{}", run.all()));
+            .unwrap_or_else(|| panic!("{engine:?}: nothing swept:\n{}", junk.all()));
         assert!(kib >= 80 * 1024, "{engine:?}: swept only {kib} KiB");
+        let run = engine.build(&victim, &tag("victim-stuck", engine), &["--no-cache"]);
+        assert!(run.ok, "{engine:?}: {}", run.all());
 
         let silent = ["--build-arg", "NIX_CONFIG=max-silent-time = 3"];
         let timed_out = engine.build(&hostile("silent", "none"), &tag("attack-silent", engine), &silent);
