@@ -12,6 +12,7 @@ pub mod closure;
 pub mod context;
 pub mod dockerignore;
 pub mod flakelock;
+pub mod flakenix;
 pub mod frontend;
 pub mod fuzzing;
 pub mod gateway;

@@ -75,8 +75,6 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// The evaluation step's plan in [`META_DIR`]: the derivations, the outputs, the source
 /// closure, the package and flake metadata.
 pub const PLAN_FILE: &str = "plan.json";
-/// The fetch step's reading of the flake's `nixConfig` in [`META_DIR`] (JSON, or `null`).
-pub const FLAKE_CONFIG_FILE: &str = "flake-config.json";
 /// The dependency step's path-info of the dependencies' closure in [`META_DIR`], and their
 /// registrations (one `nix-store --dump-db` stream), which the package step registers.
 pub const DEPS_INFO_FILE: &str = "deps.json";
@@ -88,10 +86,8 @@ pub const PACKAGES_FILE: &str = "packages.json";
 pub const ROOTS_FILE: &str = "roots";
 /// The tree in [`OUT_DIR`] holding what nixfront adds to the image's root (`tmp`, mode 1777).
 pub const EXTRAS_TREE: &str = ".nixfront-root";
-/// Files of a step's spec directory beside its [`super::spec::SPEC_FILE`]: the fetch step's
-/// flake.nix (whose nixConfig it reads) and the package step's dependency registrations (one
-/// `nix-store --dump-db` stream), which are whole files of their own.
-pub const SPEC_FLAKE: &str = "flake.nix";
+/// A file of the package step's spec directory beside its [`super::spec::SPEC_FILE`]: the
+/// dependencies' registrations (one `nix-store --dump-db` stream), a whole file of its own.
 pub const SPEC_RECORDS: &str = "records";
 
 /// How deep the package step lists the root packages' trees (`bin/x` is 2): where two

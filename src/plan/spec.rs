@@ -46,8 +46,7 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Work {
-    /// Fetches the locked inputs (`locked`: `builtins.fetchTree` attributes) and reads the
-    /// flake's nixConfig from [`super::output::SPEC_FLAKE`] beside the spec.
+    /// Fetches the locked inputs (`locked`: `builtins.fetchTree` attributes).
     Fetch { locked: Vec<Value> },
     /// Evaluates the package once: its [`Plan`].
     Evaluate(Evaluate),

@@ -14,8 +14,7 @@
 use super::exec::{NixStep, StepStore};
 use super::output::{
     DEPS_META_DIR, DRVS_DIR, EXTRAS_DIR, FETCHED_DIR, LAYERS_DIR, META_DIR, OUT_DIR, OVERRIDES_DIR, PKG_DIR,
-    RESULTS_DIR, ROOT_OUT_DIR, ROOT_SEED_DIR, SOURCES_DIR, SPEC_FLAKE, SPEC_RECORDS, STEP_STORE_DIR,
-    layer_name,
+    RESULTS_DIR, ROOT_OUT_DIR, ROOT_SEED_DIR, SOURCES_DIR, SPEC_RECORDS, STEP_STORE_DIR, layer_name,
 };
 use super::spec::{self, Extra, Grouped, RootEntry, Work};
 use super::{FIXED_TIME_NS, FlakeRef, Keyed, NixBuild, Stage, without_fragment};
@@ -23,26 +22,18 @@ use crate::llb::exec::Mount;
 use crate::llb::file::FileOp;
 use crate::llb::{Lines, State, merge};
 
-/// What the fetch step gives: its metadata (the flake's nixConfig) and the locked inputs.
-pub struct Fetched {
-    pub meta: State,
-    pub inputs: State,
-}
-
-/// Fetches the flake's locked inputs (`locked`: `fetchTree` attributes) and reads its
-/// nixConfig from `flake_nix`. Keyed by those alone: an edit of the package never runs it again.
-pub fn fetch(locked: &[serde_json::Value], flake_nix: &[u8], step: &NixStep) -> Fetched {
+/// Fetches the flake's locked inputs (`locked`: `fetchTree` attributes) into a binary cache
+/// (the step's output). Keyed by those alone: no edit of the flake's files but its lock file
+/// runs it again.
+pub fn fetch(locked: &[serde_json::Value], step: &NixStep) -> State {
     let work = Work::Fetch { locked: locked.to_vec() };
-    let mut exec = step.exec(false, StepStore::Persistent, work, &[(SPEC_FLAKE, flake_nix)]);
-    let meta = exec.output(META_DIR, &State::scratch());
+    let mut exec = step.exec(false, StepStore::Persistent, work, &[]);
     let inputs = exec.output(FETCHED_DIR, &State::scratch());
     let what = match locked.len() {
-        0 => "read flake.nix's nixConfig (flake.lock locks no input)".to_string(),
         1 => "fetch 1 locked input of flake.lock".to_string(),
         n => format!("fetch {n} locked inputs of flake.lock"),
     };
-    let built = exec.build(&step.name(Stage::Fetch, &what));
-    Fetched { meta: built.state(&meta), inputs: built.state(&inputs) }
+    exec.build(&step.name(Stage::Fetch, &what)).state(&inputs)
 }
 
 /// A flake input replaced by a directory the client gives (`--build-context NAME=DIR`),
@@ -466,8 +457,10 @@ mod tests {
             uses_context: true,
             context_dir: Some(String::new()),
         };
-        let fetched = fetch(&[], b"{ }", &step);
-        let evaluation = evaluate(&flake, &[], "x86_64-linux", Some(&fetched.inputs), &[], &[], &step);
+        let locked =
+            [serde_json::json!({"type": "tarball", "url": "http://x/a.tar.gz", "narHash": "sha256-A="})];
+        let fetched = fetch(&locked, &step);
+        let evaluation = evaluate(&flake, &[], "x86_64-linux", Some(&fetched), &[], &[], &step);
         let eval_exec = execs(&evaluation.meta).pop().unwrap();
         assert!(eval_exec.mounts.iter().any(|m| m.dest == super::super::output::CONTEXT_DIR));
         assert!(eval_exec.mounts.iter().any(|m| m.dest == FETCHED_DIR && m.readonly));
@@ -481,7 +474,7 @@ mod tests {
         let deriver = |p: &str| (p == "/nix/store/b-d").then_some("/nix/store/a-d.drv");
         let layers = lay_out(&groups, deriver, "x86_64-linux", &step, true, &realised, &evaluation.drvs);
         assert_eq!(layers.len(), 2);
-        for state in [&fetched.meta, &realised, &layers[1].state] {
+        for state in [&fetched, &realised, &layers[1].state] {
             let exec = &execs(state).pop().unwrap();
             assert!(exec.mounts.iter().all(|m| m.dest != super::super::output::CONTEXT_DIR));
             // Every step on the persistent store has an instance of its own; what the build

@@ -1,7 +1,7 @@
 //! The fetch step: each locked input of flake.lock fetched as Nix fetches a flake's inputs
 //! (`builtins.fetchTree` of its locked attributes) into a `file://` binary cache (its
-//! output, content-addressed: a store takes a path in only if its content matches), and the
-//! flake's nixConfig read from flake.nix alone (its outputs are never evaluated here).
+//! output, content-addressed: a store takes a path in only if its content matches). Nothing
+//! of the flake is evaluated here; its nixConfig is read by the frontend ([`crate::flakenix`]).
 
 use std::path::Path;
 
@@ -10,15 +10,12 @@ use serde_json::Value;
 use super::nix::Nix;
 use super::outcome::{Outcome, Stop, say, write_json};
 use super::store;
-use crate::plan::output::{FETCHED_DIR, FLAKE_CONFIG_FILE, META_DIR, SPEC_DIR, SPEC_FLAKE, TMP_DIR};
+use crate::plan::output::{FETCHED_DIR, TMP_DIR};
 
 /// Where the fetched inputs' paths are listed in the output, for the evaluation step.
 pub const FETCHED_PATHS: &str = "paths.json";
 /// The binary cache of them, in the output.
 pub const FETCHED_CACHE: &str = "cache";
-
-/// nixConfig, from a flake.nix nixfront wrote into the spec (its path is nixfront's own).
-const NIX_CONFIG_OF: &str = "(import ./flake.nix).nixConfig or {}";
 
 /// The inputs' store paths, from their locked attributes in `./locked.json`.
 const FETCH_ALL: &str =
@@ -26,8 +23,6 @@ const FETCH_ALL: &str =
 
 pub fn run(nix: &Nix, locked: &[Value]) -> Outcome<()> {
     store::prepare(nix)?;
-    let config = flake_config(nix);
-    write_json(&Path::new(META_DIR).join(FLAKE_CONFIG_FILE), &config)?;
     let out = Path::new(FETCHED_DIR);
     std::fs::create_dir_all(out.join(FETCHED_CACHE))?;
     let mut paths: Vec<String> = Vec::new();
@@ -44,22 +39,6 @@ pub fn run(nix: &Nix, locked: &[Value]) -> Outcome<()> {
     write_json(&out.join(FETCHED_PATHS), &paths)?;
     say(&format!("{} locked inputs fetched", paths.len()));
     Ok(())
-}
-
-/// The flake's nixConfig as JSON, or null (with a warning when flake.nix cannot be read).
-fn flake_config(nix: &Nix) -> Value {
-    let spec = Path::new(SPEC_DIR);
-    if !std::fs::metadata(spec.join(SPEC_FLAKE)).is_ok_and(|m| m.len() > 0) {
-        return Value::Null;
-    }
-    let expr = in_dir(spec, NIX_CONFIG_OF);
-    match nix.quiet(nix.nix().args(["eval", "--impure", "--json", "--expr", &expr])) {
-        Ok(json) => serde_json::from_slice(&json).unwrap_or(Value::Null),
-        Err(why) => {
-            say(&format!("warning: cannot read the flake's nixConfig: {why}"));
-            Value::Null
-        }
-    }
 }
 
 /// `expr` with `./` meaning `dir` (a directory of nixfront's own: no user text in Nix code).

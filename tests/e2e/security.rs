@@ -99,7 +99,8 @@ on_engines! {
 on_engines! {
     builders(official);
     /// A builder plants, at a dependency's path that the store lacks while BuildKit still has
-    /// it, links and a hard link to another project's file: nothing writes through them.
+    /// it, links and a hard link to another project's file: nothing writes through them, and
+    /// they are gone as soon as its builders are.
     fn planted_links_reach_no_other_projects_file(engine) {
         let _engines = engine.exclusive();
         let victim = Fixture::from_dir("victim", "victim", VICTIM);
@@ -113,14 +114,14 @@ on_engines! {
         engine.prune_stores();
         build_hostile(engine, "holder", &["--no-cache"], "none");
         let plant = engine.build(&hostile("plant", &format!("{dep} {canary}/file")), &tag("attack-plant", engine), &[]);
-        assert!(!plant.ok, "{engine:?}: the plant fails, leaving its plants: {}", plant.all());
-        assert_contains(&plant.all(), &["attack plant: planted"]);
+        assert!(!plant.ok, "{engine:?}: the plant fails: {}", plant.all());
+        // Its plants go as soon as its builders are gone, before root does anything more.
+        assert_contains(&plant.all(), &["attack plant: planted", "nixfront: swept"]);
 
         // The victim's edit (its package step takes its dependency from the layers), and the
-        // same with every step run again (on the planted store).
+        // same with every step run again (on the store the plant was made in).
         victim.write("message", "victim v2\n");
         let (edit, log) = engine.build_id(&victim, "victim", &[]);
-        assert_contains(&log, &["swept"]);
         assert_eq!(edit, clean_v2, "{engine:?}: the victim's edit after the plant:\n{log}");
         let (again, log) = engine.build_id(&victim, "victim", &["--no-cache"]);
         assert_eq!(again, clean_v2, "{engine:?}: the victim built again on the planted store:\n{log}");
@@ -163,14 +164,15 @@ on_engines! {
             }
         });
         attack(engine, "preempt", &[], &dep);
-        // The forger's build takes the forged answer (its memo is read) and cannot lay the path
-        // out: nothing registers it.
+        // The forger's build reads its memo and takes no forged answer (the dependencies'
+        // closure holds a path none of the inputs leads to): its dependency step runs, and
+        // nothing registers the path.
         let with_forged = [&inline[..], &["--cache-from", &forged_tag]].concat();
         let forger = hostile("forger", "none");
         forger.write("nonce", "forged run");
         let run = engine.build(&forger, &tag("attack-forger2", engine), &with_forged);
-        assert!(!run.ok, "{engine:?}: {}", run.all());
-        assert_contains(&run.all(), &[&format!("cannot lay out {dep}")]);
+        assert!(run.ok, "{engine:?}: {}", run.all());
+        assert_contains(&run.all(), &["nix: realise"]);
 
         let (first, log) = engine.build_id(&victim, "victim", &[]);
         assert!(built(&log, "shareddep-1.0"), "{engine:?}: {log}");

@@ -192,5 +192,19 @@ on_engines! {
             assert!(downloads(&requests).is_empty(), "the fresh runner's edit downloaded {:?}", downloads(&requests));
         }
         assert_eq!(engine.run_image(&tag("world-ci-edit", engine), &[]).stdout.lines().next(), Some("hello from the runner"));
+
+        // An edit of flake.nix itself on another fresh runner: the locked inputs are fixed by
+        // the lock file alone (nixConfig is read from flake.nix as written), so the fetch
+        // step comes from the cache too.
+        engine.prune();
+        let flake = std::fs::read_to_string(app.host_path().join("flake.nix")).unwrap();
+        app.write("flake.nix", &flake.replace("web-1.0", "web-1.1"));
+        let mark = world.mark(engine);
+        let (_, log) = engine.build_id(&app, "world-ci-flake-edit", &imported);
+        let requests = world.since(engine, mark);
+        assert_eq!(built(&log).len(), 1, "{engine:?}: only the app: {:?}", built(&log));
+        if engine == Engine::D26 {
+            assert!(downloads(&requests).is_empty(), "the fresh runner's flake.nix edit downloaded {:?}", downloads(&requests));
+        }
     }
 }

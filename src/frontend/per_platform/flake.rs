@@ -1,28 +1,26 @@
-//! The flake's own files in a build: the inputs the client replaces (`--build-context`), and
-//! the fetch step's locked inputs and the flake's nixConfig (FlakeSetup).
+//! The flake's own files in a build: the inputs the client replaces (`--build-context`), the
+//! fetch step's locked inputs (keyed by flake.lock alone) and the flake's nixConfig, read from
+//! flake.nix as written (FlakeSetup).
 
 use anyhow::{Result, anyhow};
 
-use super::answers;
 use super::shared::Shared;
 use super::target::PlatformPlan;
 use crate::context;
 use crate::flakelock;
+use crate::flakenix;
 use crate::frontend::at_lines;
 use crate::gateway::Gateway;
 use crate::llb::State;
 use crate::nixfile;
 use crate::options::nixconf;
 use crate::options::{NamedContext, NixArgs};
-use crate::plan::output::FLAKE_CONFIG_FILE;
-use crate::plan::{Stage, steps};
+use crate::plan::steps;
 
 /// What the flake's own files bring to a build ([`Shared::flake_setup`]).
 pub struct FlakeSetup {
     /// The locked inputs, fetched (the fetch step's output), when the lock names any.
     pub fetched: Option<State>,
-    /// The fetch step's metadata (the flake's nixConfig), read, so kept with the image's cache.
-    pub fetch_meta: Option<State>,
     /// The build's Nix settings with the flake's accepted nixConfig.
     pub settings: NixArgs,
     pub warnings: Vec<nixfile::Warning>,
@@ -68,7 +66,6 @@ pub fn overrides(shared: &Shared<'_>, plan: &PlatformPlan) -> Result<Vec<steps::
 pub async fn flake_setup(shared: &Shared<'_>, gw: &mut Gateway, plan: &PlatformPlan) -> Result<FlakeSetup> {
     let mut setup = FlakeSetup {
         fetched: None,
-        fetch_meta: None,
         settings: shared.options.nix.clone(),
         warnings: Vec::new(),
         overrides: overrides(shared, plan)?,
@@ -94,14 +91,18 @@ pub async fn flake_setup(shared: &Shared<'_>, gw: &mut Gateway, plan: &PlatformP
         setup.warnings.push(warn(nixfile::lint::UNLOCKED_FLAKE, detail));
     }
     let locked = lock.as_ref().map_or(Vec::new(), |l| l.fetch_list());
-    let count = locked.len();
     setup.settings.store_owner = store_owner(&plan.flake.written, flake_lock.as_deref());
-    let Some(flake_nix) = flake_nix else { return Ok(setup) };
-    let fetch = steps::fetch(&locked, &flake_nix, &shared.step_with(plan, &setup.settings));
-    let [config] =
-        answers::step_meta(shared, gw, plan, Stage::Fetch, &fetch.meta, [FLAKE_CONFIG_FILE]).await?;
-    let config: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
-    let (accepted, refused) = nixconf::from_flake(&config);
+    // nixConfig, read from flake.nix as written (nothing runs): settings before any step.
+    let config = flake_nix.as_deref().map(|text| flakenix::nix_config(&String::from_utf8_lossy(text)));
+    let config = config.unwrap_or_default();
+    for (name, why) in &config.unread {
+        let name = if name == "*" { String::new() } else { format!(".{name}") };
+        setup.warnings.push(warn(
+            nixfile::lint::FLAKE_CONFIG_REFUSED,
+            format!("nixConfig{name} is not applied: {why}"),
+        ));
+    }
+    let (accepted, refused) = nixconf::from_flake(&serde_json::Value::Object(config.settings));
     for (name, why) in refused {
         setup.warnings.push(warn(
             nixfile::lint::FLAKE_CONFIG_REFUSED,
@@ -109,8 +110,9 @@ pub async fn flake_setup(shared: &Shared<'_>, gw: &mut Gateway, plan: &PlatformP
         ));
     }
     setup.settings.nix_config = nixconf::NixConfig::after(&accepted, shared.options.nix.nix_config.as_ref());
-    setup.fetched = (count > 0).then_some(fetch.inputs);
-    setup.fetch_meta = Some(fetch.meta);
+    if !locked.is_empty() {
+        setup.fetched = Some(steps::fetch(&locked, &shared.step_with(plan, &setup.settings)));
+    }
     Ok(setup)
 }
 

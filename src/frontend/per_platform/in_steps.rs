@@ -152,8 +152,7 @@ pub async fn build_in_steps(
     if let Some(last) = layers.last_mut().filter(|_| !root.entries.is_empty()) {
         last.name = format!("{} and {}", last.name, root::describe(&root));
     }
-    let mut anchors = vec![evaluation.meta, package.answer.meta];
-    anchors.extend(setup.fetch_meta);
+    let anchors = vec![evaluation.meta, package.answer.meta];
     Ok(Some(Built {
         closure,
         package: eval.package.clone(),
