@@ -115,11 +115,13 @@ fn runs_here(nix: &Nix, system: &str) -> bool {
 /// Makes a lock file, root's own, for every store path in `paths`, before any builder runs:
 /// Nix opens `<path>.lock` when it writes a path and follows a symlink there. A build user
 /// cannot remove a root's file from the store (it is sticky). One that is there already, a
-/// plain file of root's alone, was left by an earlier step and serves as it is.
+/// plain file of root's alone, was left by an earlier step and serves as it is. Mode 0600, as
+/// Nix makes them: a build user cannot open one to hold its lock.
 fn prelock(paths: &[String]) -> Outcome<Locked> {
+    use std::os::unix::fs::OpenOptionsExt;
     for path in paths {
         let lock = format!("{path}.lock");
-        if std::fs::File::create_new(&lock).is_ok() {
+        if std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&lock).is_ok() {
             continue;
         }
         let meta = std::fs::symlink_metadata(&lock)?;
@@ -154,6 +156,10 @@ mod tests {
         let path = dir.path().join("abc-x").to_string_lossy().into_owned();
         prelock(std::slice::from_ref(&path)).unwrap();
         assert!(Path::new(&format!("{path}.lock")).is_file());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(format!("{path}.lock")).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "no build user opens it");
         prelock(std::slice::from_ref(&path)).unwrap();
         let planted = dir.path().join("def-y").to_string_lossy().into_owned();
         std::os::unix::fs::symlink("/etc/passwd", format!("{planted}.lock")).unwrap();
