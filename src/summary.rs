@@ -84,11 +84,12 @@ impl Summary {
         let largest: Vec<String> =
             self.largest.iter().map(|p| format!("{} {}", name(p), human_size(p.nar_size))).collect();
         let mut text = format!(
-            "[nixfront] {}: {} layers, {} in {} store paths; largest: {}",
+            "[nixfront] {}: {} layers, {} in {} store {}; largest: {}",
             self.platform,
             self.layers,
             human_size(self.size),
             self.store_paths,
+            if self.store_paths == 1 { "path" } else { "paths" },
             largest.join(", ")
         );
         let Some(change) = &self.change else { return text };
@@ -99,14 +100,19 @@ impl Summary {
         let names: Vec<String> = change.added.iter().take(LARGEST).map(name).collect();
         let more = if change.added.len() > LARGEST { ", ..." } else { "" };
         text.push_str(&format!(
-            "; since the --cache-from image: {} paths added ({}{more}), {} removed, a redeploy moves {}",
-            change.added.len(),
+            "; since the --cache-from image: {} added ({}{more}), {} removed, a redeploy moves {}",
+            paths(change.added.len()),
             names.join(", "),
             change.removed.len(),
             human_size(change.redeploy_bytes)
         ));
         text
     }
+}
+
+/// `1 path`, `2 paths`.
+fn paths(count: usize) -> String {
+    if count == 1 { "1 path".to_string() } else { format!("{count} paths") }
 }
 
 /// The closure of the package an imported memo answered for (the image the cache came from:
@@ -161,7 +167,7 @@ mod tests {
         );
         assert!(
             changed.ends_with(
-                "since the --cache-from image: 1 paths added (app-1.1), 1 removed, a redeploy moves 4.0 KiB"
+                "since the --cache-from image: 1 path added (app-1.1), 1 removed, a redeploy moves 4.0 KiB"
             ),
             "{changed}"
         );

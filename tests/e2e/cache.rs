@@ -76,7 +76,7 @@ fn the_metadata_file_says_what_changed_since_the_cache_from_image() {
     let t = tag("ci-summary", d26);
     let next = d26.build(&fx, &t, &["--cache-from", pushed, "--metadata-file", &metadata]);
     assert!(next.ok, "{}", next.all());
-    assert_contains(&next.all(), &["since the --cache-from image: 1 paths added (edited-1.0), 1 removed"]);
+    assert_contains(&next.all(), &["since the --cache-from image: 1 path added (edited-1.0), 1 removed"]);
     let written = std::fs::read_to_string(fx.host_path().join("../ci-summary-metadata.json")).unwrap();
     let written: serde_json::Value = serde_json::from_str(&written).unwrap();
     let summary = &written["frontend.nixfront.summary"]["linux/amd64"];
@@ -158,7 +158,7 @@ on_builders! {
         // inline cache).
         assert_contains(
             &log,
-            &["since the --cache-from image: 1 paths added (edited-1.0), 1 removed, a redeploy moves "],
+            &["since the --cache-from image: 1 path added (edited-1.0), 1 removed, a redeploy moves "],
         );
         assert_eq!(built(&log).len(), 1, "only the app's derivation: {:?}", built(&log));
         let edited = tag("ci-inline-edit", d20);
