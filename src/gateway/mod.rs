@@ -151,17 +151,11 @@ impl Gateway {
         let started = Instant::now();
         let response = self.client.solve(request).await.map_err(status_error);
         self.waited += started.elapsed();
-        let response = response?.into_inner();
-        let id = match response.result.and_then(|r| r.result) {
-            Some(fpb::result::Result::Ref(r)) => r.id,
-            Some(fpb::result::Result::RefDeprecated(id)) => id,
-            Some(_) => bail!("BuildKit returned several results for one definition"),
-            None => response.r#ref,
-        };
-        if id.is_empty() {
+        let (id, _) = one_result(response?.into_inner(), "one definition")?;
+        if id.0.is_empty() {
             bail!("BuildKit returned an empty result");
         }
-        Ok(RefId(id))
+        Ok(id)
     }
 
     /// Solves with another frontend (`gateway.v0` with `source=<image>`, or `dockerfile.v0`)
@@ -182,14 +176,7 @@ impl Gateway {
             ..Default::default()
         };
         let response = self.client.solve(request).await.map_err(status_error)?.into_inner();
-        let result = response.result.unwrap_or_default();
-        let id = match result.result {
-            Some(fpb::result::Result::Ref(r)) => r.id,
-            Some(fpb::result::Result::RefDeprecated(id)) => id,
-            Some(_) => bail!("the frontend {frontend} returned several results"),
-            None => response.r#ref,
-        };
-        Ok((RefId(id), result.metadata.into_iter().collect()))
+        one_result(response, &format!("the frontend {frontend}"))
     }
 
     /// Reads a file of a solved result, or fails if it is larger than `limit` bytes (only
@@ -337,6 +324,18 @@ impl Returner {
         self.client.r#return(request).await.map_err(status_error)?;
         Ok(())
     }
+}
+
+/// A solve's one result and its metadata; `what` names what was solved in the error.
+fn one_result(response: fpb::SolveResponse, what: &str) -> Result<(RefId, BTreeMap<String, Vec<u8>>)> {
+    let result = response.result.unwrap_or_default();
+    let id = match result.result {
+        Some(fpb::result::Result::Ref(r)) => r.id,
+        Some(fpb::result::Result::RefDeprecated(id)) => id,
+        Some(_) => bail!("BuildKit returned several results for {what}"),
+        None => response.r#ref,
+    };
+    Ok((RefId(id), result.metadata.into_iter().collect()))
 }
 
 fn result_metadata(metadata: BTreeMap<String, Vec<u8>>) -> HashMap<String, Vec<u8>> {

@@ -31,6 +31,15 @@ fn victim_in_store(engine: Engine, victim: &Fixture) -> (String, String) {
     (clean, victim.eval_raw("shareddep.outPath"))
 }
 
+/// The hostile flake building `name`, aimed at linking the lock file of its path `later` (an
+/// attribute) to a new file `file` in the victim's dependency `dep`.
+fn aimed(name: &str, later: &str, dep: &str, file: &str) -> Fixture {
+    let fx = hostile(name);
+    let later = fx.eval_raw(later);
+    fx.write("target", &format!("{later} {dep}/{file}"));
+    fx
+}
+
 /// The victim's image built again with every step run, on the store the attack left: the
 /// clean image, and no planted file in its dependency.
 fn victim_unchanged(engine: Engine, victim: &Fixture, clean: &str, planted: &str) {
@@ -50,9 +59,7 @@ on_engines! {
         let _engines = engine.exclusive();
         let victim = Fixture::from_dir("victim", "victim", VICTIM);
         let (clean, dep) = victim_in_store(engine, &victim);
-        let fx = hostile("ifdplant");
-        let later = fx.eval_raw("ifdlater.drvPath");
-        fx.write("target", &format!("{later} {dep}/planted-by-ifd"));
+        let fx = aimed("ifdplant", "ifdlater.drvPath", &dep, "planted-by-ifd");
         let run = engine.build(&fx, &tag("attack-ifdplant", engine), &[]);
         assert!(!run.ok, "{engine:?}: {}", run.all());
         let error = final_error(&run.all());
@@ -72,9 +79,7 @@ on_engines! {
         let _engines = engine.exclusive();
         let victim = Fixture::from_dir("victim", "victim", VICTIM);
         let (clean, dep) = victim_in_store(engine, &victim);
-        let fx = hostile("caplant");
-        let later = fx.eval_raw("calater.outPath");
-        fx.write("target", &format!("{later} {dep}/planted-by-ca"));
+        let fx = aimed("caplant", "calater.outPath", &dep, "planted-by-ca");
         let ca = ["--build-arg", "NIX_CONFIG=extra-experimental-features = ca-derivations"];
         let run = engine.build(&fx, &tag("attack-caplant", engine), &ca);
         // The planter ran (in a store of the step's own, where the victim's path is not).

@@ -70,8 +70,10 @@ pub async fn flake_setup(shared: &Shared<'_>, gw: &mut Gateway, plan: &PlatformP
         warnings: Vec::new(),
         overrides: overrides(shared, plan)?,
     };
-    setup.settings.store_owner = store_owner(&plan.flake.written, None);
-    let Some(dir) = plan.flake.context_dir.as_deref() else { return Ok(setup) };
+    let Some(dir) = plan.flake.context_dir.as_deref() else {
+        setup.settings.store_owner = store_owner(&plan.flake.written, None);
+        return Ok(setup);
+    };
     let lines = plan.flake_lines;
     let warn = |rule, detail: String| nixfile::Warning::new(rule, lines, detail);
     let (flake_nix, flake_lock) = context::flake_files(gw, shared.options, shared.file, dir).await?;
