@@ -138,12 +138,7 @@ fn prelock(paths: &[String]) -> Outcome<Locked> {
 /// ([`lock_writes`]) or that the store is the step's own. On the shared store it still
 /// imports nothing built while evaluating.
 pub fn locked_build(nix: &Nix, system: &str, _locked: &Locked) -> Command {
-    let mut command = nix.nix_with_builders();
-    if nix.shared {
-        command.args(["--option", "allow-import-from-derivation", "false"]);
-    }
-    command.args(["--option", "system", system]);
-    command
+    nix.nix_with_builders(system)
 }
 
 #[cfg(test)]

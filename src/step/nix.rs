@@ -78,11 +78,13 @@ pub struct Nix {
 }
 
 /// What every Nix process on the shared store is told, after everything else (so it wins),
-/// but the one locked build ([`Nix::locked_build`]): build nothing here (substituting and
-/// remote builders stay), and import nothing built while evaluating. Then no builder runs in
-/// a step where root writes paths nobody locked first.
-const ON_SHARED_STORE: &[[&str; 3]] =
-    &[["--option", "max-jobs", "0"], ["--option", "allow-import-from-derivation", "false"]];
+/// but the one locked build ([`super::guard::locked_build`]): build nothing here
+/// (substituting and remote builders stay). Then no builder runs in a step where root writes
+/// paths nobody locked first.
+const BUILD_NOTHING: [&str; 3] = ["--option", "max-jobs", "0"];
+/// What every Nix process on the shared store is told, the locked build too: import nothing
+/// built while evaluating.
+const IMPORT_NOTHING: [&str; 3] = ["--option", "allow-import-from-derivation", "false"];
 
 impl Nix {
     /// Checks the builder has Nix, makes the build users, writes the settings, and drops the
@@ -127,11 +129,7 @@ impl Nix {
 
     /// `nix` with nixfront's flags; on the shared store, one that builds nothing.
     pub fn nix(&self) -> Command {
-        let mut command = self.nix_unrestricted();
-        if self.shared {
-            command.args(ON_SHARED_STORE.concat());
-        }
-        command
+        self.on_store(self.nix_unrestricted(), false)
     }
 
     fn nix_unrestricted(&self) -> Command {
@@ -141,25 +139,32 @@ impl Nix {
         command
     }
 
-    /// `nix` that may run builders: for [`super::guard::locked_build`] alone (its unit test
-    /// holds every other file of the step to that).
-    pub(super) fn nix_with_builders(&self) -> Command {
-        self.nix_unrestricted()
+    /// `command` with what the shared store demands ([`BUILD_NOTHING`] unless `builds`,
+    /// [`IMPORT_NOTHING`] always); unchanged on a store of the step's own.
+    fn on_store(&self, mut command: Command, builds: bool) -> Command {
+        if self.shared {
+            if !builds {
+                command.args(BUILD_NOTHING);
+            }
+            command.args(IMPORT_NOTHING);
+        }
+        command
+    }
+
+    /// `nix` for `system` that may run builders: for [`super::guard::locked_build`] alone
+    /// (its unit test holds every other file of the step to that).
+    pub(super) fn nix_with_builders(&self, system: &str) -> Command {
+        for_system(self.on_store(self.nix_unrestricted(), true), system)
     }
 
     /// `nix` for `system`.
     pub fn nix_for(&self, system: &str) -> Command {
-        let mut command = self.nix();
-        command.args(["--option", "system", system]);
-        command
+        for_system(self.nix(), system)
     }
 
     /// `nix-store` with the same settings; on the shared store, one that builds nothing.
     pub fn nix_store(&self) -> Command {
-        let mut command = Command::new("nix-store");
-        if self.shared {
-            command.args(ON_SHARED_STORE.concat());
-        }
+        let mut command = self.on_store(Command::new("nix-store"), false);
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
@@ -294,6 +299,12 @@ fn reach_record_name(url: &str) -> String {
     format!("{}.json", &digest["sha256:".len()..][..16])
 }
 
+/// `command` for Nix system `system`.
+fn for_system(mut command: Command, system: &str) -> Command {
+    command.args(["--option", "system", system]);
+    command
+}
+
 /// Runs `command` with its stderr passed on line by line and its last lines kept: whether it
 /// succeeded, its stdout, those lines.
 pub fn run_teed(
@@ -382,7 +393,11 @@ mod tests {
         // The flags come after nixfront's own, so that nothing before them changes them.
         let args = args_of(&shared.nix());
         assert!(args.find("sandbox").unwrap() < args.find("max-jobs").unwrap(), "{args}");
-        assert!(!args_of(&shared.nix_with_builders()).contains("max-jobs"));
+        let builds = args_of(&shared.nix_with_builders("x86_64-linux"));
+        assert!(
+            !builds.contains("max-jobs") && builds.contains("allow-import-from-derivation false"),
+            "{builds}"
+        );
         let own = nix_on(false);
         for command in [own.nix(), own.nix_store()] {
             let args = args_of(&command);
