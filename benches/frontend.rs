@@ -4,6 +4,10 @@
 //! synthetic closures shaped like nixpkgs' (each path refers to a few earlier ones, so the
 //! closures reached from each path are deep).
 //!
+//! Beside the times, what the image config carries for the next build: the memo (the
+//! dependency step's path-info and registrations, the package step's manifest) and the
+//! closure record, in KiB ("over" past their limits, when the config goes without).
+//!
 //! `cargo bench --bench frontend [N...]` (default 1000 3000 10000) prints one row per N.
 
 use std::time::Instant;
@@ -13,6 +17,7 @@ use nixfront::layers::grouping;
 use nixfront::layers::{self, Extras, Layout, TopSource};
 use nixfront::llb::State;
 use nixfront::llb::definition::Marshal;
+use nixfront::memo::{DependenciesAnswer, Memo, PackageAnswer};
 use nixfront::plan::derivation;
 use nixfront::plan::output::{PLAN_VERSION, STEP_MANIFEST_VERSION};
 use nixfront::plan::steps::DependencyLayer;
@@ -90,6 +95,44 @@ fn plan(n: usize) -> String {
     )
 }
 
+/// The sizes of the memo and the closure record an image config carries for closure `c`
+/// (the package step's manifest `manifest`), in KiB, or "over" past their limits.
+fn config_fields(c: &Closure, manifest: &str) -> (String, String) {
+    let deps: Vec<&closure::StorePath> = c.paths.iter().filter(|p| !c.results.contains(&p.path)).collect();
+    // The registrations as `nix-store --dump-db` writes them: path, hash, size, deriver, references.
+    let db: String = deps
+        .iter()
+        .map(|p| {
+            let deriver = p.deriver.as_deref().unwrap_or_default();
+            let hash = p.nar_hash.as_deref().unwrap_or_default();
+            format!(
+                "{}\n{hash}\n{}\n{deriver}\n{}\n{}\n",
+                p.path,
+                p.nar_size,
+                p.references.len(),
+                p.references.join("\n")
+            )
+        })
+        .collect();
+    let info: Vec<serde_json::Value> = deps
+        .iter()
+        .map(|p| {
+            serde_json::json!({"path": p.path, "narHash": p.nar_hash, "narSize": p.nar_size,
+                "references": p.references, "deriver": p.deriver})
+        })
+        .collect();
+    let mut memo = Memo::default();
+    let path_info = serde_json::to_string(&info).unwrap();
+    memo.record("sha256:dependencies".into(), &DependenciesAnswer { path_info, db });
+    let answer = PackageAnswer { manifest: manifest.to_string(), roots: String::new(), bin: Vec::new() };
+    memo.record("sha256:package".into(), &answer);
+    let kib = |v: Option<serde_json::Value>| match v {
+        Some(v) => format!("{:.0}", v.to_string().len() as f64 / 1024.0),
+        None => "over".to_string(),
+    };
+    (kib(memo.to_config_value()), kib(nixfront::previous::record(c)))
+}
+
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
@@ -98,8 +141,18 @@ fn main() {
     let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![1000, 3000, 10000] } else { sizes };
     println!(
-        "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "paths", "manifest", "group", "layers", "sbom", "summary", "marshal", "plan", "total ms"
+        "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "paths",
+        "manifest",
+        "group",
+        "layers",
+        "sbom",
+        "summary",
+        "marshal",
+        "plan",
+        "total ms",
+        "memo KiB",
+        "rec. KiB"
     );
     for n in sizes {
         let (before, now) = (manifest(n, 0), manifest(n, 1));
@@ -145,6 +198,7 @@ fn main() {
         let t_sbom = ms(t);
 
         let t = Instant::now();
+        let previous = nixfront::previous::Previous { image: "app:1".into(), closure: previous.clone() };
         let summary = Summary::new("linux/amd64", plans.len() + 1, &c, Some(&previous));
         let _ = (summary.line(), serde_json::to_vec(&summary).unwrap());
         let t_summary = ms(t);
@@ -162,9 +216,10 @@ fn main() {
         let t_plan = ms(t);
 
         assert!(def.def.len() > 2 && !parsed.inputs.is_empty() && summary.change.is_some());
+        let total = ms(start);
+        let (memo, record) = config_fields(&c, &now);
         println!(
-            "{n:>7} {t_manifest:>9.1} {t_group:>9.1} {t_layers:>9.1} {t_sbom:>9.1} {t_summary:>9.1} {t_marshal:>9.1} {t_plan:>9.1} {:>9.1}",
-            ms(start)
+            "{n:>7} {t_manifest:>9.1} {t_group:>9.1} {t_layers:>9.1} {t_sbom:>9.1} {t_summary:>9.1} {t_marshal:>9.1} {t_plan:>9.1} {total:>9.1} {memo:>9} {record:>9}"
         );
     }
 }

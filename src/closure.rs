@@ -200,6 +200,27 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
     })
 }
 
+/// What `nix path-info --json` tells of a store path that belongs to one store, not to the
+/// path: when it was registered there, whether it was built there, the signatures it came
+/// with. Left out of every path-info a step writes ([`keep_what_the_paths_decide`]), so that
+/// the same closure gives the same answer, the same memo and the same image config on any
+/// builder.
+const PER_STORE_FIELDS: &[&str] = &["registrationTime", "ultimate", "signatures"];
+
+/// Removes [`PER_STORE_FIELDS`] from every entry of `nix path-info --json`, in either shape.
+pub fn keep_what_the_paths_decide(value: &mut Value) {
+    let entries: Vec<&mut Value> = match value {
+        Value::Array(items) => items.iter_mut().collect(),
+        Value::Object(map) => map.values_mut().collect(),
+        _ => Vec::new(),
+    };
+    for entry in entries.into_iter().filter_map(Value::as_object_mut) {
+        for field in PER_STORE_FIELDS {
+            entry.remove(*field);
+        }
+    }
+}
+
 /// `nix path-info --json --recursive` output, in either shape, as a closure's store paths
 /// (sorted), every reference inside it.
 pub fn parse_path_info(value: Value) -> Result<Vec<StorePath>> {
@@ -294,6 +315,18 @@ mod tests {
             bare(DEP),
             bare(TOOLS)
         )
+    }
+
+    #[test]
+    fn what_belongs_to_one_store_is_left_out_of_a_path_info() {
+        let mut array = serde_json::json!([
+            {"path": DEP, "narSize": 1, "registrationTime": 5, "ultimate": true, "signatures": ["k:s"]}
+        ]);
+        keep_what_the_paths_decide(&mut array);
+        assert_eq!(array, serde_json::json!([{"path": DEP, "narSize": 1}]));
+        let mut object = serde_json::json!({ DEP: {"narSize": 1, "registrationTime": 7, "ultimate": false} });
+        keep_what_the_paths_decide(&mut object);
+        assert_eq!(object, serde_json::json!({ DEP: {"narSize": 1} }));
     }
 
     #[test]

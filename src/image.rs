@@ -55,8 +55,9 @@ pub struct ConfigInputs<'a> {
     /// What each layer holds, bottom to top, for the history.
     pub layers: &'a [String],
     /// What the build read from its steps, for a fresh runner with inline cache
-    /// ([`crate::memo`]); `None` leaves it out.
-    pub memo: Option<&'a crate::memo::Memo>,
+    /// ([`crate::memo`]); an empty one is left out. Every config has it: BuildKit does not
+    /// tell a frontend that the image carries inline cache (`--cache-to type=inline`).
+    pub memo: &'a crate::memo::Memo,
     /// `User`: USER as written when numeric, else the `uid:gid` it names.
     pub user: Option<String>,
     /// What the image's packages set (`SSL_CERT_FILE`, `TZDIR`): after the base image's, before
@@ -194,8 +195,11 @@ pub fn image_config(inputs: &ConfigInputs) -> Result<Vec<u8>> {
     if !inputs.platform.variant.is_empty() {
         image["variant"] = json!(inputs.platform.variant);
     }
-    if let Some(memo) = inputs.memo.filter(|m| !m.is_empty()).and_then(|m| m.to_config_value()) {
+    if let Some(memo) = Some(inputs.memo).filter(|m| !m.is_empty()).and_then(|m| m.to_config_value()) {
         image[crate::memo::CONFIG_FIELD] = memo;
+    }
+    if let Some(record) = crate::previous::record(inputs.closure) {
+        image[crate::previous::CLOSURE_FIELD] = record;
     }
     Ok(serde_json::to_vec(&image)?)
 }
@@ -306,14 +310,14 @@ mod tests {
     }
 
     fn config(file: &str, main_program: Option<&str>, bins: &[&str]) -> Result<Value> {
-        config_with(file, main_program, bins, None)
+        config_with(file, main_program, bins, &crate::memo::Memo::default())
     }
 
     fn config_with(
         file: &str,
         main_program: Option<&str>,
         bins: &[&str],
-        memo: Option<&crate::memo::Memo>,
+        memo: &crate::memo::Memo,
     ) -> Result<Value> {
         let nixfile = parse("Dockerfile", file.as_bytes(), &BTreeMap::new()).result.unwrap();
         let closure = closure();
@@ -342,16 +346,17 @@ mod tests {
     }
 
     #[test]
-    fn the_memo_is_a_top_level_field_only_when_given() {
+    fn the_memo_and_the_closure_record_are_top_level_fields() {
         let plain = config("", None, &["hello"]).unwrap();
-        assert!(plain.get(crate::memo::CONFIG_FIELD).is_none());
+        assert!(plain.get(crate::memo::CONFIG_FIELD).is_none(), "an empty memo is left out");
+        let record = &plain[crate::previous::CLOSURE_FIELD];
+        assert_eq!(record["results"], json!(closure().results), "every config records its closure");
+        assert_eq!(record["narSizes"].as_object().map(|m| m.len()), Some(closure().paths.len()));
         let mut memo = crate::memo::Memo::default();
         memo.record("sha256:k".into(), &[0u8; 0]);
-        let with = config_with("", None, &["hello"], Some(&memo)).unwrap();
+        let with = config_with("", None, &["hello"], &memo).unwrap();
         assert_eq!(with[crate::memo::CONFIG_FIELD], json!({"sha256:k": "[]"}));
         assert_eq!(with["config"], plain["config"], "the memo leaves the config proper alone");
-        let empty = config_with("", None, &["hello"], Some(&crate::memo::Memo::default())).unwrap();
-        assert!(empty.get(crate::memo::CONFIG_FIELD).is_none());
     }
 
     #[test]

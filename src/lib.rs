@@ -27,6 +27,7 @@ pub mod options;
 pub mod paths;
 pub mod plan;
 pub mod platform;
+pub mod previous;
 pub mod probe;
 pub mod sbom;
 pub mod step;

@@ -16,6 +16,9 @@ pub const MAX_MANIFEST_BYTES: usize = 48 << 20;
 /// The memo a build leaves in its image config for inline cache ([`crate::memo`]), in bytes;
 /// a bigger one is left out.
 pub const MAX_MEMO_BYTES: usize = 1 << 20;
+/// The closure record every image config carries for the next build's change report
+/// ([`crate::previous`]), in bytes; a bigger one is left out.
+pub const MAX_CLOSURE_RECORD_BYTES: usize = 1 << 20;
 /// An error message returned to BuildKit, in bytes; longer ones are cut with a note.
 pub const MAX_ERROR_BYTES: usize = 16 << 10;
 /// User text quoted in a message, in characters; longer text is cut with `…`.
@@ -29,6 +32,7 @@ pub const ALL: &[(&str, usize, &str)] = &[
     ("MAX_INSTRUCTIONS", MAX_INSTRUCTIONS, "instructions in the file"),
     ("MAX_MANIFEST_BYTES", MAX_MANIFEST_BYTES, "the closure manifest a build writes"),
     ("MAX_MEMO_BYTES", MAX_MEMO_BYTES, "the memo an image config carries for inline cache"),
+    ("MAX_CLOSURE_RECORD_BYTES", MAX_CLOSURE_RECORD_BYTES, "the closure record an image config carries"),
 ];
 
 /// `text` cut to at most [`MAX_ERROR_BYTES`] on a character boundary, saying so.

@@ -1,20 +1,22 @@
 //! What the build tells its user at the end: the image's layers and size, the largest store
-//! paths, and, when an image the build imports cache from (`--cache-from` with inline cache)
-//! carries its package's closure in its memo, what changed since: paths added and removed and
-//! the bytes a redeploy moves (the added paths' NAR sizes: what a registry pull of the new
-//! layers is made of, before compression). It is shown as the name of a tiny step, so that
-//! every progress display (plain, tty, rawjson) has it where BuildKit shows step names, and
-//! returned as result metadata (`frontend/result.rs`), which `--metadata-file` writes.
+//! paths, and, when the build can name an image it follows ([`crate::previous`]: an image
+//! among `--cache-from`, or `NIX_PREVIOUS_IMAGE`) that records its closure, what changed
+//! since: paths added and removed and the bytes a redeploy moves (the added paths' NAR sizes:
+//! what a registry pull of the new layers is made of, before compression). It is shown as the
+//! name of a tiny step, so that every progress display (plain, tty, rawjson) has it where
+//! BuildKit shows step names, and returned as result metadata (`frontend/result.rs`), which
+//! `--metadata-file` writes.
 
 use serde::Serialize;
 
 use crate::closure::{self, Closure};
 use crate::layers::human_size;
+use crate::previous::Previous;
 
 /// How many of the largest store paths the summary names.
 const LARGEST: usize = 3;
 
-/// What one platform's image is, and what changed since the `--cache-from` image: shown as a
+/// What one platform's image is, and what changed since the previous image: shown as a
 /// line ([`Summary::line`]) and returned as result metadata (`--metadata-file`), as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -26,7 +28,7 @@ pub struct Summary {
     pub store_paths: usize,
     /// The largest store paths, largest first.
     pub largest: Vec<SizedPath>,
-    /// Against the `--cache-from` image's closure, when one carries it.
+    /// Against the previous image's closure, when the build can name one that records it.
     pub change: Option<Change>,
 }
 
@@ -40,8 +42,8 @@ pub struct SizedPath {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
-    /// Where the earlier closure came from.
-    pub against: &'static str,
+    /// The image the earlier closure came from.
+    pub against: String,
     pub added: Vec<SizedPath>,
     pub removed: Vec<String>,
     /// The added paths' NAR bytes: what a redeploy moves, before compression.
@@ -49,15 +51,15 @@ pub struct Change {
 }
 
 impl Summary {
-    pub fn new(platform: &str, layers: usize, closure: &Closure, previous: Option<&Closure>) -> Summary {
+    pub fn new(platform: &str, layers: usize, closure: &Closure, previous: Option<&Previous>) -> Summary {
         let sized = |p: &closure::StorePath| SizedPath { path: p.path.clone(), nar_size: p.nar_size };
         let mut by_size: Vec<_> = closure.paths.iter().collect();
         by_size.sort_by(|a, b| b.nar_size.cmp(&a.nar_size).then(a.path.cmp(&b.path)));
-        let change = previous.map(|before| {
+        let change = previous.map(|Previous { image, closure: before }| {
             let added: Vec<SizedPath> =
                 closure.paths.iter().filter(|p| before.get(&p.path).is_none()).map(sized).collect();
             Change {
-                against: "--cache-from",
+                against: image.clone(),
                 redeploy_bytes: added.iter().map(|p| p.nar_size).sum(),
                 added,
                 removed: before
@@ -94,13 +96,14 @@ impl Summary {
         );
         let Some(change) = &self.change else { return text };
         if change.added.is_empty() && change.removed.is_empty() {
-            text.push_str("; the same store paths as the --cache-from image: a redeploy moves 0 B");
+            text.push_str(&format!("; the same store paths as {}: a redeploy moves 0 B", change.against));
             return text;
         }
         let names: Vec<String> = change.added.iter().take(LARGEST).map(name).collect();
         let more = if change.added.len() > LARGEST { ", ..." } else { "" };
         text.push_str(&format!(
-            "; since the --cache-from image: {} added ({}{more}), {} removed, a redeploy moves {}",
+            "; since {}: {} added ({}{more}), {} removed, a redeploy moves {}",
+            change.against,
             paths(change.added.len()),
             names.join(", "),
             change.removed.len(),
@@ -113,21 +116,6 @@ impl Summary {
 /// `1 path`, `2 paths`.
 fn paths(count: usize) -> String {
     if count == 1 { "1 path".to_string() } else { format!("{count} paths") }
-}
-
-/// The closure of the package an imported memo answered for (the image the cache came from:
-/// its previous version), one other than this build's when there is one.
-pub fn previous_closure(memo: &crate::memo::Memo, current: &Closure) -> Option<Closure> {
-    let mut closures: Vec<Closure> = memo
-        .package_answers()
-        .filter_map(|answer| {
-            closure::read_manifest(answer.manifest.as_bytes(), crate::plan::output::STEP_MANIFEST_VERSION)
-                .ok()
-        })
-        .map(|manifest| manifest.closure)
-        .collect();
-    let index = closures.iter().position(|c| c.results != current.results).unwrap_or(0);
-    (index < closures.len()).then(|| closures.swap_remove(index))
 }
 
 #[cfg(test)]
@@ -154,24 +142,24 @@ mod tests {
     fn the_summary_names_size_largest_paths_and_the_change() {
         let before = closure(&[("app-1.0", 2048), ("lib-1.0", 10 << 20), ("tzdata-1", 3 << 20)]);
         let now = closure(&[("app-1.1", 4096), ("lib-1.0", 10 << 20), ("tzdata-1", 3 << 20)]);
-        let line = |now, before| Summary::new("linux/amd64", 5, now, before).line();
+        let previous = |c: &Closure| Previous { image: "reg/app:1".into(), closure: c.clone() };
+        let line = |now, before: Option<&Closure>| {
+            Summary::new("linux/amd64", 5, now, before.map(previous).as_ref()).line()
+        };
         assert_eq!(
             line(&now, None),
             "[nixfront] linux/amd64: 5 layers, 13.0 MiB in 3 store paths; largest: lib-1.0 10.0 MiB, \
              tzdata-1 3.0 MiB, app-1.1 4.0 KiB"
         );
         let changed = line(&now, Some(&before));
+        assert!(line(&now, Some(&now)).ends_with("the same store paths as reg/app:1: a redeploy moves 0 B"));
         assert!(
-            line(&now, Some(&now))
-                .ends_with("the same store paths as the --cache-from image: a redeploy moves 0 B")
-        );
-        assert!(
-            changed.ends_with(
-                "since the --cache-from image: 1 path added (app-1.1), 1 removed, a redeploy moves 4.0 KiB"
-            ),
+            changed.ends_with("since reg/app:1: 1 path added (app-1.1), 1 removed, a redeploy moves 4.0 KiB"),
             "{changed}"
         );
-        let data = serde_json::to_value(Summary::new("linux/amd64", 5, &now, Some(&before))).unwrap();
+        let data =
+            serde_json::to_value(Summary::new("linux/amd64", 5, &now, Some(&previous(&before)))).unwrap();
+        assert_eq!(data["change"]["against"], "reg/app:1");
         assert_eq!(data["change"]["redeployBytes"], 4096);
         assert_eq!(data["change"]["added"][0]["path"], now.paths[0].path.as_str());
         assert_eq!(data["change"]["removed"][0], before.paths[0].path.as_str());

@@ -37,6 +37,9 @@ pub struct NixArgs {
     pub root_links: bool,
     /// The uid and gid a user named by USER gets (`NIX_USER_UID`, `NIX_USER_GID`).
     pub user_ids: crate::users::Ids,
+    /// The image this build is compared with, normalised (`NIX_PREVIOUS_IMAGE`): the change
+    /// report's other side, and a memo source ([`crate::previous`]).
+    pub previous_image: Option<String>,
     /// Whose bounded store a NIX_STORE_MAX build collects: not a build arg, but the frontend's
     /// digest of the project (its FLAKE reference and lock file), so that a co-tenant that sets
     /// the same bound gets a store of its own.
@@ -135,6 +138,15 @@ pub const NIX_ARGS: &[ArgSpec] = &[
         default: "1000",
         doc: "The gid of that user's group",
         parse: |a, v| id_value(v).map(|id| a.user_ids.gid = id),
+    },
+    ArgSpec {
+        name: "NIX_PREVIOUS_IMAGE",
+        default: "",
+        doc: "The image to report changes against (e.g. the last one pushed)",
+        parse: |a, v| {
+            a.previous_image = if v.is_empty() { None } else { Some(normalize_image_ref(v)?) };
+            Ok(())
+        },
     },
 ];
 

@@ -49,8 +49,6 @@ const PREFIX_NAMED_CONTEXT: &str = "context:";
 const PREFIX_LABEL: &str = "label:";
 /// buildx passes the client's SOURCE_DATE_EPOCH as this build arg.
 pub const ARG_SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
-/// The build arg that asks for inline cache (Docker documents it; BuildKit's exporter reads it).
-pub const ARG_INLINE_CACHE: &str = "BUILDKIT_INLINE_CACHE";
 
 /// What the client asked for: the image, or an answer about the build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,8 +101,6 @@ pub struct Options {
     pub remote_context: Option<Git>,
     /// `--cache-from` sources, passed to every solve.
     pub cache_imports: Vec<CacheOptionsEntry>,
-    /// The image carries its cache (`BUILDKIT_INLINE_CACHE=1`): nixfront adds its memo.
-    pub inline_cache: bool,
     /// `--build-context NAME=...` values, by name.
     pub named_contexts: BTreeMap<String, NamedContext>,
     /// The frontend's own image, as the client named it.
@@ -172,10 +168,6 @@ impl Options {
         if let Some(t) = &target {
             validate_attribute(t).map_err(|e| anyhow::anyhow!("--target {t:?}: {e}"))?;
         }
-        // Truthy as Go's strconv.ParseBool reads it, as BuildKit does.
-        let inline_cache = build_args
-            .get(ARG_INLINE_CACHE)
-            .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
         Ok(Options {
             filename: get(KEY_FILENAME).unwrap_or_else(|| "Dockerfile".to_string()),
             dockerfile_local: get(KEY_DOCKERFILE_KEY).unwrap_or_else(|| "dockerfile".to_string()),
@@ -196,7 +188,6 @@ impl Options {
                 None => None,
             },
             cache_imports: cache_imports(get(KEY_CACHE_IMPORTS).as_deref(), get(KEY_CACHE_FROM).as_deref())?,
-            inline_cache,
             frontend_source: get(KEY_SOURCE),
             named_contexts: named_contexts(prefixed(PREFIX_NAMED_CONTEXT))?,
         })
@@ -333,7 +324,6 @@ mod tests {
         assert_eq!(o.nix.image, args::DEFAULT_NIX_IMAGE);
         assert!(o.target.is_none() && o.platforms.is_empty() && !o.no_cache && o.cache_imports.is_empty());
         assert_eq!(o.request, Request::Build);
-        assert!(!o.inline_cache);
     }
 
     #[test]
@@ -369,10 +359,6 @@ mod tests {
         assert_eq!(o.source_date_epoch, Some(1700000000));
         assert!(o.sbom_attestation && o.nix.sbom_file);
         assert!(!opts(&["attest:sbom=disabled=true"]).unwrap().sbom_attestation);
-        for (value, inline) in [("1", true), ("true", true), ("0", false), ("", false), ("yes", false)] {
-            let o = opts(&[&format!("build-arg:BUILDKIT_INLINE_CACHE={value}")]).unwrap();
-            assert_eq!(o.inline_cache, inline, "BUILDKIT_INLINE_CACHE={value}");
-        }
     }
 
     #[test]

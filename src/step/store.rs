@@ -103,11 +103,13 @@ pub fn copy_content_addressed(nix: &Nix, dir: &str, paths: &[String]) -> Outcome
     copy_paths(nix, &missing, &["--option", "require-sigs", "true", "--from", &from])
 }
 
-/// The runtime closure of `paths`: `nix path-info --json` of it, and its paths (sorted).
+/// The runtime closure of `paths`: `nix path-info --json` of it (what the paths decide, the same
+/// in any store), and its paths (sorted).
 pub fn closure_of(nix: &Nix, paths: &[String]) -> Outcome<(serde_json::Value, Vec<String>)> {
     let json = nix.run(nix.nix().args(["path-info", "--json", "--recursive", "--"]).args(paths))?;
-    let info: serde_json::Value = serde_json::from_slice(&json)
+    let mut info: serde_json::Value = serde_json::from_slice(&json)
         .map_err(|e| Stop::new(format!("Nix's path-info is not JSON this nixfront reads: {e}")))?;
+    crate::closure::keep_what_the_paths_decide(&mut info);
     // The paths, from the same answer (every shape Nix writes it in, as the frontend reads it).
     let list = crate::closure::parse_path_info(info.clone())
         .map_err(|e| Stop::new(format!("Nix's path-info is not what this nixfront reads: {e:#}")))?

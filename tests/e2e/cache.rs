@@ -55,40 +55,110 @@ on_builders! {
     }
 }
 
-/// What a CI job on Docker 26 does: push the image with inline cache, build the next version
-/// from it. The build's `--metadata-file` has the summary: which store path the edit added and
-/// the bytes a redeploy moves (Docker 20.10's `docker build` writes no metadata file).
-#[test]
-#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
-fn the_metadata_file_says_what_changed_since_the_cache_from_image() {
+/// The change in a `--metadata-file`: one path added (the edited app), whose NAR size is what
+/// a redeploy moves, one removed, against `previous`; the summary's line says the same.
+fn assert_change_in_metadata(fx: &Fixture, log: &str, metadata: &str, previous: &str, tag: &str) {
     let d26 = Engine::D26;
-    let _engines = d26.shared();
-    let _registry = crate::harness::Registry::start();
-    let fx = Fixture::new("ci-summary", APP);
-    let pushed = "localhost:5000/nixfront-summary:1";
-    let first = d26.build(&fx, pushed, &["--build-arg", "BUILDKIT_INLINE_CACHE=1", "--provenance=false"]);
-    assert!(first.ok, "{}", first.all());
-    let push = d26.docker(&["push", pushed]);
-    assert!(push.ok, "docker push: {}", push.all());
-
-    fx.write("app/message", "message v2\n");
-    let metadata = fx.file_for(d26, "../ci-summary-metadata.json");
-    let t = tag("ci-summary", d26);
-    let next = d26.build(&fx, &t, &["--cache-from", pushed, "--metadata-file", &metadata]);
-    assert!(next.ok, "{}", next.all());
-    assert_contains(&next.all(), &["since the --cache-from image: 1 path added (edited-1.0), 1 removed"]);
-    let written = std::fs::read_to_string(fx.host_path().join("../ci-summary-metadata.json")).unwrap();
+    assert_contains(log, &[&format!("since {previous}: 1 path added (edited-1.0), 1 removed")]);
+    let written = std::fs::read_to_string(fx.host_path().join(metadata)).unwrap();
     let written: serde_json::Value = serde_json::from_str(&written).unwrap();
     let summary = &written["frontend.nixfront.summary"]["linux/amd64"];
     assert!(summary.is_object(), "the summary, decoded by buildx, in the metadata file: {written}");
     let change = &summary["change"];
+    assert_eq!(change["against"].as_str(), Some(previous), "{summary}");
     let added = change["added"].as_array().expect("the added paths");
     assert_eq!(added.len(), 1, "{summary}");
     assert!(added[0]["path"].as_str().unwrap().ends_with("-edited-1.0"), "{summary}");
     let moved = change["redeployBytes"].as_u64().unwrap();
     assert!(moved > 0 && moved == added[0]["narSize"].as_u64().unwrap(), "{summary}");
     assert_eq!(change["removed"].as_array().unwrap().len(), 1, "the old app: {summary}");
-    assert_eq!(summary["storePaths"].as_u64(), Some(image::store_entries(d26, &t).len() as u64), "{summary}");
+    assert_eq!(
+        summary["storePaths"].as_u64(),
+        Some(image::store_entries(d26, tag).len() as u64),
+        "{summary}"
+    );
+}
+
+/// What a CI job on Docker 26 does with buildx's own inline cache (`--cache-to type=inline`,
+/// which BuildKit never tells the frontend about): push the image, then on a fresh runner
+/// build the next version from it. The pushed config carries the memo and the closure record;
+/// the fresh runner builds the app alone, and its `--metadata-file` says which store path the
+/// edit added and the bytes a redeploy moves (Docker 20.10's `docker build` writes no metadata
+/// file).
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn the_metadata_file_says_what_changed_since_the_inline_cache_image() {
+    let d26 = Engine::D26;
+    let _engines = d26.exclusive();
+    let _registry = crate::harness::Registry::start();
+    let fx = Fixture::new("ci-summary", APP);
+    let pushed = "localhost:5000/nixfront-summary:1";
+    d26.prune();
+    let first = d26.build(&fx, pushed, &["--cache-to", "type=inline", "--provenance=false"]);
+    assert!(first.ok, "{}", first.all());
+    assert_contains(&first.all(), &["building slowdep"]);
+    let push = d26.docker(&["push", pushed]);
+    assert!(push.ok, "docker push: {}", push.all());
+    let config = image::raw_config(d26, pushed);
+    let memo = config["org.nixfront.memo.v1"].as_object().expect("the memo in the pushed image's config");
+    assert_eq!(memo.len(), 2, "the dependency step's and the package step's answers: {memo:?}");
+    assert!(config["org.nixfront.closure.v1"]["narSizes"].is_object(), "the closure record: {config}");
+
+    // A fresh runner: an empty builder, the pushed image its only cache.
+    d26.prune();
+    let _ = d26.docker(&["image", "rm", "-f", pushed]);
+    fx.write("app/message", "message v2\n");
+    let t = tag("ci-summary", d26);
+    let metadata = fx.file_for(d26, "../ci-summary-metadata.json");
+    let next = d26.build(&fx, &t, &["--cache-from", pushed, "--metadata-file", &metadata]);
+    assert!(next.ok, "{}", next.all());
+    let log = next.all();
+    assert!(!log.contains("building slowdep"), "a dependency was rebuilt:\n{log}");
+    assert_eq!(built(&log).len(), 1, "only the app's derivation: {:?}", built(&log));
+    assert_change_in_metadata(&fx, &log, "../ci-summary-metadata.json", pushed, &t);
+}
+
+/// The README's CI quickstart on Docker 26: a `type=registry` cache (which holds no image) and
+/// the pushed image named by `NIX_PREVIOUS_IMAGE`; a fresh runner after an edit builds the app
+/// alone and reports the change against that image.
+#[test]
+#[ignore = "needs both engines and the frontend image: run scripts/test.sh"]
+fn the_metadata_file_says_what_changed_since_the_previous_image_with_a_registry_cache() {
+    let d26 = Engine::D26;
+    let _engines = d26.exclusive();
+    let _registry = crate::harness::Registry::start();
+    let fx = Fixture::new("ci-registry", APP);
+    let pushed = "localhost:5000/nixfront-registry:latest";
+    let cache = "type=registry,ref=localhost:5000/nixfront-registry:cache";
+    let previous = ["--build-arg", &format!("NIX_PREVIOUS_IMAGE={pushed}")];
+    d26.prune();
+    let to = format!("{cache},mode=max");
+    let export = [&["--cache-to", &to, "--provenance=false"][..], &previous].concat();
+    let first = d26.build(&fx, pushed, &export);
+    assert!(first.ok, "{}", first.all());
+    assert!(!first.all().contains(" since "), "no previous image yet: {}", first.all());
+    let push = d26.docker(&["push", pushed]);
+    assert!(push.ok, "docker push: {}", push.all());
+
+    d26.prune();
+    let _ = d26.docker(&["image", "rm", "-f", pushed]);
+    fx.write("app/message", "message v2\n");
+    let t = tag("ci-registry", d26);
+    let metadata = fx.file_for(d26, "../ci-registry-metadata.json");
+    let import = [&["--cache-from", cache, "--metadata-file", &metadata][..], &previous].concat();
+    let next = d26.build(&fx, &t, &import);
+    assert!(next.ok, "{}", next.all());
+    let log = next.all();
+    assert!(!log.contains("building slowdep"), "a dependency was rebuilt:\n{log}");
+    assert_eq!(built(&log).len(), 1, "only the app's derivation: {:?}", built(&log));
+    assert_change_in_metadata(
+        &fx,
+        &log,
+        "../ci-registry-metadata.json",
+        "localhost:5000/nixfront-registry:latest",
+        &t,
+    );
+    assert_eq!(d26.run_image(&t, &[]).stdout, "message v2\nslow dependency\n");
 }
 
 #[test]
@@ -140,7 +210,7 @@ on_builders! {
         let with_cache = [&inline[..], &["--cache-from", &source]].concat();
         let (_, log) = d20.build_id(&fx, "ci-inline", &with_cache);
         assert_nothing_built(d20, &log);
-        assert_contains(&log, &["the same store paths as the --cache-from image: a redeploy moves 0 B"]);
+        assert_contains(&log, &[&format!("the same store paths as {source}: a redeploy moves 0 B")]);
         // The image IDs differ only by the inline cache records the config carries (with their
         // times): the layers and the config proper are the same.
         let (a, b) = (d20.inspect(&source), d20.inspect(&tag("ci-inline", d20)));
@@ -156,21 +226,18 @@ on_builders! {
         assert_contains(&log, &["-edited-1.0.drv'...", "dependencies from the dependency layers"]);
         // The summary says what changed against the image the cache came from (its memo:
         // inline cache).
-        assert_contains(
-            &log,
-            &["since the --cache-from image: 1 path added (edited-1.0), 1 removed, a redeploy moves "],
-        );
+        assert_contains(&log, &[&format!("since {source}: 1 path added (edited-1.0), 1 removed, a redeploy moves ")]);
         assert_eq!(built(&log).len(), 1, "only the app's derivation: {:?}", built(&log));
         let edited = tag("ci-inline-edit", d20);
         assert_eq!(d20.run_image(&edited, &[]).stdout, "message v2\nslow dependency\n");
 
         // The same builder, everything run again, gives the same layers and config; without
-        // inline cache nixfront leaves the memo out.
+        // inline cache the memo is there too (BuildKit does not tell a frontend which it is).
         d20.build_id(&fx, "ci-inline-warm", &["--no-cache"]);
         let (fresh, warm) = (d20.inspect(&edited), d20.inspect(&tag("ci-inline-warm", d20)));
         assert_eq!(fresh["RootFS"], warm["RootFS"], "a fresh runner's layers are the warm builder's");
         assert_eq!(fresh["Config"], warm["Config"]);
         let config = image::raw_config(d20, &tag("ci-inline-warm", d20));
-        assert!(config.get("org.nixfront.memo.v1").is_none(), "a memo without inline cache");
+        assert!(config["org.nixfront.memo.v1"].is_object(), "the memo without inline cache: {config}");
     }
 }

@@ -57,9 +57,8 @@ pub async fn show_summary(
     layers: usize,
     closure: &Closure,
 ) -> Summary {
-    let previous = crate::summary::previous_closure(&shared.memo, closure);
     let platform = crate::platform::format(&plan.target);
-    let summary = Summary::new(&platform, layers, closure, previous.as_ref());
+    let summary = Summary::new(&platform, layers, closure, shared.previous(plan));
     let text = summary.line();
     info!("{text}");
     note(shared, gw, &text).await;

@@ -106,7 +106,7 @@ pub async fn image(shared: &Shared<'_>, gw: &mut Gateway, plan: &PlatformPlan) -
         extra_labels: &options.labels,
         created,
         layers: &layer_names,
-        memo: options.inline_cache.then_some(&built.memo),
+        memo: &built.memo,
         user,
         package_env: &built.root.env,
         base: base_config.as_ref(),

@@ -1,6 +1,6 @@
 //! What every platform's build shares, resolved once before any platform is built: the
-//! builder image, the context, the memo of earlier builds, BuildKit's capabilities, the
-//! frontend's own image and the build's id. A plain value: the steps of each platform are made
+//! builder image, the context, the memo of earlier builds and the image each platform is
+//! compared with, BuildKit's capabilities, the frontend's own image and the build's id. A plain value: the steps of each platform are made
 //! from it and the platform's plan ([`Shared::step`]).
 
 use anyhow::{Context, Result};
@@ -16,6 +16,7 @@ use crate::memo::Memo;
 use crate::options::{NixArgs, Options};
 use crate::plan::BuilderImage;
 use crate::plan::exec::NixStep;
+use crate::previous::Previous;
 
 /// What every platform's build shares, resolved once: a plain value, read by every part of
 /// a platform's build and changed by none.
@@ -30,8 +31,10 @@ pub struct Shared<'a> {
     /// BuildKit's capabilities: MergeOp, attestations.
     pub merge: bool,
     pub attestations: bool,
-    /// What earlier builds read from their steps, from the cache sources' image configs.
+    /// What earlier builds read from their steps, from the named images' configs.
     pub memo: Memo,
+    /// Each platform's previous image (by platform, as [`crate::platform::format`] writes it).
+    pub previous: Vec<(String, Previous)>,
     /// The frontend's own image, whose binary every step runs.
     pub frontend: State,
     /// This build's id, under which its failing steps leave their failures.
@@ -57,7 +60,7 @@ impl<'a> Shared<'a> {
         let native = crate::platform::nix_system(build_platform).context("the builder's own platform")?;
         let uses_context = plans.iter().any(PlatformPlan::uses_context);
         let context = context::build_context(gw, options, file, uses_context).await?;
-        let memo = imported_memo(gw, options, plans).await;
+        let (memo, previous) = earlier_images(gw, options, plans).await;
         let frontend = crate::frontend::itself::image(gw, options.frontend_source.as_deref()).await?;
         Ok(Shared {
             options,
@@ -69,9 +72,17 @@ impl<'a> Shared<'a> {
             merge: gw.caps.supports(caps::MERGE_OP),
             attestations: gw.caps.supports(caps::ATTESTATIONS),
             memo,
+            previous,
             frontend,
             build_id: crate::frontend::itself::new_build_id(),
         })
+    }
+
+    /// The image `plan`'s platform is compared with, if the build names one that records its
+    /// closure.
+    pub fn previous(&self, plan: &PlatformPlan) -> Option<&Previous> {
+        let platform = crate::platform::format(&plan.target);
+        self.previous.iter().find(|(p, _)| *p == platform).map(|(_, previous)| previous)
     }
 
     pub fn step<'b>(&'b self, plan: &'b PlatformPlan) -> NixStep<'b> {
@@ -100,24 +111,38 @@ impl<'a> Shared<'a> {
     }
 }
 
-/// The memo of the cache sources that are images (`--cache-from IMAGE`, inline cache), for
-/// the platforms built; empty under `--no-cache`, without the persistent store, or when no
-/// source is an image. A source that does not resolve is skipped: BuildKit's own import
-/// reports it.
-async fn imported_memo(gw: &mut Gateway, options: &Options, plans: &[PlatformPlan]) -> Memo {
-    if options.no_cache || !options.nix.persistent_store {
-        return Memo::default();
-    }
-    let references =
+/// What the images a build names tell of earlier builds (`NIX_PREVIOUS_IMAGE`, then each
+/// `--cache-from` image: inline cache), for the platforms built: the memo of all (none under
+/// `--no-cache` or without the persistent store) and, per platform, the first that records its
+/// closure. A reference that does not resolve is skipped (it may not exist yet; BuildKit's own
+/// import reports a cache source it cannot read).
+async fn earlier_images(
+    gw: &mut Gateway,
+    options: &Options,
+    plans: &[PlatformPlan],
+) -> (Memo, Vec<(String, Previous)>) {
+    let cache_from =
         options.cache_imports.iter().filter(|e| e.r#type == "registry").filter_map(|e| e.attrs.get("ref"));
-    let mut configs = Vec::new();
-    for reference in references {
-        for plan in plans {
+    let references: Vec<&String> = options.nix.previous_image.iter().chain(cache_from).collect();
+    let mut memo_configs = Vec::new();
+    let mut previous = Vec::new();
+    for plan in plans {
+        let mut configs = Vec::new();
+        for reference in &references {
             match gw.resolve_image_config(reference, Some(plan.target.clone())).await {
                 Ok((_, config)) => configs.push((reference.as_str(), config)),
-                Err(e) => info!("no memo from the cache source {reference}: {e:#}"),
+                Err(e) => info!("nothing from the image {reference}: {e:#}"),
             }
         }
+        let platform = crate::platform::format(&plan.target);
+        if let Some(found) = Previous::choose(configs.iter().map(|(r, c)| (*r, c.as_slice()))) {
+            previous.push((platform, found));
+        }
+        memo_configs.extend(configs);
     }
-    Memo::from_configs(configs.iter().map(|(r, c)| (*r, c.as_slice())))
+    let memo = match options.no_cache || !options.nix.persistent_store {
+        true => Memo::default(),
+        false => Memo::from_configs(memo_configs.iter().map(|(r, c)| (*r, c.as_slice()))),
+    };
+    (memo, previous)
 }
