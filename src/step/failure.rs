@@ -40,6 +40,8 @@ pub fn of_nix(lines: &[String]) -> Stop {
     failure.missing_attribute = lines.iter().find_map(|l| missing_attribute(l));
     if lines.iter().any(|l| l.contains("'allow-import-from-derivation' is disabled")) {
         failure.hint = Some(IMPORT_FROM_DERIVATION.to_string());
+    } else if let Some(hint) = unusable_builder(&lines) {
+        failure.hint = Some(hint);
     }
     Stop { failure: Box::new(failure), code: 1 }
 }
@@ -49,6 +51,25 @@ const IMPORT_FROM_DERIVATION: &str = "the flake builds a derivation while it is 
     derivation), which nixfront does not do in the Nix store it shares with other builds (a builder \
     would run where Nix then writes store paths nobody could lock first; SECURITY.md): build with \
     --build-arg NIX_PERSISTENT_STORE=false, which evaluates and builds in a store of the build's own";
+
+/// Why a remote builder could not be used, from Nix's `cannot build on 'URI': WHY` (the last
+/// one), with what ssh said on the line before when it said something, and what to check.
+fn unusable_builder(lines: &[String]) -> Option<String> {
+    let at = lines.iter().rposition(|l| l.starts_with("cannot build on '"))?;
+    let rest = &lines[at]["cannot build on '".len()..];
+    let (uri, why) = rest.split_once("': ")?;
+    let why = why.trim_start_matches("error: ");
+    let ssh = at
+        .checked_sub(1)
+        .map(|i| lines[i].trim())
+        .filter(|l| !l.is_empty() && !l.starts_with("cannot build on") && !l.contains("will be built"));
+    let said = ssh.map(|l| format!(" (ssh: {l})")).unwrap_or_default();
+    Some(format!(
+        "the remote builder {uri} could not be used: {why}{said}; check that --secret id=ssh-key is a key \
+         the host accepts, that the host answers from the builder (nixfront gives ssh 15 seconds to \
+         connect), and that its machine spec lists the package's system and features"
+    ))
+}
 
 /// `hello-1.0` from Nix's `builder for '/nix/store/<hash>-hello-1.0.drv' failed`.
 fn failed_derivation(line: &str) -> Option<String> {
@@ -193,6 +214,24 @@ mod tests {
             ),
             "input 'the build context lib?narHash=x' and the build context lib/default.nix"
         );
+    }
+
+    #[test]
+    fn a_remote_builder_that_cannot_be_used_is_named_with_what_ssh_said() {
+        let stop = of_nix(&lines(
+            "this derivation will be built:\n  /nix/store/x-dep.drv\nroot@h: Permission denied (publickey).\n\
+             cannot build on 'ssh-ng://root@h': error: failed to start SSH connection to 'root@h'\n\
+             Failed to find a machine for remote build!\nerror:\n       Unable to start any build;",
+        ));
+        let hint = stop.failure.hint.expect("a hint");
+        assert!(
+            hint.starts_with("the remote builder ssh-ng://root@h could not be used: failed to start"),
+            "{hint}"
+        );
+        assert!(hint.contains("(ssh: root@h: Permission denied (publickey).)"), "{hint}");
+        assert!(hint.contains("--secret id=ssh-key"), "{hint}");
+        let plain = of_nix(&lines("error: something else"));
+        assert_eq!(plain.failure.hint, None);
     }
 
     #[test]

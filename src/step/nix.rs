@@ -86,6 +86,12 @@ const BUILD_NOTHING: [&str; 3] = ["--option", "max-jobs", "0"];
 /// built while evaluating.
 const IMPORT_NOTHING: [&str; 3] = ["--option", "allow-import-from-derivation", "false"];
 
+/// The options Nix's ssh gets for remote builders (`NIX_SSHOPTS`): a host that does not
+/// answer, or stops answering, fails the build within a minute instead of hanging it; a key
+/// the host refuses fails at once instead of asking for a password nobody can type.
+const SSH_OPTIONS: &str =
+    "-o ConnectTimeout=15 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 -o BatchMode=yes";
+
 impl Nix {
     /// Checks the builder has Nix, makes the build users, writes the settings, and drops the
     /// substituters this builder cannot reach.
@@ -113,7 +119,10 @@ impl Nix {
         if non_empty(&netrc) {
             flags.extend(option("netrc-file", &netrc.to_string_lossy()));
         }
-        let env = vec![("NIX_USER_CONF_FILES".to_string(), conf.to_string_lossy().into_owned())];
+        let env = vec![
+            ("NIX_USER_CONF_FILES".to_string(), conf.to_string_lossy().into_owned()),
+            ("NIX_SSHOPTS".to_string(), SSH_OPTIONS.to_string()),
+        ];
         let mut nix = Nix {
             facts,
             native: settings.native.clone(),

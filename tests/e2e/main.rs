@@ -12,6 +12,7 @@ mod conventions;
 mod core;
 mod input;
 mod layers;
+mod remote;
 mod security;
 mod services;
 mod shared_builder;

@@ -8,6 +8,7 @@
 //! `scripts/frontend-image.sh`; `scripts/test.sh` does both before running these tests.
 
 pub mod builders;
+pub mod buildhost;
 pub mod engine;
 pub mod fixture;
 pub mod git;
