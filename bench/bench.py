@@ -23,6 +23,9 @@ On each engine, the same builder image and the same flake, for each approach:
     unchanged and after an app edit; the exported cache's size
     big closure (bench/flake-big: 24 dependencies of 48 MiB): cold, no-op, app edit, moved
     1 GB toolchain (the world's web-big): the warm edit and the fresh runner's edit
+    fleet binary cache (nixfront; also alone with --fleet): a first runner's cold build that
+    uploads to a binary cache (NIX_CACHE_TO, the world's server), then a second runner's cold
+    build (empty builder and store) without and with that cache as a substituter
 
 Prints a table per engine and the ratios nixfront/seed and nixfront/expert.
 Usage: bench/run.sh [--long] [--nix=2.8] [--baseline=REV] [d20] [d26]   (run.sh starts the
@@ -305,6 +308,48 @@ def fresh_runner(engine, approach):
     return r
 
 
+def fleet(engine):
+    """A binary cache the fleet shares (NIX_CACHE_TO): a second runner's cold build without and
+    with it, after a first runner's cold build uploaded to it (nixfront only)."""
+    subprocess.run(["bash", os.path.join(REPO, "scripts", "buildhost.sh")], check=True, capture_output=True)
+    with open(os.path.join(CI_ROOT, "buildhost", "host.env")) as f:
+        host = dict(line.strip().split("=", 1) for line in f if "=" in line)
+    w = world()
+    cache = f"{w['NIXWORLD_URL']}/upload/bench-{engine}-{int(time.time())}"
+    netrc = os.path.join(HOST, "netrc")
+    with open(netrc, "w") as f:
+        f.write(f"machine 172.17.0.1 login {w['NIXWORLD_NETRC_LOGIN']} password {w['NIXWORLD_NETRC_PASSWORD']}\n")
+    key = host["BUILDHOST_SIGNING_KEY"] if engine == "d20" else host["BUILDHOST_SIGNING_KEY_INNER"]
+    upload = ("--build-arg", f"NIX_CACHE_TO={cache}", "--secret", f"id=nix-signing-key,src={key}",
+              "--secret", f"id=netrc,src={path_for(engine, netrc)}")
+    reader = ("--build-arg", f"NIX_CONFIG=extra-substituters = {cache}\nextra-trusted-public-keys = {host['BUILDHOST_PUBLIC_KEY']}")
+    tag = "nixfront-bench/fleet"
+    set_version("flake", 1)
+    prune(engine)
+    r = {"fleet_upload": build(engine, "nixfront", f"{tag}:first", extra=upload)}
+    prune(engine)
+    r["fleet_without"] = build(engine, "nixfront", f"{tag}:without")
+    prune(engine)
+    r["fleet_with"] = build(engine, "nixfront", f"{tag}:with", extra=reader)
+    check_runs_version(engine, f"{tag}:with", 1)
+    return r
+
+
+def check_runs_version(engine, tag, version):
+    out = docker(engine, "run", "--rm", tag).stdout.strip()
+    if not out.startswith(f"app {version} "):
+        sys.exit(f"{tag} on {engine} printed {out!r}")
+
+
+def report_fleet(engine, r):
+    name = {"d20": "dockerd 20.10", "d26": "dockerd 26.1"}[engine]
+    print(f"\nfleet binary cache, {name} (bench flake, nixfront, one run each)")
+    print(f"| first runner: cold build + upload (NIX_CACHE_TO)       | {secs(r['fleet_upload']):>10} |")
+    print(f"| second runner: cold build, no shared cache             | {secs(r['fleet_without']):>10} |")
+    print(f"| second runner: cold build, the fleet's cache           | {secs(r['fleet_with']):>10} | "
+          f"{r['fleet_with'] / r['fleet_without']:.3f} |")
+
+
 def run_engine(engine, long):
     results = {}
     for approach in APPROACHES:
@@ -316,6 +361,8 @@ def run_engine(engine, long):
             r.update({f"big_{k}": v for k, v in big.items()})
             gb = real(engine, approach, "web-big")
             r.update({f"gb_{k}": v for k, v in gb.items() if k in ("real_edit", "real_fresh", "real_fresh_bytes")})
+            if approach == "nixfront":
+                r.update(fleet(engine))
         results[approach] = r
         print(f"  {engine} {approach}: done", file=sys.stderr)
     return results
@@ -382,6 +429,8 @@ def report(engine, res, long):
             line += f" {fmt(b):>12} | {ratio(n, b):>8} |"
         print(line)
     n = res["nixfront"]
+    if "fleet_with" in n:
+        report_fleet(engine, n)
     print(f"  redeploy share of the image: nixfront {100 * n['moved'] / n['size']:.3f}% "
           f"(fresh builder {100 * n['fresh'] / n['size']:.3f}%), "
           f"seed {100 * res['seed']['moved'] / res['seed']['size']:.1f}%")
@@ -400,6 +449,11 @@ def main():
     args = sys.argv[1:]
     long = "--long" in args
     engines = [a for a in args if not a.startswith("--")] or ["d20", "d26"]
+    if "--fleet" in args:
+        prepare()
+        for engine in engines:
+            report_fleet(engine, fleet(engine))
+        return
     version = docker("d20", "run", "--rm", NIX_IMAGE, "nix", "--version").stdout.strip()
     print(f"== builder image of every approach: {NIX_IMAGE} ({version})", flush=True)
     if BASELINE:

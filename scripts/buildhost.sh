@@ -8,7 +8,8 @@
 #
 # Writes $CI_ROOT/buildhost/host.env: the builder URI, the host's public key (base64, as
 # Nix's machine specs take it), and the paths (as dockerd 26's chroot sees them, and as this
-# host does) of a key the host accepts and one it refuses.
+# host does) of a key the host accepts and one it refuses, and of a binary cache signing key
+# (with its public key). The host is also the machine a user runs a plain `nix build` on.
 #
 # Usage: scripts/buildhost.sh [start|stop]   (default start; the engines must be running)
 set -euo pipefail
@@ -72,6 +73,13 @@ for k in accepted refused; do
     mv "$ROOT/tmp/key" "$KEYS/$k"
 done
 cp "$KEYS/accepted.pub" "$ROOT/etc/ssh/nixfront_authorized_keys"
+# The key pair that signs what a build uploads to a fleet's binary cache (NIX_CACHE_TO).
+if [ ! -f "$KEYS/fleet.sk" ]; then
+    unshare -m --propagation slave sh -c 'mount -t proc proc "$1/proc" &&
+        chroot "$1" nix-store --generate-binary-cache-key fleet-1 /tmp/fleet.sk /tmp/fleet.pk' sh "$ROOT" 2>/dev/null
+    mv "$ROOT/tmp/fleet.pk" "$KEYS/fleet.pk"
+    mv "$ROOT/tmp/fleet.sk" "$KEYS/fleet.sk"
+fi
 
 mkdir -p "$HOST/run"
 for e in d20 d26; do
@@ -94,6 +102,9 @@ BUILDHOST_KEY_INNER=$KEYS_INNER/accepted
 BUILDHOST_KEY=$KEYS/accepted
 BUILDHOST_REFUSED_KEY_INNER=$KEYS_INNER/refused
 BUILDHOST_REFUSED_KEY=$KEYS/refused
+BUILDHOST_SIGNING_KEY_INNER=$KEYS_INNER/fleet.sk
+BUILDHOST_SIGNING_KEY=$KEYS/fleet.sk
+BUILDHOST_PUBLIC_KEY=$(cat "$KEYS/fleet.pk")
 BUILDHOST_ROOT=$ROOT
 ENV
 log "build host at ssh-ng://root@172.17.0.1 in both engines' network namespaces"

@@ -221,6 +221,44 @@ pub fn keep_what_the_paths_decide(value: &mut Value) {
     }
 }
 
+/// The registrations of the paths of `nix path-info --json` output (either shape) that
+/// `skip` lacks, as `nix-store --load-db` reads them: path, NAR hash (as path-info writes it,
+/// which Nix's hash parser takes in every form), NAR size, deriver (or an empty line), the
+/// number of references and each, the path's own included.
+pub fn registrations(value: &Value, skip: &std::collections::BTreeSet<String>) -> Result<String> {
+    let entries: Vec<(String, &Value)> = match value {
+        Value::Array(items) => {
+            items.iter().map(|item| (item["path"].as_str().unwrap_or_default().to_string(), item)).collect()
+        }
+        Value::Object(map) => map.iter().map(|(path, item)| (path.clone(), item)).collect(),
+        other => bail!("unexpected `nix path-info --json` output: {other}"),
+    };
+    let mut text = String::new();
+    for (path, info) in entries {
+        let path = full_store_path(&path)?;
+        if skip.contains(&path) {
+            continue;
+        }
+        let raw: RawPathInfo = serde_json::from_value(info.clone())?;
+        let Some(hash) = raw.nar_hash else { bail!("nix path-info gives {path} no narHash") };
+        let deriver = raw
+            .deriver
+            .as_deref()
+            .filter(|d| d.ends_with(".drv"))
+            .map(full_store_path)
+            .transpose()?
+            .unwrap_or_default();
+        let references: Vec<String> =
+            raw.references.iter().map(|r| full_store_path(r)).collect::<Result<_>>()?;
+        text.push_str(&format!("{path}\n{hash}\n{}\n{deriver}\n{}\n", raw.nar_size, references.len()));
+        for reference in references {
+            text.push_str(&reference);
+            text.push('\n');
+        }
+    }
+    Ok(text)
+}
+
 /// `nix path-info --json --recursive` output, in either shape, as a closure's store paths
 /// (sorted), every reference inside it.
 pub fn parse_path_info(value: Value) -> Result<Vec<StorePath>> {
@@ -315,6 +353,24 @@ mod tests {
             bare(DEP),
             bare(TOOLS)
         )
+    }
+
+    #[test]
+    fn registrations_are_written_as_nix_store_load_db_reads_them() {
+        const DRV: &str = "/nix/store/dddddddddddddddddddddddddddddddd-dep.drv";
+        let info = serde_json::json!({
+            DEP: {"narHash": "sha256-K4cx", "narSize": 688, "deriver": DRV, "references": [DEP]},
+            "/nix/store/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1": {"narHash": "sha256:1ri1", "narSize": 5, "references": []}
+        });
+        let skip = std::collections::BTreeSet::from([
+            "/nix/store/bgjhyafybaakj6cd3h9a14m1c8dj05cp-hello-0.1".to_string(),
+        ]);
+        let text = registrations(&info, &skip).unwrap();
+        assert_eq!(text, format!("{DEP}\nsha256-K4cx\n688\n{DRV}\n1\n{DEP}\n"));
+        let all = registrations(&info, &Default::default()).unwrap();
+        assert!(all.ends_with("-hello-0.1\nsha256:1ri1\n5\n\n0\n"), "{all}");
+        let array = serde_json::json!([{"path": DEP, "narSize": 1, "references": []}]);
+        assert!(registrations(&array, &Default::default()).is_err(), "no narHash");
     }
 
     #[test]

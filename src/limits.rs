@@ -24,7 +24,7 @@ pub const MAX_ERROR_BYTES: usize = 16 << 10;
 /// User text quoted in a message, in characters; longer text is cut with `…`.
 pub const MAX_QUOTED_CHARS: usize = 80;
 
-/// The table above, for documentation and the README check.
+/// The table above, for documentation and the docs/reference.md check.
 pub const ALL: &[(&str, usize, &str)] = &[
     ("MAX_FILE_BYTES", MAX_FILE_BYTES, "the user's file"),
     ("MAX_LINE_BYTES", MAX_LINE_BYTES, "one line of the file"),
@@ -52,10 +52,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_readme_names_every_limit() {
-        let readme = include_str!("../README.md");
+    fn the_reference_names_every_limit() {
+        let readme = include_str!("../docs/reference.md");
         for (name, _, _) in ALL {
-            assert!(readme.contains(&format!("(`{name}`")), "README.md does not name {name}");
+            assert!(readme.contains(&format!("(`{name}`")), "docs/reference.md does not name {name}");
         }
     }
 

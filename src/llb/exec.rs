@@ -114,6 +114,8 @@ pub struct Exec {
     /// NO_PROXY for the process: BuildKit sets it from the op's proxy settings, which it keeps
     /// out of the cache key, so it may differ from build to build without a cache miss.
     pub no_proxy: Option<String>,
+    /// Whether `--no-cache` leaves it be (one keyed by something new in every build).
+    pub cache: super::CachePolicy,
 }
 
 /// An output of an exec, asked for before it is built: the mount at `dest`.
@@ -148,6 +150,7 @@ impl Exec {
             location: None,
             insecure: false,
             no_proxy: None,
+            cache: super::CachePolicy::default(),
         }
     }
 
@@ -239,7 +242,7 @@ impl Exec {
             ..Default::default()
         };
         let op = pb::Op { op: Some(pb::op::Op::Exec(exec)), platform: self.platform, ..Default::default() };
-        let meta = Meta { name: Some(name.to_string()), location: self.location, ..Default::default() };
+        let meta = Meta { name: Some(name.to_string()), location: self.location, cache: self.cache };
         let node = std::sync::Arc::new(Node { op, inputs, meta });
         let outputs = out_dests
             .into_iter()

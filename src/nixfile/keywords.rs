@@ -1,6 +1,6 @@
 //! The one table of instructions: every keyword nixfront reads, what kind of value it sets,
 //! whether it sets one value, and the Dockerfile instructions it refuses with a reason.
-//! Parsing, did-you-mean hints, lints and the README all read this table.
+//! Parsing, did-you-mean hints, lints and docs/reference.md all read this table.
 
 /// What an instruction is, for the parser's dispatch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,7 @@ const fn refused(name: &'static str, why: &'static str) -> Keyword {
     Keyword { name, role: Role::DockerfileOnly(why) }
 }
 
-/// Every keyword, nixfront's first in the order the README lists them.
+/// Every keyword, nixfront's first in the order docs/reference.md lists them.
 pub const KEYWORDS: &[Keyword] = &[
     ours("ARG", Instr::Arg, false, "ARG VERSION=1.0"),
     ours("FROM", Instr::From, false, "FROM gcr.io/distroless/base"),
@@ -124,10 +124,10 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_instruction() {
-        let readme = include_str!("../../README.md");
+    fn the_reference_lists_every_instruction() {
+        let readme = include_str!("../../docs/reference.md");
         for name in nixfront() {
-            assert!(readme.contains(&format!("`{name}")), "README.md does not mention {name}");
+            assert!(readme.contains(&format!("`{name}")), "docs/reference.md does not mention {name}");
         }
     }
 }

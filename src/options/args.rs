@@ -1,5 +1,5 @@
 //! nixfront's own build args: one table (name, default, parser, one-line doc) that the
-//! option parser, the outline subrequest, the did-you-mean hint and a README check all read.
+//! option parser, the outline subrequest, the did-you-mean hint and a docs/reference.md check all read.
 //! A default is parsed by the same function as a given value, so the two never disagree.
 
 use std::collections::BTreeMap;
@@ -40,6 +40,8 @@ pub struct NixArgs {
     /// The image this build is compared with, normalised (`NIX_PREVIOUS_IMAGE`): the change
     /// report's other side, and a memo source ([`crate::previous`]).
     pub previous_image: Option<String>,
+    /// The binary cache the build's paths are signed and uploaded to (`NIX_CACHE_TO`).
+    pub cache_to: Option<String>,
     /// Whose bounded store a NIX_STORE_MAX build collects: not a build arg, but the frontend's
     /// digest of the project (its FLAKE reference and lock file), so that a co-tenant that sets
     /// the same bound gets a store of its own.
@@ -50,14 +52,14 @@ pub struct NixArgs {
 pub struct ArgSpec {
     pub name: &'static str,
     pub default: &'static str,
-    /// What the outline and the README say of it.
+    /// What the outline and docs/reference.md say of it.
     pub doc: &'static str,
     /// Sets the typed value from a given (or the default) string; the error says what is
     /// expected, without the name (the caller adds it).
     parse: fn(&mut NixArgs, &str) -> Result<(), String>,
 }
 
-/// Every build arg nixfront owns, in the order the README lists them.
+/// Every build arg nixfront owns, in the order docs/reference.md lists them.
 pub const NIX_ARGS: &[ArgSpec] = &[
     ArgSpec {
         name: "NIX_IMAGE",
@@ -148,6 +150,15 @@ pub const NIX_ARGS: &[ArgSpec] = &[
             Ok(())
         },
     },
+    ArgSpec {
+        name: "NIX_CACHE_TO",
+        default: "",
+        doc: "A binary cache to sign and upload the build's paths to",
+        parse: |a, v| {
+            a.cache_to = if v.is_empty() { None } else { Some(cache_uri(v)?) };
+            Ok(())
+        },
+    },
 ];
 
 const PREFIX: &str = "NIX_";
@@ -231,6 +242,70 @@ fn size_value(v: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// The store settings a `NIX_CACHE_TO` URI may carry: how it compresses and where an S3
+/// bucket is. Anything else (a key file, a local cache directory) is the builder's, not the
+/// user's: the signing key is the `nix-signing-key` secret.
+const CACHE_URI_SETTINGS: &[&str] = &[
+    "compression",
+    "compression-level",
+    "parallel-compression",
+    "narinfo-compression",
+    "ls-compression",
+    "log-compression",
+    "write-nar-listing",
+    "region",
+    "endpoint",
+    "scheme",
+    "profile",
+    "multipart-upload",
+    "buffer-size",
+];
+
+/// Checks a `NIX_CACHE_TO` store URI: an `http://`, `https://` or `s3://` binary cache, with
+/// no credentials in it and only [`CACHE_URI_SETTINGS`].
+fn cache_uri(v: &str) -> Result<String, String> {
+    let Some((scheme, rest)) = v.split_once("://") else {
+        return Err("expected a binary cache's store URI: https://..., http://... or s3://...".to_string());
+    };
+    match scheme {
+        "http" | "https" | "s3" => {}
+        "file" => {
+            return Err(
+                "a file:// cache would be written inside the build step and lost with it: serve the \
+                        directory over HTTP (with PUT) or use an s3:// bucket"
+                    .to_string(),
+            );
+        }
+        _ => {
+            return Err(format!(
+                "{scheme}:// is not a binary cache nixfront uploads to: use https://, http:// or s3://"
+            ));
+        }
+    }
+    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let host = location.split('/').next().unwrap_or_default();
+    if host.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("expected a binary cache's store URI with a host or bucket".to_string());
+    }
+    if host.contains('@') {
+        return Err(
+            "credentials go in secrets, not in the URI: --secret id=netrc (http) or id=aws-credentials (s3)"
+                .to_string(),
+        );
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        if !CACHE_URI_SETTINGS.contains(&name) {
+            return Err(format!(
+                "the store setting {name:?} is not one NIX_CACHE_TO takes (it may take: {}); the signing key is \
+                 --secret id=nix-signing-key",
+                CACHE_URI_SETTINGS.join(", ")
+            ));
+        }
+    }
+    Ok(v.to_string())
+}
+
 /// `nixos/nix:2.24` to `docker.io/nixos/nix:2.24`, `alpine` to `docker.io/library/alpine:latest`,
 /// as Docker normalises image names.
 pub fn normalize_image_ref(reference: &str) -> Result<String, String> {
@@ -305,6 +380,29 @@ mod tests {
     }
 
     #[test]
+    fn cache_uris_are_binary_caches_without_keys_or_credentials() {
+        for good in [
+            "https://cache.example/fleet",
+            "http://172.17.0.1:18080/upload/x",
+            "s3://b?region=eu-west-1&compression=zstd",
+        ] {
+            assert_eq!(cache_uri(good).as_deref(), Ok(good));
+        }
+        for (bad, why) in [
+            ("file:///cache", "lost"),
+            ("ssh://host", "not a binary cache"),
+            ("cache.example", "store URI"),
+            ("https://u:p@cache.example", "secrets"),
+            ("https://cache.example?secret-key=/etc/key", "signing key"),
+            ("s3://b?local-nar-cache=/nix", "local-nar-cache"),
+            ("https://", "host"),
+        ] {
+            let e = cache_uri(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn image_references_normalise_like_docker() {
         let n = |s: &str| normalize_image_ref(s).unwrap();
         assert_eq!(n("alpine"), "docker.io/library/alpine:latest");
@@ -315,12 +413,12 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_documents_every_arg() {
-        let readme = include_str!("../../README.md");
+    fn the_reference_documents_every_arg() {
+        let readme = include_str!("../../docs/reference.md");
         for spec in NIX_ARGS {
             assert!(
                 readme.contains(&format!("`--build-arg {}=", spec.name)),
-                "README.md lacks {}",
+                "docs/reference.md lacks {}",
                 spec.name
             );
         }

@@ -60,6 +60,13 @@ pub struct NixStep<'a> {
     pub build_id: Option<&'a str>,
 }
 
+/// The frontend as a memo key names it: this release, whichever image carries it.
+static KEYED_FRONTEND: std::sync::LazyLock<State> = std::sync::LazyLock::new(|| {
+    FileOp::on(&State::scratch())
+        .mkfile("/nixfront-version", 0o444, env!("CARGO_PKG_VERSION").as_bytes(), FIXED_TIME_NS)
+        .build("[internal] nixfront, by its version")
+});
+
 impl NixStep<'_> {
     /// The name of this step's `stage`, doing `what`.
     pub fn name(&self, stage: Stage, what: &str) -> String {
@@ -68,9 +75,12 @@ impl NixStep<'_> {
 }
 
 impl NixStep<'_> {
-    /// The same step without the build's id: for a key that holds from build to build.
+    /// The same step for a key that holds from build to build and from builder to builder
+    /// (the memo's, which every image config carries): without the build's id, and with the
+    /// frontend named by its version rather than its image, whose digest differs between the
+    /// release's amd64 and arm64 images (and would make their images' configs differ).
     pub fn for_key(&self) -> NixStep<'_> {
-        NixStep { build_id: None, ..*self }
+        NixStep { build_id: None, frontend: &KEYED_FRONTEND, ..*self }
     }
 
     /// What every Nix step on `store` is told besides its work.
@@ -99,6 +109,8 @@ impl NixStep<'_> {
         files: &[(&str, &[u8])],
     ) -> Exec {
         let root = source::pinned_image(&self.builder.reference, Some(self.platform.clone()));
+        // The upload's keys reach the cache-to step alone, where no derivation runs.
+        let upload = matches!(work, Work::CacheTo(_));
         let spec = Spec { settings: Some(self.settings(store)), work };
         let mut exec = self.step_exec(&root, &spec, files);
         let settings = self.settings;
@@ -153,7 +165,7 @@ impl NixStep<'_> {
             exec.env.retain(|e| !e.starts_with("NIX_CONFIG="));
             exec.env.push(format!("NIX_CONFIG={}", config.text));
         }
-        secrets::mount_all(exec)
+        secrets::mount_all(exec, upload)
     }
 
     /// An exec of `nixfront step <name>` on `root` told `spec` (with `files` beside it): the
@@ -205,6 +217,10 @@ pub fn failure_report(frontend: &State, build_id: &str) -> State {
         .mount(Mount::readonly(SELF_DIR, frontend))
         .mount(Mount::readonly(SPEC_DIR, &spec_dir))
         .mount(failure_box());
+    // Keyed by the build's id, new in every build, so --no-cache need not mark it: marked, it
+    // found none of the failures the build's steps left (BuildKit 0.13), and the error lost
+    // what the failed step said.
+    exec.cache = CachePolicy { survives_no_cache: true };
     let meta = exec.output(META_DIR, &State::scratch());
     exec.build("[internal] what the failed step said").state(&meta)
 }

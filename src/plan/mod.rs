@@ -21,6 +21,7 @@ pub mod output;
 pub mod secrets;
 pub mod spec;
 pub mod steps;
+pub mod upload;
 
 use anyhow::Result;
 use serde::Deserialize;

@@ -89,6 +89,11 @@ pub const EXTRAS_TREE: &str = ".nixfront-root";
 /// A file of the package step's spec directory beside its [`super::spec::SPEC_FILE`]: the
 /// dependencies' registrations (one `nix-store --dump-db` stream), a whole file of its own.
 pub const SPEC_RECORDS: &str = "records";
+/// A file of the cache-to step's spec directory: the image closure's path-info (the package
+/// step's manifest's), from which it registers the paths the dependencies' records lack.
+pub const SPEC_PATH_INFO: &str = "path-info.json";
+/// What the cache-to step says it uploaded, in [`META_DIR`]: one line.
+pub const UPLOADED_FILE: &str = "uploaded";
 
 /// How deep the package step lists the root packages' trees (`bin/x` is 2): where two
 /// packages' directories meet deeper than this, layers::roots cannot merge them.

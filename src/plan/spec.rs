@@ -64,6 +64,8 @@ pub enum Work {
     ImageRoot { entries: Vec<RootEntry>, notices: Vec<String> },
     /// Reads the failures the build's steps left ([`Failure`]), in the frontend's image.
     Report { build: String },
+    /// Signs and uploads the build's paths to the binary cache `NIX_CACHE_TO` names.
+    CacheTo(CacheTo),
 }
 
 impl Work {
@@ -79,6 +81,7 @@ impl Work {
             Work::Packages { .. } => "packages",
             Work::ImageRoot { .. } => "image-root",
             Work::Report { .. } => "report",
+            Work::CacheTo(_) => "cache-to",
         }
     }
 }
@@ -141,6 +144,18 @@ pub struct Package {
     pub sources: Vec<String>,
     /// The root packages: the outputs, then FLAKE's further packages'.
     pub roots: Vec<String>,
+}
+
+/// The cache-to step's work: the store paths to upload (the image's closure and the
+/// dependencies', which its store holds) and where. The dependencies' registrations are the
+/// file [`super::output::SPEC_RECORDS`] beside the spec, the closure's path-info
+/// [`super::output::SPEC_PATH_INFO`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CacheTo {
+    /// The binary cache's store URI, as the user gave it (`NIX_CACHE_TO`).
+    pub uri: String,
+    pub paths: Vec<String>,
 }
 
 /// An entry of the image root, made in this order (parents first), every one with

@@ -469,6 +469,14 @@ mod tests {
         // The memo key holds whatever the evaluation's cache is (it names the session).
         let other_drvs = State::scratch();
         assert_eq!(keyed.memo_key, realise(&inputs, "x86_64-linux", &other_drvs, &step).memo_key);
+        // ... and whatever image carries the frontend (the release's amd64 and arm64 images).
+        let other_image = crate::llb::source::image("docker.io/org/nixfront-arm64:1", None);
+        let on_arm64 = NixStep { frontend: &other_image, ..step };
+        assert_eq!(keyed.memo_key, realise(&inputs, "x86_64-linux", &evaluation.drvs, &on_arm64).memo_key);
+        assert_ne!(
+            keyed.meta.key(),
+            realise(&inputs, "x86_64-linux", &evaluation.drvs, &on_arm64).meta.key()
+        );
         let realised = keyed.meta;
         let groups = [vec!["/nix/store/b-d".to_string()], vec!["/nix/store/c-e".to_string()]];
         let deriver = |p: &str| (p == "/nix/store/b-d").then_some("/nix/store/a-d.drv");

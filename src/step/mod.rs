@@ -13,6 +13,7 @@
 //! (sweep, copies, roots, bound), [`conf`] what Nix is given before it runs, [`tree`] places
 //! store paths in outputs; one module per step, named as [`Work::name`] names it.
 
+mod cache_to;
 mod conf;
 mod evaluate;
 mod failure;
@@ -86,5 +87,6 @@ fn run(spec: &Spec) -> Outcome<()> {
         Work::Packages { attribute } => evaluate::packages(&nix()?, attribute),
         Work::ImageRoot { entries, notices } => root::run(entries, notices),
         Work::Report { build } => report::run(build),
+        Work::CacheTo(work) => cache_to::run(&nix()?, work),
     }
 }

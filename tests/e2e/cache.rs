@@ -118,7 +118,7 @@ fn the_metadata_file_says_what_changed_since_the_inline_cache_image() {
     assert_change_in_metadata(&fx, &log, "../ci-summary-metadata.json", pushed, &t);
 }
 
-/// The README's CI quickstart on Docker 26: a `type=registry` cache (which holds no image) and
+/// docs/ci.md's quickstart on Docker 26: a `type=registry` cache (which holds no image) and
 /// the pushed image named by `NIX_PREVIOUS_IMAGE`; a fresh runner after an edit builds the app
 /// alone and reports the change against that image.
 #[test]

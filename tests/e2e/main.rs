@@ -10,6 +10,7 @@ mod arm64;
 mod cache;
 mod conventions;
 mod core;
+mod fleet;
 mod input;
 mod layers;
 mod remote;

@@ -4,6 +4,8 @@ behind basic auth (USER:PASSWORD), each request logged to LOG as a JSON line (me
 status, bytes sent). Tests read the log to say what a build downloaded. Git repositories
 (`*.git`) are served as git's smart HTTP protocol too (`git http-backend`), as git hosts serve
 them: Nix 2.19 and later fetch a locked git input shallow, which dumb HTTP cannot serve.
+Under /upload/ the server also takes uploads (PUT, with the same basic auth, as a binary cache a
+fleet shares takes them: Nix's http binary cache store uploads with PUT), which anyone can read.
 
 Usage: serve.py ROOT PORT LOG USER:PASSWORD   (run inside an engine's network namespace)
 """
@@ -108,6 +110,28 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return self.smart_git()
         self.send_error(405)
         self.record(405)
+
+    def do_PUT(self):
+        path = os.path.normpath(self.path.partition("?")[0]).lstrip("/")
+        if not path.startswith("upload/") or ".." in path.split("/"):
+            self.send_error(405)
+            return self.record(405)
+        if self.headers.get("Authorization") != AUTH:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="nixworld"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return self.record(401)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        target = os.path.join(ROOT, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target + ".part", "wb") as f:
+            f.write(body)
+        os.replace(target + ".part", target)
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        self.record(201)
 
     def do_HEAD(self):
         if self.allowed():

@@ -123,6 +123,7 @@ fn explain(failure: &Failure, plan: &PlatformPlan) -> String {
             "fetch" => "fetching the inputs flake.lock locks failed".to_string(),
             "realise" => format!("building the inputs of {flake} failed (for {system})"),
             "packages" => format!("listing the packages of {flake} failed (for {system})"),
+            "cache-to" => format!("uploading what {flake} built to NIX_CACHE_TO failed (for {system})"),
             _ => format!("`nix build {flake}` failed (for {system}): {}", failure.summary),
         },
     };

@@ -41,6 +41,19 @@ pub struct Built {
     pub root: RootPlan,
     /// What the image root lacks (no CA bundle), for BuildKit's warnings.
     pub warnings: Vec<nixfile::Warning>,
+    /// What `NIX_CACHE_TO` uploads from (built in steps only).
+    pub upload: Option<UploadSource>,
+}
+
+/// The store the cache-to step uploads from and what registers it: the package step's store
+/// (the dependency layers), the package's sources and results, the dependencies' records, the
+/// closure's path-info, and the paths (the closure's and the dependencies').
+pub struct UploadSource {
+    pub store: State,
+    pub own: [State; 2],
+    pub records: String,
+    pub path_info: String,
+    pub paths: Vec<String>,
 }
 
 /// The package's dependencies, as the package step and the image take them.
@@ -137,6 +150,24 @@ pub async fn build_in_steps(
             steps::image_root(root::spec(&root), &notices, Some(&package.results), &step, &name)
         }
     };
+    let upload = shared.options.nix.cache_to.as_ref().map(|_| {
+        let path_info = serde_json::from_str::<serde_json::Value>(&answer.manifest)
+            .ok()
+            .and_then(|mut m| m.get_mut("pathInfo").map(serde_json::Value::take))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let mut paths: Vec<String> =
+            dep_paths.iter().chain(closure.paths.iter().map(|p| &p.path)).cloned().collect();
+        paths.sort();
+        paths.dedup();
+        UploadSource {
+            store: store.clone(),
+            own: [package.sources.clone(), package.results.clone()],
+            records: deps_db.to_string(),
+            path_info,
+            paths,
+        }
+    });
     let (laid_out, stacked) = deps.map(|d| (d.laid_out, d.stacked)).unwrap_or_default();
     let Some(split) = manifest.split else {
         anyhow::bail!("the package step's manifest does not say which paths it laid out (laidOut)");
@@ -163,6 +194,7 @@ pub async fn build_in_steps(
         memo,
         root,
         warnings,
+        upload,
     }))
 }
 
@@ -284,6 +316,7 @@ pub async fn build_at_once(
         memo: Memo::default(),
         root,
         warnings,
+        upload: None,
     })
 }
 

@@ -27,7 +27,7 @@ use super::{at_lines, root};
 use crate::gateway::{Gateway, InTotoFile};
 use crate::image::{self, ConfigInputs};
 use crate::layers::{self, Extras, Layout};
-use crate::plan::output::PACKAGES_FILE;
+use crate::plan::output::{PACKAGES_FILE, UPLOADED_FILE};
 use crate::plan::steps;
 use crate::sbom;
 
@@ -41,6 +41,40 @@ pub async fn packages(
     let what = || format!("listing packages.{} of {}", plan.system, plan.flake.written);
     let [bytes] = answers::read_step(shared, gw, plan, &listing, [PACKAGES_FILE], what()).await?;
     serde_json::from_slice(&bytes).with_context(what)
+}
+
+/// Signs and uploads the build's paths to `uri` (`NIX_CACHE_TO`), once the image is made: the
+/// cache-to step runs (or BuildKit finds it done: nothing new), and what it says is shown. A
+/// package built in one step has no store to upload from: said, and nothing uploaded.
+async fn upload(
+    shared: &Shared<'_>,
+    gw: &mut Gateway,
+    plan: &PlatformPlan,
+    uri: &str,
+    source: Option<&in_steps::UploadSource>,
+) -> Result<()> {
+    let Some(source) = source else {
+        let text = format!(
+            "[nixfront] NIX_CACHE_TO: nothing uploaded to {uri}: {} was built in one step \
+             (NIX_PERSISTENT_STORE=false, or content-addressed), which keeps no store to upload from",
+            plan.flake.written
+        );
+        answers::note(shared, gw, &text).await;
+        return Ok(());
+    };
+    let upload = crate::plan::upload::Upload {
+        uri,
+        paths: source.paths.clone(),
+        store: &source.store,
+        own: [&source.own[0], &source.own[1]],
+        records: &source.records,
+        path_info: &source.path_info,
+    };
+    let state =
+        crate::plan::upload::cache_to(upload, shared.merge, &shared.step(plan), Some(plan.flake_lines));
+    let what = || format!("uploading to {uri}");
+    answers::read_step(shared, gw, plan, &state, [UPLOADED_FILE], what()).await?;
+    Ok(())
 }
 
 /// Builds the flake's package for the plan's platform and lays it out as an image.
@@ -113,6 +147,9 @@ pub async fn image(shared: &Shared<'_>, gw: &mut Gateway, plan: &PlatformPlan) -
     })?;
     let rootfs = at_lines(shared.solve(gw, &state).await.context("assembling the image"), plan.flake_lines)?;
     let summary = answers::show_summary(shared, gw, plan, layer_names.len(), closure).await;
+    if let Some(uri) = &options.nix.cache_to {
+        upload(shared, gw, plan, uri, built.upload.as_ref()).await?;
+    }
     let sbom = match sbom.filter(|_| attest) {
         Some(document) => {
             let file = sbom::attestation_file(&document, closure.paths.len());

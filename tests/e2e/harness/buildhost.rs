@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::engine::Engine;
+use super::engine::{Engine, Run};
+use super::fixture::Fixture;
 
 /// What scripts/buildhost.sh wrote in host.env; the host runs while this is held, and tests
 /// that stop it (or read its store) take turns.
@@ -13,6 +14,9 @@ pub struct BuildHost {
     pub host_key: String,
     accepted: (String, PathBuf),
     refused: (String, PathBuf),
+    signing: (String, PathBuf),
+    /// The public key of the signing key ([`BuildHost::signing_secret`]).
+    pub public_key: String,
     pub root: PathBuf,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
@@ -36,6 +40,8 @@ impl BuildHost {
             host_key: var("BUILDHOST_HOST_KEY"),
             accepted: (var("BUILDHOST_KEY_INNER"), var("BUILDHOST_KEY").into()),
             refused: (var("BUILDHOST_REFUSED_KEY_INNER"), var("BUILDHOST_REFUSED_KEY").into()),
+            signing: (var("BUILDHOST_SIGNING_KEY_INNER"), var("BUILDHOST_SIGNING_KEY").into()),
+            public_key: var("BUILDHOST_PUBLIC_KEY"),
             root: var("BUILDHOST_ROOT").into(),
             _turn: turn,
         }
@@ -56,6 +62,37 @@ impl BuildHost {
             Engine::D26 => inner.clone(),
         };
         format!("id=ssh-key,src={src}")
+    }
+
+    /// The `--secret` flag of the binary cache signing key, as `engine`'s client reads it.
+    pub fn signing_secret(&self, engine: Engine) -> String {
+        let src = match engine {
+            Engine::D20 => self.signing.1.to_string_lossy().into_owned(),
+            Engine::D26 => self.signing.0.clone(),
+        };
+        format!("id=nix-signing-key,src={src}")
+    }
+
+    /// The signing key's text.
+    pub fn signing_key_text(&self) -> String {
+        std::fs::read_to_string(&self.signing.1).unwrap()
+    }
+
+    /// `nix ARGS` run on the host as a user runs it, with `flake` copied to /tmp/NAME there, in
+    /// `engine`'s network namespace (where the world's server is 172.17.0.1).
+    pub fn nix(&self, engine: Engine, flake: &Fixture, name: &str, args: &[&str]) -> Run {
+        let inside = format!("/tmp/{name}");
+        let copy = self.root.join(inside.trim_start_matches('/'));
+        let _ = std::fs::remove_dir_all(&copy);
+        let status =
+            std::process::Command::new("cp").arg("-a").arg(flake.host_path()).arg(&copy).status().unwrap();
+        assert!(status.success(), "copying the flake to the host");
+        let script = "mount -t proc proc \"$1/proc\" && exec chroot \"$@\"";
+        let mut command = engine.in_netns("unshare");
+        command.args(["-m", "--propagation", "slave", "sh", "-c", script, "sh"]).arg(&self.root);
+        command.args(["env", &format!("HOME=/tmp/{name}-home"), "nix"]).args(args);
+        command.current_dir("/");
+        Run::from(command.output().unwrap())
     }
 
     /// The private key's text (what must reach no derivation, image, log or cache).

@@ -1,0 +1,44 @@
+//! The upload step's LLB (`NIX_CACHE_TO`): the store it uploads from, made of the package
+//! step's store and the package's own paths, and the exec that signs and uploads them
+//! ([`crate::step`]'s `cache_to` runs inside it).
+
+use super::exec::{NixStep, StepStore};
+use super::output::{META_DIR, SPEC_PATH_INFO, SPEC_RECORDS, STEP_STORE_DIR};
+use super::spec::{self, Work};
+use crate::llb::file::FileOp;
+use crate::llb::{Lines, State, merge};
+
+/// The cache-to step (`NIX_CACHE_TO`): `paths` signed and uploaded to `uri` from a store made
+/// of the package step's (`store`: the dependency layers) with the package's own paths
+/// (`own`: its sources and results), registered from the dependencies' `records` and the
+/// closure's `path_info`. Its output holds [`output::UPLOADED_FILE`]. Keyed by all of that:
+/// BuildKit skips it when nothing is new.
+pub struct Upload<'a> {
+    pub uri: &'a str,
+    pub paths: Vec<String>,
+    pub store: &'a State,
+    pub own: [&'a State; 2],
+    pub records: &'a str,
+    pub path_info: &'a str,
+}
+
+pub fn cache_to(upload: Upload, merge_op: bool, step: &NixStep, location: Option<Lines>) -> State {
+    let Upload { uri, paths, store, own, records, path_info } = upload;
+    let store = match merge_op {
+        true => merge::merge(
+            &[store.clone(), own[0].clone(), own[1].clone()],
+            "[internal] the store to upload",
+            location,
+        ),
+        false => own
+            .iter()
+            .fold(FileOp::on(store), |op, tree| op.copy_contents(tree, STEP_STORE_DIR, STEP_STORE_DIR, -1))
+            .at(location)
+            .build("[internal] the store to upload"),
+    };
+    let work = Work::CacheTo(spec::CacheTo { uri: uri.to_string(), paths });
+    let files = [(SPEC_RECORDS, records.as_bytes()), (SPEC_PATH_INFO, path_info.as_bytes())];
+    let mut exec = step.exec(false, StepStore::Own(&store), work, &files);
+    let meta = exec.output(META_DIR, &State::scratch());
+    exec.build(&format!("[{}] nix copy --to {uri}", step.label)).state(&meta)
+}
