@@ -89,7 +89,8 @@ on_engines! {
 
 on_engines! {
     /// The signing key is mounted in the upload step alone: a derivation of the same build
-    /// cannot read it (it is not there), and a missing key is an error that says what to pass.
+    /// cannot read it (it is not there), a co-tenant finds no trace of it, and a missing key is
+    /// an error that says what to pass.
     fn the_signing_key_reaches_no_derivation(engine) {
         let _engines = engine.shared();
         let world = World::on(engine);
@@ -110,6 +111,19 @@ on_engines! {
         assert!(saw.contains("nix-signing-key") && saw.contains("No such file"), "{saw}");
         let key = host.signing_key_text();
         assert!(!saw.contains(key.split(':').nth(1).unwrap().trim()), "{saw}");
+
+        // A co-tenant on the same builder, after the upload: whatever it builds finds no trace of
+        // the key in the store it shares, nor anywhere else in its step.
+        let body: String = key.split(':').nth(1).unwrap().trim().to_string();
+        let marker = &body[4..36];
+        let co = Fixture::from_dir("fleet-scan", "remote", "# syntax=org/nixfront\nFLAKE .#scan\n");
+        let (a, b) = marker.split_at(marker.len() / 2);
+        co.write("marker-a", a);
+        co.write("marker-b", b);
+        let scan = tag("fleet-scan", engine);
+        let run = engine.build(&co, &scan, &[]);
+        assert!(run.ok, "{engine:?}: {}", run.all());
+        assert_eq!(engine.run_image(&scan, &[]).stdout, "found: \n", "the co-tenant found the signing key");
 
         let missing = engine.build(&fx, &tag("fleet-nokey", engine), &["--build-arg", &cache_to, "--no-cache"]);
         assert!(!missing.ok, "uploaded without a signing key:\n{}", missing.all());

@@ -28,13 +28,7 @@ impl BuildHost {
         let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         let started = super::script("buildhost.sh", &["start"]);
         assert!(started.ok, "scripts/buildhost.sh start: {}", started.all());
-        let env = std::fs::read_to_string(super::engine::ci_root().join("buildhost/host.env")).unwrap();
-        let var = |name: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}=")))
-                .unwrap_or_else(|| panic!("host.env lacks {name}"))
-                .to_string()
-        };
+        let var = super::env_file(&super::engine::ci_root().join("buildhost/host.env"));
         BuildHost {
             uri: var("BUILDHOST_URI"),
             host_key: var("BUILDHOST_HOST_KEY"),

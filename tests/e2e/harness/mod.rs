@@ -130,6 +130,20 @@ impl Drop for Registry {
     }
 }
 
+/// The variables of a `NAME=value` file a script wrote (world.env, host.env): a lookup that
+/// names the file and the variable it lacks.
+pub fn env_file(path: &std::path::Path) -> impl Fn(&str) -> String + use<> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} is not there ({e}): run the script that writes it", path.display()));
+    let file = path.display().to_string();
+    move |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{file} lacks {name}"))
+            .to_string()
+    }
+}
+
 /// A unique image tag for one test on one engine with its builder.
 pub fn tag(test: &str, engine: Engine) -> String {
     format!("nixfront-e2e/{test}{}:{}", Builder::current().tag_suffix(), engine.name())

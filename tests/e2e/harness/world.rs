@@ -42,14 +42,7 @@ impl World {
     pub fn on(engine: Engine) -> World {
         let turn = TURNS[engine as usize].lock().unwrap_or_else(|e| e.into_inner());
         let root = super::engine::ci_root().join("nixworld");
-        let env = std::fs::read_to_string(root.join("world.env"))
-            .unwrap_or_else(|e| panic!("the Nix world is not there ({e}): run scripts/nixworld.sh"));
-        let var = |name: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}=")))
-                .unwrap_or_else(|| panic!("world.env lacks {name}"))
-                .to_string()
-        };
+        let var = super::env_file(&root.join("world.env"));
         World {
             url: var("NIXWORLD_URL"),
             key: var("NIXWORLD_KEY"),
