@@ -169,6 +169,13 @@ pub fn read_manifest(bytes: &[u8], version: u64) -> Result<Manifest> {
     Ok(manifest)
 }
 
+/// The path-info of a build step's manifest as the step wrote it (`nix path-info --json`, in
+/// either shape): what registers its paths in another store (the upload step's).
+pub fn manifest_path_info(bytes: &[u8]) -> Result<Value> {
+    let raw: RawManifest = serde_json::from_slice(bytes).context("reading the build manifest")?;
+    Ok(raw.path_info)
+}
+
 /// Parses the manifest JSON written by a build step, whatever its version.
 pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
     let raw: RawManifest = serde_json::from_slice(bytes).context("reading the build manifest")?;

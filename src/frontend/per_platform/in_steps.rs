@@ -151,9 +151,8 @@ pub async fn build_in_steps(
         }
     };
     let upload = shared.options.nix.cache_to.as_ref().map(|_| {
-        let path_info = serde_json::from_str::<serde_json::Value>(&answer.manifest)
-            .ok()
-            .and_then(|mut m| m.get_mut("pathInfo").map(serde_json::Value::take))
+        // Read once already (package_answer): it parses.
+        let path_info = closure::manifest_path_info(answer.manifest.as_bytes())
             .map(|v| v.to_string())
             .unwrap_or_default();
         let mut paths: Vec<String> =
