@@ -233,20 +233,12 @@ pub fn keep_what_the_paths_decide(value: &mut Value) {
 /// which Nix's hash parser takes in every form), NAR size, deriver (or an empty line), the
 /// number of references and each, the path's own included.
 pub fn registrations(value: &Value, skip: &std::collections::BTreeSet<String>) -> Result<String> {
-    let entries: Vec<(String, &Value)> = match value {
-        Value::Array(items) => {
-            items.iter().map(|item| (item["path"].as_str().unwrap_or_default().to_string(), item)).collect()
-        }
-        Value::Object(map) => map.iter().map(|(path, item)| (path.clone(), item)).collect(),
-        other => bail!("unexpected `nix path-info --json` output: {other}"),
-    };
     let mut text = String::new();
-    for (path, info) in entries {
+    for (path, raw) in path_info_entries(value)? {
         let path = full_store_path(&path)?;
         if skip.contains(&path) {
             continue;
         }
-        let raw: RawPathInfo = serde_json::from_value(info.clone())?;
         let Some(hash) = raw.nar_hash else { bail!("nix path-info gives {path} no narHash") };
         let deriver = raw
             .deriver
@@ -269,28 +261,8 @@ pub fn registrations(value: &Value, skip: &std::collections::BTreeSet<String>) -
 /// `nix path-info --json --recursive` output, in either shape, as a closure's store paths
 /// (sorted), every reference inside it.
 pub fn parse_path_info(value: Value) -> Result<Vec<StorePath>> {
-    let entries: Vec<(String, RawPathInfo)> = match value {
-        Value::Array(items) => items
-            .into_iter()
-            .map(|item| {
-                let info: RawPathInfo = serde_json::from_value(item)?;
-                let path = info.path.clone().unwrap_or_default();
-                Ok((path, info))
-            })
-            .collect::<Result<_, serde_json::Error>>()?,
-        Value::Object(map) => map
-            .into_iter()
-            .map(|(path, item)| {
-                if item.is_null() {
-                    bail!("nix path-info reports {path} as not valid");
-                }
-                Ok((path, serde_json::from_value(item)?))
-            })
-            .collect::<Result<_>>()?,
-        other => bail!("unexpected `nix path-info --json` output: {other}"),
-    };
     let mut paths = BTreeMap::new();
-    for (path, info) in entries {
+    for (path, info) in path_info_entries(&value)? {
         let path = full_store_path(&path)?;
         let mut references: Vec<String> =
             info.references.iter().map(|r| full_store_path(r)).collect::<Result<_>>()?;
@@ -311,6 +283,31 @@ pub fn parse_path_info(value: Value) -> Result<Vec<StorePath>> {
         }
     }
     Ok(paths.into_values().collect())
+}
+
+/// Each entry of `nix path-info --json` output, in either shape (an array of objects with a
+/// `path`, or an object keyed by path, `null` for a path that is not valid): the path as Nix
+/// wrote it and what it says of it.
+fn path_info_entries(value: &Value) -> Result<Vec<(String, RawPathInfo)>> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                let info = RawPathInfo::deserialize(item)?;
+                Ok((info.path.clone().unwrap_or_default(), info))
+            })
+            .collect(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(path, item)| {
+                if item.is_null() {
+                    bail!("nix path-info reports {path} as not valid");
+                }
+                Ok((path.clone(), RawPathInfo::deserialize(item)?))
+            })
+            .collect(),
+        other => bail!("unexpected `nix path-info --json` output: {other}"),
+    }
 }
 
 /// Accepts `/nix/store/<hash>-<name>` or a bare `<hash>-<name>`, and checks it is a plain
