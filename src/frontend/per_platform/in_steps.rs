@@ -21,6 +21,7 @@ use crate::plan::output::{
     self, DEPS_DB_FILE, DEPS_INFO_FILE, MANIFEST_FILE, PLAN_FILE, ROOTS_FILE, SINGLE_MANIFEST_VERSION,
     STEP_MANIFEST_VERSION,
 };
+use crate::plan::upload::Upload;
 use crate::plan::{Stage, derivation, steps};
 
 /// What a build gives the image: its closure, its layers, what the top layer copies, and the
@@ -42,18 +43,7 @@ pub struct Built {
     /// What the image root lacks (no CA bundle), for BuildKit's warnings.
     pub warnings: Vec<nixfile::Warning>,
     /// What `NIX_CACHE_TO` uploads from (built in steps only).
-    pub upload: Option<UploadSource>,
-}
-
-/// The store the cache-to step uploads from and what registers it: the package step's store
-/// (the dependency layers), the package's sources and results, the dependencies' records, the
-/// closure's path-info, and the paths (the closure's and the dependencies').
-pub struct UploadSource {
-    pub store: State,
-    pub own: [State; 2],
-    pub records: String,
-    pub path_info: String,
-    pub paths: Vec<String>,
+    pub upload: Option<Upload>,
 }
 
 /// The package's dependencies, as the package step and the image take them.
@@ -159,7 +149,7 @@ pub async fn build_in_steps(
             dep_paths.iter().chain(closure.paths.iter().map(|p| &p.path)).cloned().collect();
         paths.sort();
         paths.dedup();
-        UploadSource {
+        Upload {
             store: store.clone(),
             own: [package.sources.clone(), package.results.clone()],
             records: deps_db.to_string(),

@@ -29,6 +29,7 @@ use crate::image::{self, ConfigInputs};
 use crate::layers::{self, Extras, Layout};
 use crate::plan::output::{PACKAGES_FILE, UPLOADED_FILE};
 use crate::plan::steps;
+use crate::plan::upload::{self, Upload};
 use crate::sbom;
 
 /// The flake's `packages.<system>` and their descriptions, for the targets subrequest.
@@ -46,12 +47,12 @@ pub async fn packages(
 /// Signs and uploads the build's paths to `uri` (`NIX_CACHE_TO`), once the image is made: the
 /// cache-to step runs (or BuildKit finds it done: nothing new), and what it says is shown. A
 /// package built in one step has no store to upload from: said, and nothing uploaded.
-async fn upload(
+async fn upload_paths(
     shared: &Shared<'_>,
     gw: &mut Gateway,
     plan: &PlatformPlan,
     uri: &str,
-    source: Option<&in_steps::UploadSource>,
+    source: Option<&Upload>,
 ) -> Result<()> {
     let Some(source) = source else {
         let text = format!(
@@ -62,16 +63,7 @@ async fn upload(
         answers::note(shared, gw, &text).await;
         return Ok(());
     };
-    let upload = crate::plan::upload::Upload {
-        uri,
-        paths: source.paths.clone(),
-        store: &source.store,
-        own: [&source.own[0], &source.own[1]],
-        records: &source.records,
-        path_info: &source.path_info,
-    };
-    let state =
-        crate::plan::upload::cache_to(upload, shared.merge, &shared.step(plan), Some(plan.flake_lines));
+    let state = upload::cache_to(uri, source, shared.merge, &shared.step(plan), Some(plan.flake_lines));
     let what = || format!("uploading to {uri}");
     answers::read_step(shared, gw, plan, &state, [UPLOADED_FILE], what()).await?;
     Ok(())
@@ -148,7 +140,7 @@ pub async fn image(shared: &Shared<'_>, gw: &mut Gateway, plan: &PlatformPlan) -
     let rootfs = at_lines(shared.solve(gw, &state).await.context("assembling the image"), plan.flake_lines)?;
     let summary = answers::show_summary(shared, gw, plan, layer_names.len(), closure).await;
     if let Some(uri) = &options.nix.cache_to {
-        upload(shared, gw, plan, uri, built.upload.as_ref()).await?;
+        upload_paths(shared, gw, plan, uri, built.upload.as_ref()).await?;
     }
     let sbom = match sbom.filter(|_| attest) {
         Some(document) => {
