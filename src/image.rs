@@ -195,7 +195,9 @@ pub fn image_config(inputs: &ConfigInputs) -> Result<Vec<u8>> {
     if !inputs.platform.variant.is_empty() {
         image["variant"] = json!(inputs.platform.variant);
     }
-    if let Some(memo) = Some(inputs.memo).filter(|m| !m.is_empty()).and_then(|m| m.to_config_value()) {
+    if !inputs.memo.is_empty()
+        && let Some(memo) = inputs.memo.to_config_value()
+    {
         image[crate::memo::CONFIG_FIELD] = memo;
     }
     if let Some(record) = crate::previous::record(inputs.closure) {

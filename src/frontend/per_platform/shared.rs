@@ -1,7 +1,8 @@
 //! What every platform's build shares, resolved once before any platform is built: the
 //! builder image, the context, the memo of earlier builds and the image each platform is
-//! compared with, BuildKit's capabilities, the frontend's own image and the build's id. A plain value: the steps of each platform are made
-//! from it and the platform's plan ([`Shared::step`]).
+//! compared with, BuildKit's capabilities, the frontend's own image and the build's id. A
+//! plain value: the steps of each platform are made from it and the platform's plan
+//! ([`Shared::step`]).
 
 use anyhow::{Context, Result};
 use bollard_buildkit_proto::pb;
